@@ -1,0 +1,33 @@
+//! Everything generated code names, under one absolute path: `::orm_core::__private::…`.
+
+pub use diesel;
+pub use std::option::Option;
+pub use std::result::Result;
+pub use std::vec::Vec;
+
+pub use crate::backend::{AllBackends, KeyValue};
+pub use crate::model::{
+    field_at, AsKey, Decode, Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor,
+    Strategy,
+};
+pub use crate::rel::{Rel, Shape};
+
+pub use crate::__for_each_backend as for_each_backend;
+
+/// Compile-time check that a column of SQL type `ST` holds keys of type `K`.
+#[allow(clippy::extra_unused_type_parameters)]
+pub fn assert_key_column<ST, K>()
+where
+    K: crate::backend::KeyValue + diesel::deserialize::FromSql<ST, diesel::sqlite::Sqlite>,
+    diesel::sqlite::Sqlite: diesel::sql_types::HasSqlType<ST>,
+{
+}
+
+/// Expands `$mac!(Backend)` once per backend this build of orm-core supports.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_backend {
+    ($mac:ident) => {
+        $mac!(::orm_core::__private::diesel::sqlite::Sqlite);
+    };
+}

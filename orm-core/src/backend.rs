@@ -1,0 +1,115 @@
+//! What differs between database backends: key binding, key decoding, bind limits.
+//!
+//! The runtime is generic over [`OrmBackend`]; generated code implements
+//! [`Decode`](crate::model::Decode) generically over diesel backends, and the
+//! [`AllBackends`] bundle asks for it on every backend this build of `orm-core` enables.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use diesel::backend::Backend;
+use diesel::deserialize::{self, FromSql};
+use diesel::query_builder::AstPass;
+use diesel::row::{Field, Row};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Integer, SingleValue, SmallInt, SqlType, Text};
+use diesel::sqlite::Sqlite;
+use diesel::QueryResult;
+
+use crate::model::{Decode, Model};
+
+/// A Rust type usable as a primary or foreign key, with the SQL type it binds as.
+pub trait SqlKey {
+    /// The diesel SQL type of the key column.
+    type SqlType: SqlType + SingleValue;
+}
+
+impl SqlKey for i16 {
+    type SqlType = SmallInt;
+}
+impl SqlKey for i32 {
+    type SqlType = Integer;
+}
+impl SqlKey for i64 {
+    type SqlType = BigInt;
+}
+impl SqlKey for String {
+    type SqlType = Text;
+}
+
+/// Binding and decoding a key on one backend.
+pub trait KeyFor<DB: Backend>: Sized {
+    /// Pushes `self` as a bound parameter.
+    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>;
+    /// Decodes a key from a raw value; `None` for SQL `NULL`.
+    fn decode(value: Option<DB::RawValue<'_>>) -> deserialize::Result<Option<Self>>;
+}
+
+impl<DB, K> KeyFor<DB> for K
+where
+    DB: Backend + HasSqlType<K::SqlType>,
+    K: SqlKey + ToSql<K::SqlType, DB> + FromSql<K::SqlType, DB>,
+{
+    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_bind_param::<K::SqlType, K>(self)
+    }
+
+    fn decode(value: Option<DB::RawValue<'_>>) -> deserialize::Result<Option<Self>> {
+        value.map(K::from_sql).transpose()
+    }
+}
+
+/// A key type: hashable, ordered, and bindable and decodable on every enabled backend.
+pub trait KeyValue:
+    SqlKey + Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static + KeyFor<Sqlite>
+{
+}
+
+impl<K> KeyValue for K where
+    K: SqlKey + Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static + KeyFor<Sqlite>
+{
+}
+
+/// The bundle of per-backend decoders every [`Model`] provides.
+pub trait AllBackends: Decode<Sqlite> {}
+
+impl<M: Decode<Sqlite>> AllBackends for M {}
+
+/// A diesel backend the runtime can load graphs on.
+pub trait OrmBackend: Backend + Sized + 'static {
+    /// How many keys one `IN (...)` list may hold, leaving room for the statement's other binds.
+    const MAX_KEYS_PER_STATEMENT: usize;
+
+    /// Pushes a key as a bound parameter.
+    fn push_key<'b, K: KeyValue>(key: &'b K, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()>;
+
+    /// Reads the key at column `index`; `Ok(None)` when it is `NULL`.
+    fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(
+        row: &R,
+        index: usize,
+    ) -> deserialize::Result<Option<K>>;
+
+    /// Decodes the model whose first column is at `offset`.
+    fn decode<'a, M: Model, R: Row<'a, Self>>(row: &R, offset: usize) -> deserialize::Result<M>;
+}
+
+impl OrmBackend for Sqlite {
+    // Bundled SQLite allows 32,766 bound parameters; keep headroom for the query's own binds.
+    const MAX_KEYS_PER_STATEMENT: usize = 32_000;
+
+    fn push_key<'b, K: KeyValue>(key: &'b K, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()> {
+        <K as KeyFor<Sqlite>>::push_bind(key, out)
+    }
+
+    fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(
+        row: &R,
+        index: usize,
+    ) -> deserialize::Result<Option<K>> {
+        let field = Row::get(row, index).ok_or("column index out of range")?;
+        <K as KeyFor<Sqlite>>::decode(field.value())
+    }
+
+    fn decode<'a, M: Model, R: Row<'a, Self>>(row: &R, offset: usize) -> deserialize::Result<M> {
+        <M as Decode<Sqlite>>::decode_at(row, offset)
+    }
+}

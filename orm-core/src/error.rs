@@ -1,0 +1,125 @@
+//! The runtime's one error type.
+
+use std::fmt;
+
+/// Result alias used across `orm-core`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while querying or loading relations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The relation was not loaded and cannot be loaded here: it uses (or was set to) `raise`,
+    /// or it was read with [`Rel::get`](crate::Rel::get), which never runs SQL.
+    #[error("relation `{model}.{relation}` {reason}")]
+    NotLoaded {
+        /// The model that owns the relation.
+        model: &'static str,
+        /// The relation's field name.
+        relation: &'static str,
+        /// Why it was not loaded.
+        reason: NotLoadedReason,
+    },
+
+    /// A non-optional relation (`Rel<T>`) found no related row: the foreign key dangles.
+    #[error(
+        "relation `{model}.{relation}` is not optional but no `{target}` row matches key {key}"
+    )]
+    Dangling {
+        /// The model that owns the relation.
+        model: &'static str,
+        /// The relation's field name.
+        relation: &'static str,
+        /// The related model.
+        target: &'static str,
+        /// The key that matched nothing, as text.
+        key: String,
+    },
+
+    /// A column value could not be decoded into its field.
+    #[error("cannot decode column `{column}` of `{model}`: {source}")]
+    Decode {
+        /// The model being decoded.
+        model: &'static str,
+        /// The column that failed.
+        column: &'static str,
+        /// What diesel or the value reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The database rejected a statement; `sql` is the statement that failed.
+    #[error("database error: {source}\n  in statement: {sql}")]
+    Database {
+        /// The SQL text of the failing statement, with placeholders for the bound values.
+        sql: String,
+        /// diesel's error.
+        #[source]
+        source: diesel::result::Error,
+    },
+}
+
+/// Why a relation read returned [`Error::NotLoaded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotLoadedReason {
+    /// The relation's strategy is `raise` for this object (its default, or a query option).
+    Raise,
+    /// The value was read without a session ([`Rel::get`](crate::Rel::get)), which never runs SQL.
+    NoSession,
+}
+
+impl fmt::Display for NotLoadedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotLoadedReason::Raise => {
+                "uses `raise` and was not loaded: load it with `joined(..)` or `selectin(..)`"
+            }
+            NotLoadedReason::NoSession => {
+                "was not loaded: read it with `.load(rel, &mut session)` or load it eagerly"
+            }
+        })
+    }
+}
+
+/// A decode failure inside diesel's row callback, carried out through diesel's error type.
+#[derive(Debug)]
+pub(crate) struct DecodeFailure {
+    pub(crate) model: &'static str,
+    pub(crate) column: &'static str,
+    pub(crate) source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl fmt::Display for DecodeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot decode `{}.{}`: {}",
+            self.model, self.column, self.source
+        )
+    }
+}
+
+impl std::error::Error for DecodeFailure {}
+
+impl Error {
+    /// Wraps a diesel error raised by `sql`, unpacking decode failures into [`Error::Decode`].
+    pub(crate) fn from_diesel(source: diesel::result::Error, sql: impl FnOnce() -> String) -> Self {
+        match source {
+            diesel::result::Error::DeserializationError(inner) => {
+                match inner.downcast::<DecodeFailure>() {
+                    Ok(f) => Error::Decode {
+                        model: f.model,
+                        column: f.column,
+                        source: f.source,
+                    },
+                    Err(inner) => Error::Database {
+                        sql: sql(),
+                        source: diesel::result::Error::DeserializationError(inner),
+                    },
+                }
+            }
+            source => Error::Database { sql: sql(), source },
+        }
+    }
+}

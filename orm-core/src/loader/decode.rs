@@ -1,0 +1,279 @@
+//! Positional decoding of one statement's rows into the object graph.
+//!
+//! diesel's `QueryableByName::build` has no context argument, so the decoder of the running
+//! statement sits in a thread-local for the duration of `load` (see [`with_decoder`]). Each
+//! row is read left to right along the plan: a node's key column first (`NULL` means no related
+//! row), then the identity map (a row already held is not decoded again), then the fields.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use diesel::deserialize::{self, QueryableByName};
+use diesel::row::{NamedRow, Row};
+
+use crate::backend::{KeyValue, OrmBackend};
+use crate::error::Error;
+use crate::model::{Model, Relation, RelationVisitor};
+use crate::plan::PlanNode;
+use crate::rel::Shape;
+use crate::session::IdentityMap;
+
+thread_local! {
+    static DECODER: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// The first column of a linked (many-to-many selectin) row: the parent key it belongs to.
+pub(crate) trait RowLink: Clone + Eq + Hash + 'static {
+    /// Reads the link from the row; `()` reads nothing.
+    fn read<'a, DB: OrmBackend, R: Row<'a, DB>>(row: &R) -> deserialize::Result<Self>;
+}
+
+impl RowLink for () {
+    fn read<'a, DB: OrmBackend, R: Row<'a, DB>>(_: &R) -> deserialize::Result<()> {
+        Ok(())
+    }
+}
+
+/// A link column holding a key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct LinkKey<K>(pub(crate) K);
+
+impl<K: KeyValue> RowLink for LinkKey<K> {
+    fn read<'a, DB: OrmBackend, R: Row<'a, DB>>(row: &R) -> deserialize::Result<Self> {
+        DB::key_at::<K, R>(row, 0)?
+            .map(LinkKey)
+            .ok_or_else(|| "NULL key in association table".into())
+    }
+}
+
+/// The decoding state of one statement whose root model is `M`.
+pub(crate) struct Decoder<M: Model, L> {
+    plan: Arc<PlanNode>,
+    pub(crate) identity: IdentityMap,
+    /// Joined collections being gathered, by plan node id.
+    pending: Vec<Option<Box<dyn PendingFill>>>,
+    pub(crate) roots: Vec<(L, Arc<M>)>,
+    /// Roots already returned, when joins can repeat them.
+    seen: Option<HashSet<(L, M::Key)>>,
+    pub(crate) error: Option<Error>,
+}
+
+impl<M: Model, L: RowLink> Decoder<M, L> {
+    pub(crate) fn new(plan: Arc<PlanNode>, identity: IdentityMap) -> Self {
+        let seen = plan.multiplies_rows().then(HashSet::new);
+        let pending = (0..plan.node_count()).map(|_| None).collect();
+        Decoder {
+            plan,
+            identity,
+            pending,
+            roots: Vec::new(),
+            seen,
+            error: None,
+        }
+    }
+
+    fn row<'a, DB: OrmBackend, R: Row<'a, DB>>(&mut self, row: &R) -> deserialize::Result<()> {
+        let link = L::read::<DB, R>(row)?;
+        let mut state = State {
+            identity: &mut self.identity,
+            pending: &mut self.pending,
+            error: &mut self.error,
+        };
+        let Some(object) = decode_node::<DB, R, M>(row, &self.plan, &mut state)? else {
+            return Err("the root row has a NULL primary key".into());
+        };
+        if let Some(seen) = &mut self.seen {
+            if !seen.insert((link.clone(), object.key().clone())) {
+                return Ok(());
+            }
+        }
+        self.roots.push((link, object));
+        Ok(())
+    }
+
+    /// Fills the joined collections gathered over all rows.
+    pub(crate) fn finish(&mut self) {
+        for pending in self.pending.iter_mut().filter_map(Option::take) {
+            pending.finish();
+        }
+    }
+}
+
+/// Runs `load` with `decoder` installed for [`RowSink`], and gives the decoder back.
+pub(crate) fn with_decoder<M: Model, L: RowLink, T>(
+    decoder: Decoder<M, L>,
+    load: impl FnOnce() -> T,
+) -> (Decoder<M, L>, T) {
+    let previous = DECODER.with(|cell| cell.borrow_mut().replace(Box::new(decoder)));
+    let result = load();
+    let decoder = DECODER.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), previous));
+    let decoder = decoder
+        .and_then(|d| d.downcast::<Decoder<M, L>>().ok())
+        .expect("the decoder installed by with_decoder is still in place");
+    (*decoder, result)
+}
+
+/// What the statement's rows are loaded as: nothing, the graph is built in the decoder.
+pub(crate) struct RowSink<M, L>(PhantomData<fn() -> (M, L)>);
+
+impl<DB: OrmBackend, M: Model, L: RowLink> QueryableByName<DB> for RowSink<M, L> {
+    fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
+        DECODER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let decoder = slot
+                .as_mut()
+                .and_then(|d| d.downcast_mut::<Decoder<M, L>>())
+                .ok_or("orm-core: a graph row was decoded outside of its load")?;
+            decoder.row::<DB, _>(row)?;
+            Ok(RowSink(PhantomData))
+        })
+    }
+}
+
+struct State<'s> {
+    identity: &'s mut IdentityMap,
+    pending: &'s mut [Option<Box<dyn PendingFill>>],
+    error: &'s mut Option<Error>,
+}
+
+/// Decodes the model of `node` and its joined relations; `None` when its key is `NULL`.
+fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
+    row: &R,
+    node: &PlanNode,
+    state: &mut State<'_>,
+) -> deserialize::Result<Option<Arc<T>>> {
+    let Some(key) = DB::key_at::<T::Key, R>(row, node.offset + T::KEY_COLUMN)? else {
+        return Ok(None);
+    };
+    let map = state.identity.model::<T>();
+    let object = match map.get(&key) {
+        Some(held) => held,
+        None => {
+            let object = Arc::new(DB::decode::<T, R>(row, node.offset)?);
+            map.insert(key, &object);
+            object
+        }
+    };
+    for child in &node.joined {
+        let visitor = JoinRow {
+            row,
+            node: &child.node,
+            parent: &object,
+            state,
+            _db: PhantomData,
+        };
+        T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
+    }
+    for &(relation, raise) in &node.unloaded {
+        if raise {
+            T::visit_relation(relation, MarkRaise { parent: &object });
+        }
+    }
+    Ok(Some(object))
+}
+
+struct JoinRow<'r, 's, 't, R, P, DB> {
+    row: &'r R,
+    node: &'r PlanNode,
+    parent: &'r Arc<P>,
+    state: &'s mut State<'t>,
+    _db: PhantomData<DB>,
+}
+
+impl<'a, P: Model, DB: OrmBackend, R: Row<'a, DB>> RelationVisitor<P>
+    for JoinRow<'_, '_, '_, R, P, DB>
+{
+    type Output = deserialize::Result<()>;
+
+    fn visit<Rl: Relation<Parent = P>>(self) -> deserialize::Result<()> {
+        let target = decode_node::<DB, R, Rl::Target>(self.row, self.node, self.state)?;
+        let slot = Rl::slot(self.parent);
+        if slot.is_loaded() {
+            return Ok(());
+        }
+        if <Rl::Shape as Shape>::COLLECTION {
+            let pending = self.state.pending[self.node.id]
+                .get_or_insert_with(|| Box::new(Collect::<Rl>(HashMap::new())));
+            let collect = pending
+                .as_any_mut()
+                .downcast_mut::<Collect<Rl>>()
+                .expect("a plan node gathers one relation");
+            let (_, rows) = collect
+                .0
+                .entry(Arc::as_ptr(self.parent) as usize)
+                .or_insert_with(|| (Arc::clone(self.parent), Vec::new()));
+            rows.extend(target);
+            return Ok(());
+        }
+        match <Rl::Shape as Shape>::from_row(target) {
+            Some(value) => slot.fill(value),
+            None => {
+                *self.state.error = Some(dangling::<Rl>(self.parent));
+                return Err("dangling foreign key".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error for a required relation whose key matched no row.
+pub(crate) fn dangling<Rl: Relation>(parent: &Rl::Parent) -> Error {
+    let info = Rl::info();
+    Error::Dangling {
+        model: <Rl::Parent as Model>::NAME,
+        relation: info.name,
+        target: info.target,
+        key: match Rl::parent_key(parent) {
+            Some(key) => format!("{key:?}"),
+            None => "NULL".to_owned(),
+        },
+    }
+}
+
+struct MarkRaise<'p, P> {
+    parent: &'p Arc<P>,
+}
+
+impl<P: Model> RelationVisitor<P> for MarkRaise<'_, P> {
+    type Output = ();
+
+    fn visit<Rl: Relation<Parent = P>>(self) {
+        Rl::slot(self.parent).set_raise(true);
+    }
+}
+
+/// A joined collection gathered across rows, filled once the statement is read.
+trait PendingFill: Any {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn finish(self: Box<Self>);
+}
+
+/// Rows of relation `Rl` per parent (keyed by the parent's address; the `Arc` keeps it alive).
+type Gathered<P, T> = HashMap<usize, (Arc<P>, Vec<Arc<T>>)>;
+
+struct Collect<Rl: Relation>(Gathered<Rl::Parent, Rl::Target>);
+
+impl<Rl: Relation> PendingFill for Collect<Rl> {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn finish(self: Box<Self>) {
+        for (_, (parent, rows)) in self.0 {
+            fill_collection::<Rl>(&parent, rows);
+        }
+    }
+}
+
+/// Fills a collection slot with `rows` in key order, each row once.
+pub(crate) fn fill_collection<Rl: Relation>(parent: &Rl::Parent, mut rows: Vec<Arc<Rl::Target>>) {
+    rows.sort_by(|a, b| a.key().cmp(b.key()));
+    rows.dedup_by(|a, b| a.key() == b.key());
+    if let Some(value) = <Rl::Shape as Shape>::from_rows(rows) {
+        Rl::slot(parent).fill(value);
+    }
+}

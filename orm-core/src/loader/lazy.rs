@@ -1,0 +1,71 @@
+//! `select` (lazy) and `raise`: reading one relation of one object through the session.
+
+use std::any::Any;
+
+use crate::error::{Error, NotLoadedReason, Result};
+use crate::model::{Model, Relation, RelationKind};
+use crate::options::OptionTree;
+use crate::rel::Shape;
+use crate::session::{Session, SessionConnection};
+
+use super::selectin::{load_relation, plan_for};
+
+/// Reads `R` on `parent`, loading it first if needed (see [`Model::load`]).
+pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
+    parent: &'p R::Parent,
+    session: &mut Session<'_, C>,
+) -> Result<<R::Shape as Shape>::View<'p>> {
+    let slot = R::slot(parent);
+    if let Some(view) = slot.get() {
+        return Ok(view);
+    }
+    if slot.is_raise() {
+        return Err(not_loaded::<R>(NotLoadedReason::Raise));
+    }
+    if !held_target::<R, C>(parent, session)? {
+        let plan = plan_for::<R>(&OptionTree::default(), &mut Vec::new());
+        if plan.has_deferred() {
+            session.transaction(|s| load_relation::<R, C>(s, &[parent], plan))?;
+        } else {
+            load_relation::<R, C>(session, &[parent], plan)?;
+        }
+    }
+    slot.get()
+        .ok_or_else(|| not_loaded::<R>(NotLoadedReason::NoSession))
+}
+
+/// Fills a many-to-one from the identity map when the session holds its target (or its key is
+/// `NULL`), without SQL. Returns whether the slot is now filled.
+fn held_target<R: Relation, C: SessionConnection>(
+    parent: &R::Parent,
+    session: &mut Session<'_, C>,
+) -> Result<bool> {
+    if R::info().kind != RelationKind::BelongsTo {
+        return Ok(false);
+    }
+    let target = match R::parent_key(parent) {
+        None => None,
+        // For a many-to-one the join key is the target's primary key.
+        Some(key) => match (key as &dyn Any).downcast_ref::<<R::Target as Model>::Key>() {
+            Some(key) => match session.identity.get::<R::Target>(key) {
+                Some(held) => Some(held),
+                None => return Ok(false),
+            },
+            None => return Ok(false),
+        },
+    };
+    match <R::Shape as Shape>::from_row(target) {
+        Some(value) => R::slot(parent).fill(value),
+        None => return Err(super::decode::dangling::<R>(parent)),
+    }
+    Ok(true)
+}
+
+/// The error for reading `R` while it is not loaded.
+pub(crate) fn not_loaded<R: Relation>(reason: NotLoadedReason) -> Error {
+    Error::NotLoaded {
+        model: <R::Parent as Model>::NAME,
+        relation: R::info().name,
+        reason,
+    }
+}

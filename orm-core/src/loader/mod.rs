@@ -1,0 +1,148 @@
+//! Running a plan: the statement with its joins, then the `selectin` statements level by level.
+
+pub(crate) mod decode;
+pub(crate) mod lazy;
+pub(crate) mod selectin;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use diesel::RunQueryDsl;
+
+use crate::error::Result;
+use crate::model::{Model, Relation, RelationVisitor};
+use crate::options::OptionTree;
+use crate::plan::{PlanBuilder, PlanNode};
+use crate::rel::Shape;
+use crate::session::{Db, Session, SessionConnection};
+use crate::sql::{Fragment, SelectGraph, ThroughLink};
+
+use self::decode::{with_decoder, Decoder, RowLink, RowSink};
+
+/// The parts of a statement that come from the query rather than from the plan.
+pub(crate) struct Statement<DB> {
+    pub(crate) filters: Vec<Fragment<DB>>,
+    pub(crate) order: Vec<Fragment<DB>>,
+    pub(crate) limit: Option<i64>,
+    pub(crate) offset: Option<i64>,
+}
+
+impl<DB> Statement<DB> {
+    pub(crate) fn filtered(filter: Fragment<DB>) -> Self {
+        Statement {
+            filters: vec![filter],
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+        }
+    }
+}
+
+/// Loads the roots of a query and everything its plan loads eagerly.
+pub(crate) fn load_root<M: Model, C: SessionConnection>(
+    session: &mut Session<'_, C>,
+    statement: Statement<Db<C>>,
+    options: &OptionTree,
+) -> Result<Vec<Arc<M>>> {
+    let plan = Arc::new(PlanBuilder::new(0).root::<M>(options, &mut Vec::new()));
+    let run = |session: &mut Session<'_, C>| {
+        let roots = fetch::<M, (), C>(session, Arc::clone(&plan), statement, None)?;
+        let roots: Vec<Arc<M>> = roots.into_iter().map(|((), object)| object).collect();
+        load_deferred::<M, C>(session, &plan, &roots)?;
+        Ok(roots)
+    };
+    if plan.has_deferred() {
+        // Several statements: read them in one transaction so the graph is one snapshot.
+        session.transaction(run)
+    } else {
+        run(session)
+    }
+}
+
+/// Runs one statement over `plan` and returns its roots, each with its link column.
+pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
+    session: &mut Session<'_, C>,
+    plan: Arc<PlanNode>,
+    statement: Statement<Db<C>>,
+    link: Option<ThroughLink>,
+) -> Result<Vec<(L, Arc<M>)>> {
+    let cacheable = link.is_none();
+    let query = SelectGraph {
+        plan: &plan,
+        link,
+        filters: statement.filters,
+        order: statement.order,
+        limit: statement.limit,
+        offset: statement.offset,
+        cacheable,
+    };
+    let identity = std::mem::take(&mut session.identity);
+    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity);
+    let (mut decoder, result) =
+        with_decoder(decoder, || query.load::<RowSink<M, L>>(session.conn()));
+    session.identity = std::mem::take(&mut decoder.identity);
+    if let Some(error) = decoder.error.take() {
+        return Err(error);
+    }
+    result.map_err(|e| session.db_error(e))?;
+    decoder.finish();
+    Ok(std::mem::take(&mut decoder.roots))
+}
+
+/// Runs the `selectin` loads of `node` and of its joined descendants, for `objects`.
+pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
+    session: &mut Session<'_, C>,
+    node: &PlanNode,
+    objects: &[Arc<T>],
+) -> Result<()> {
+    if objects.is_empty() || !node.has_deferred() {
+        return Ok(());
+    }
+    for deferred in &node.deferred {
+        let visitor = selectin::Selectin {
+            session: &mut *session,
+            parents: objects,
+            deferred,
+        };
+        T::visit_relation(deferred.relation, visitor).unwrap_or(Ok(()))?;
+    }
+    for child in &node.joined {
+        if child.node.has_deferred() {
+            let visitor = Descend {
+                session: &mut *session,
+                parents: objects,
+                node: &child.node,
+            };
+            T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Follows a joined relation to run the `selectin` loads below it.
+struct Descend<'a, 'c, P, C: SessionConnection> {
+    session: &'a mut Session<'c, C>,
+    parents: &'a [Arc<P>],
+    node: &'a PlanNode,
+}
+
+impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C> {
+    type Output = Result<()>;
+
+    fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
+        let children = related::<R>(self.parents);
+        load_deferred::<R::Target, C>(self.session, self.node, &children)
+    }
+}
+
+/// The distinct objects the loaded `R` slots of `parents` point to.
+pub(crate) fn related<R: Relation>(parents: &[Arc<R::Parent>]) -> Vec<Arc<R::Target>> {
+    let mut seen = HashSet::new();
+    parents
+        .iter()
+        .filter_map(|p| R::slot(p).stored())
+        .flat_map(|stored| <R::Shape as Shape>::rows(stored))
+        .filter(|child| seen.insert(Arc::as_ptr(child) as usize))
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,157 @@
+//! `selectin`: one `WHERE key IN (...)` statement per relation (per chunk of keys) for all the
+//! parents at once. Lazy loads use the same path with a single parent.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::backend::OrmBackend;
+use crate::error::Result;
+use crate::model::{Link, Model, Relation, RelationVisitor};
+use crate::options::OptionTree;
+use crate::plan::{Deferred, PathStep, PlanBuilder, PlanNode};
+use crate::rel::Shape;
+use crate::session::{Db, Session, SessionConnection};
+use crate::sql::{KeyIn, ThroughLink, LINK_ALIAS};
+
+use super::decode::{dangling, fill_collection, LinkKey};
+use super::{fetch, load_deferred, Statement};
+
+/// Runs a deferred `selectin` load of one relation for `parents`.
+pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
+    pub(crate) session: &'a mut Session<'c, C>,
+    pub(crate) parents: &'a [Arc<P>],
+    pub(crate) deferred: &'a Deferred,
+}
+
+impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, C> {
+    type Output = Result<()>;
+
+    fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
+        let plan = plan_for::<R>(&self.deferred.options, &mut self.deferred.path.clone());
+        let parents: Vec<&P> = self.parents.iter().map(|p| &**p).collect();
+        load_relation::<R, C>(self.session, &parents, plan)
+    }
+}
+
+/// The plan of the statement that loads `R`'s targets.
+pub(crate) fn plan_for<R: Relation>(
+    options: &OptionTree,
+    path: &mut Vec<PathStep>,
+) -> Arc<PlanNode> {
+    let first_column = usize::from(matches!(R::info().link, Link::Through { .. }));
+    Arc::new(PlanBuilder::new(first_column).root::<R::Target>(options, path))
+}
+
+/// Loads relation `R` of every parent whose slot is not loaded yet, with `plan` for the targets.
+pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
+    session: &mut Session<'_, C>,
+    parents: &[&R::Parent],
+    plan: Arc<PlanNode>,
+) -> Result<()> {
+    let pending: Vec<&R::Parent> = parents
+        .iter()
+        .copied()
+        .filter(|p| !R::slot(p).is_loaded())
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    let keys: Vec<R::JoinKey> = pending
+        .iter()
+        .filter_map(|p| R::parent_key(p))
+        .filter(|k| seen.insert(*k))
+        .cloned()
+        .collect();
+
+    let (found, targets) = fetch_targets::<R, C>(session, &plan, &keys)?;
+    for parent in pending {
+        let rows = R::parent_key(parent).and_then(|k| found.get(k));
+        if <R::Shape as Shape>::COLLECTION {
+            fill_collection::<R>(parent, rows.cloned().unwrap_or_default());
+        } else {
+            let first = rows.and_then(|rows| rows.iter().min_by(|a, b| a.key().cmp(b.key())));
+            match <R::Shape as Shape>::from_row(first.cloned()) {
+                Some(value) => R::slot(parent).fill(value),
+                None => return Err(dangling::<R>(parent)),
+            }
+        }
+    }
+    load_deferred::<R::Target, C>(session, &plan, &targets)
+}
+
+/// The targets matching `keys`, grouped by join key, and each distinct target once.
+type Found<R> = (
+    HashMap<<R as Relation>::JoinKey, Vec<Arc<<R as Relation>::Target>>>,
+    Vec<Arc<<R as Relation>::Target>>,
+);
+
+fn fetch_targets<R: Relation, C: SessionConnection>(
+    session: &mut Session<'_, C>,
+    plan: &Arc<PlanNode>,
+    keys: &[R::JoinKey],
+) -> Result<Found<R>> {
+    let target_table = <R::Target as Model>::TABLE;
+    let target_key = <R::Target as Model>::COLUMNS[<R::Target as Model>::KEY_COLUMN];
+    let mut found: HashMap<R::JoinKey, Vec<Arc<R::Target>>> = HashMap::with_capacity(keys.len());
+    let mut targets = Vec::new();
+    let mut distinct = HashSet::new();
+    let mut add = |key: R::JoinKey, target: Arc<R::Target>| {
+        if distinct.insert(Arc::as_ptr(&target) as usize) {
+            targets.push(Arc::clone(&target));
+        }
+        found.entry(key).or_default().push(target);
+    };
+    for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
+        match R::info().link {
+            Link::Through {
+                table,
+                parent_column,
+                target_column,
+            } => {
+                let filter = KeyIn {
+                    table: LINK_ALIAS,
+                    column: parent_column,
+                    keys: chunk.to_vec(),
+                };
+                let link = ThroughLink {
+                    table,
+                    parent_column,
+                    target_column,
+                };
+                let rows = fetch::<R::Target, LinkKey<R::JoinKey>, C>(
+                    session,
+                    Arc::clone(plan),
+                    Statement::filtered(Box::new(filter)),
+                    Some(link),
+                )?;
+                for (LinkKey(key), target) in rows {
+                    add(key, target);
+                }
+            }
+            Link::ParentColumn(_) | Link::TargetColumn(_) => {
+                let column = match R::info().link {
+                    Link::TargetColumn(column) => column,
+                    _ => target_key,
+                };
+                let filter = KeyIn {
+                    table: target_table,
+                    column,
+                    keys: chunk.to_vec(),
+                };
+                let rows = fetch::<R::Target, (), C>(
+                    session,
+                    Arc::clone(plan),
+                    Statement::filtered(Box::new(filter)),
+                    None,
+                )?;
+                for ((), target) in rows {
+                    if let Some(key) = R::target_key(&target) {
+                        add(key.clone(), target);
+                    }
+                }
+            }
+        }
+    }
+    Ok((found, targets))
+}

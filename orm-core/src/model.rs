@@ -1,0 +1,221 @@
+//! The traits `#[derive(Model)]` implements, and the static description of relations.
+
+use diesel::backend::Backend;
+use diesel::deserialize::{self, FromSql};
+use diesel::row::{Field, Row};
+
+use crate::backend::{AllBackends, KeyValue};
+use crate::error::DecodeFailure;
+use crate::rel::{Rel, Shape};
+
+/// A struct mapped to a diesel `table!`, with its relations. Implemented by `#[derive(Model)]`.
+pub trait Model: AllBackends + Sized + Send + Sync + 'static {
+    /// The primary key's Rust type.
+    type Key: KeyValue;
+
+    /// The struct's name, for messages.
+    const NAME: &'static str;
+    /// The SQL table name.
+    const TABLE: &'static str;
+    /// The SQL column names, in field order; the row decoder reads them by position.
+    const COLUMNS: &'static [&'static str];
+    /// The index of the primary key in [`Model::COLUMNS`].
+    const KEY_COLUMN: usize;
+    /// The relations, in field order; a relation's [`Relation::INDEX`] points in here.
+    const RELATIONS: &'static [RelationInfo];
+
+    /// The primary key of this row.
+    fn key(&self) -> &Self::Key;
+
+    /// Calls `visitor` with the relation type at `index` of [`Model::RELATIONS`].
+    #[doc(hidden)]
+    fn visit_relation<V: RelationVisitor<Self>>(index: usize, visitor: V) -> Option<V::Output>;
+
+    /// A query over this model's table.
+    fn query<DB: crate::OrmBackend>() -> crate::Query<Self, DB> {
+        crate::Query::new()
+    }
+
+    /// Reads relation `rel`, running its lazy load through `session` if it is not loaded yet.
+    ///
+    /// A loaded relation is returned with no SQL. An unloaded one runs one statement
+    /// (none for a many-to-one whose target the session already holds), or returns
+    /// [`Error::NotLoaded`](crate::Error::NotLoaded) if its strategy is `raise`.
+    fn load<'s, R, C>(
+        &'s self,
+        rel: R,
+        session: &mut crate::Session<'_, C>,
+    ) -> crate::Result<<R::Shape as Shape>::View<'s>>
+    where
+        R: Relation<Parent = Self>,
+        C: crate::session::SessionConnection,
+    {
+        let _ = rel;
+        crate::loader::lazy::load::<R, C>(self, session)
+    }
+}
+
+/// Positional row decoding on backend `DB`. Implemented by `#[derive(Model)]` for every
+/// backend whose SQL types the fields can hold.
+pub trait Decode<DB: Backend>: Sized {
+    /// Decodes the model whose first column is at `offset` of `row`.
+    fn decode_at<'a, R: Row<'a, DB>>(row: &R, offset: usize) -> deserialize::Result<Self>;
+}
+
+/// The four relation kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    /// Many-to-one: the foreign key is on this table.
+    BelongsTo,
+    /// One-to-one: the foreign key is on the target table.
+    HasOne,
+    /// One-to-many: the foreign key is on the target table.
+    HasMany,
+    /// Many-to-many through an association table.
+    ManyToMany,
+}
+
+impl RelationKind {
+    /// Whether the relation holds a collection.
+    pub fn is_collection(self) -> bool {
+        matches!(self, RelationKind::HasMany | RelationKind::ManyToMany)
+    }
+}
+
+/// How a relation is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// `lazy = "select"`: one query on first access, through the session.
+    Lazy,
+    /// `lazy = "joined"`: a `LEFT OUTER JOIN` in the parent's statement.
+    Joined,
+    /// `lazy = "selectin"`: one `WHERE key IN (...)` statement per relation after the parents.
+    Selectin,
+    /// `lazy = "raise"`: reading it unloaded is [`Error::NotLoaded`](crate::Error::NotLoaded).
+    Raise,
+}
+
+/// The SQL columns that link a parent to its related rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// `target.pk = parent.column` (belongs_to).
+    ParentColumn(&'static str),
+    /// `target.column = parent.pk` (has_one, has_many).
+    TargetColumn(&'static str),
+    /// `through.parent_column = parent.pk AND target.pk = through.target_column` (many_to_many).
+    Through {
+        /// The association table.
+        table: &'static str,
+        /// Its column referencing the parent's key.
+        parent_column: &'static str,
+        /// Its column referencing the target's key.
+        target_column: &'static str,
+    },
+}
+
+/// The static description of one relation field.
+#[derive(Debug, Clone, Copy)]
+pub struct RelationInfo {
+    /// The field name.
+    pub name: &'static str,
+    /// The related model's name.
+    pub target: &'static str,
+    /// Which kind of relation.
+    pub kind: RelationKind,
+    /// The strategy used when no query option names this relation.
+    pub strategy: Strategy,
+    /// For `joined`/`selectin`: how many times the relation may repeat along one load path.
+    pub join_depth: Option<u32>,
+    /// The columns linking both sides.
+    pub link: Link,
+}
+
+/// A relation, as a type: the marker struct `#[derive(Model)]` generates per relation field.
+///
+/// Values of these types are the relation handles (`Person::address`) used in load options and joins.
+pub trait Relation: Copy + Send + Sync + 'static {
+    /// The model owning the relation field.
+    type Parent: Model;
+    /// The related model.
+    type Target: Model;
+    /// The field's shape: `Option<T>`, `T` or `Vec<T>`.
+    type Shape: Shape<Target = Self::Target>;
+    /// The key both sides are matched on: the target's key for belongs_to, the parent's otherwise.
+    type JoinKey: KeyValue;
+
+    /// Index in `Parent::RELATIONS`.
+    const INDEX: usize;
+
+    /// The relation's static description.
+    fn info() -> &'static RelationInfo {
+        &<Self::Parent as Model>::RELATIONS[Self::INDEX]
+    }
+
+    /// The relation slot on a parent.
+    fn slot(parent: &Self::Parent) -> &Rel<Self::Shape>;
+
+    /// The join key on the parent side (`None` for a `NULL` foreign key).
+    fn parent_key(parent: &Self::Parent) -> Option<&Self::JoinKey>;
+
+    /// The join key on the target side; `None` for many-to-many, whose link lives in the
+    /// association table.
+    fn target_key(target: &Self::Target) -> Option<&Self::JoinKey>;
+}
+
+/// Calls back with a relation as a type, given its runtime index (see [`Model::visit_relation`]).
+#[doc(hidden)]
+pub trait RelationVisitor<M: Model> {
+    /// The visitor's result.
+    type Output;
+    /// Called with the relation type.
+    fn visit<R: Relation<Parent = M>>(self) -> Self::Output;
+}
+
+/// A foreign key field: `K` or `Option<K>`.
+#[doc(hidden)]
+pub trait AsKey<K> {
+    /// The key, `None` for `NULL`.
+    fn as_key(&self) -> Option<&K>;
+}
+
+impl<K: KeyValue> AsKey<K> for K {
+    fn as_key(&self) -> Option<&K> {
+        Some(self)
+    }
+}
+
+impl<K: KeyValue> AsKey<K> for Option<K> {
+    fn as_key(&self) -> Option<&K> {
+        self.as_ref()
+    }
+}
+
+/// Decodes column `index` of `row` into a field, naming the model and column on failure.
+#[doc(hidden)]
+pub fn field_at<'a, DB, ST, T, R>(
+    row: &R,
+    index: usize,
+    model: &'static str,
+    column: &'static str,
+) -> deserialize::Result<T>
+where
+    DB: Backend,
+    T: FromSql<ST, DB>,
+    R: Row<'a, DB>,
+{
+    let field =
+        Row::get(row, index).ok_or_else(|| failure(model, column, "missing column".into()))?;
+    T::from_nullable_sql(field.value()).map_err(|source| failure(model, column, source))
+}
+
+fn failure(
+    model: &'static str,
+    column: &'static str,
+    source: Box<dyn std::error::Error + Send + Sync>,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    Box::new(DecodeFailure {
+        model,
+        column,
+        source,
+    })
+}

@@ -1,0 +1,157 @@
+//! Query-level load options: `joined`, `selectin`, `lazy`, `raise`, nested with `.then`, and the
+//! `raise_all` wildcard.
+//!
+//! Options are typed by the model whose relation they name: `.options(..)` on a `Query<Person>`
+//! accepts only options built from `Person`'s relation handles, and `.then(..)` only options of
+//! the relation's target.
+
+use std::marker::PhantomData;
+
+use crate::model::{Model, Relation, Strategy};
+
+/// The options of one query level: a strategy per named relation, nested options, a wildcard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptionTree {
+    pub(crate) entries: Vec<OptionEntry>,
+    pub(crate) wildcard: Option<Strategy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OptionEntry {
+    pub(crate) relation: usize,
+    pub(crate) strategy: Strategy,
+    pub(crate) children: OptionTree,
+}
+
+impl OptionTree {
+    pub(crate) fn entry(&self, relation: usize) -> Option<&OptionEntry> {
+        self.entries.iter().find(|e| e.relation == relation)
+    }
+
+    /// Adds `entry`; options on the same relation merge (the later strategy wins).
+    fn add(&mut self, entry: OptionEntry) {
+        match self
+            .entries
+            .iter_mut()
+            .find(|e| e.relation == entry.relation)
+        {
+            Some(existing) => {
+                existing.strategy = entry.strategy;
+                existing.children.merge(entry.children);
+            }
+            None => self.entries.push(entry),
+        }
+    }
+
+    fn merge(&mut self, other: OptionTree) {
+        for entry in other.entries {
+            self.add(entry);
+        }
+        if other.wildcard.is_some() {
+            self.wildcard = other.wildcard;
+        }
+    }
+}
+
+/// Something `.options(..)` accepts for model `M`: one option, a wildcard, or a tuple of them.
+pub trait IntoOptions<M: Model> {
+    /// Adds these options to `tree`.
+    fn add_to(self, tree: &mut OptionTree);
+}
+
+/// An option on relation `R`, built by [`joined`], [`selectin`], [`lazy`] or [`raise`].
+#[must_use = "pass the option to `.options(..)`"]
+#[derive(Debug, Clone)]
+pub struct RelOption<R> {
+    strategy: Strategy,
+    children: OptionTree,
+    _relation: PhantomData<fn() -> R>,
+}
+
+impl<R: Relation> RelOption<R> {
+    fn new(strategy: Strategy) -> Self {
+        RelOption {
+            strategy,
+            children: OptionTree::default(),
+            _relation: PhantomData,
+        }
+    }
+
+    /// Options for the related objects' own relations:
+    /// `selectin(Person::reports).then(joined(Person::address))`.
+    pub fn then(mut self, options: impl IntoOptions<R::Target>) -> Self {
+        options.add_to(&mut self.children);
+        self
+    }
+}
+
+impl<R: Relation> IntoOptions<R::Parent> for RelOption<R> {
+    fn add_to(self, tree: &mut OptionTree) {
+        tree.add(OptionEntry {
+            relation: R::INDEX,
+            strategy: self.strategy,
+            children: self.children,
+        });
+    }
+}
+
+/// Load `rel` with a `LEFT OUTER JOIN` in the same statement.
+pub fn joined<R: Relation>(rel: R) -> RelOption<R> {
+    let _ = rel;
+    RelOption::new(Strategy::Joined)
+}
+
+/// Load `rel` with one `WHERE key IN (...)` statement after the parents.
+pub fn selectin<R: Relation>(rel: R) -> RelOption<R> {
+    let _ = rel;
+    RelOption::new(Strategy::Selectin)
+}
+
+/// Do not load `rel`; it loads on first access through the session.
+pub fn lazy<R: Relation>(rel: R) -> RelOption<R> {
+    let _ = rel;
+    RelOption::new(Strategy::Lazy)
+}
+
+/// Do not load `rel`; reading it is [`Error::NotLoaded`](crate::Error::NotLoaded).
+pub fn raise<R: Relation>(rel: R) -> RelOption<R> {
+    let _ = rel;
+    RelOption::new(Strategy::Raise)
+}
+
+/// Every relation of this level that no other option names uses `raise`.
+#[must_use = "pass the option to `.options(..)`"]
+#[derive(Debug, Clone, Copy)]
+pub struct RaiseAll;
+
+/// Every relation not named by another option (at this level) raises instead of loading.
+pub fn raise_all() -> RaiseAll {
+    RaiseAll
+}
+
+impl<M: Model> IntoOptions<M> for RaiseAll {
+    fn add_to(self, tree: &mut OptionTree) {
+        tree.wildcard = Some(Strategy::Raise);
+    }
+}
+
+macro_rules! tuple_options {
+    ($($name:ident)+) => {
+        impl<M: Model, $($name: IntoOptions<M>),+> IntoOptions<M> for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn add_to(self, tree: &mut OptionTree) {
+                let ($($name,)+) = self;
+                $($name.add_to(tree);)+
+            }
+        }
+    };
+}
+
+tuple_options!(A);
+tuple_options!(A B);
+tuple_options!(A B C);
+tuple_options!(A B C D);
+tuple_options!(A B C D E);
+tuple_options!(A B C D E F);
+tuple_options!(A B C D E F G);
+tuple_options!(A B C D E F G H);

@@ -1,0 +1,227 @@
+//! The load plan: which relations one statement joins, which load after it, which stay unloaded.
+//!
+//! Built per query from the relations' declared strategies and the query's options. A node is one
+//! model in the statement's row, at a column offset; its joined children sit further right in the
+//! same row. Self-references and cycles stop after `join_depth` repetitions along the path.
+
+use std::any::TypeId;
+
+use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor, Strategy};
+use crate::options::OptionTree;
+
+/// A relation's identity along a load path: the parent model and the relation's index.
+pub(crate) type PathStep = (TypeId, usize);
+
+/// One model in the statement's row.
+#[derive(Debug)]
+pub(crate) struct PlanNode {
+    /// Index of this node's state in the decoder (0 is the root).
+    pub(crate) id: usize,
+    /// The SQL name of this node in the statement: the table for the root, `t<N>` otherwise.
+    pub(crate) alias: Option<usize>,
+    pub(crate) table: &'static str,
+    pub(crate) columns: &'static [&'static str],
+    pub(crate) key_column: usize,
+    /// Position of this model's first column in the row.
+    pub(crate) offset: usize,
+    /// Relations loaded by this statement.
+    pub(crate) joined: Vec<JoinedChild>,
+    /// Relations loaded by later `selectin` statements.
+    pub(crate) deferred: Vec<Deferred>,
+    /// Relations left unloaded, and whether they raise.
+    pub(crate) unloaded: Vec<(usize, bool)>,
+}
+
+/// A relation joined into the parent's statement.
+#[derive(Debug)]
+pub(crate) struct JoinedChild {
+    pub(crate) relation: usize,
+    pub(crate) link: Link,
+    /// For many-to-many, the association table's alias.
+    pub(crate) through_alias: Option<usize>,
+    /// Whether the join can repeat the parent's row (every kind but belongs_to).
+    pub(crate) multiplies: bool,
+    pub(crate) node: PlanNode,
+}
+
+/// A relation loaded by a `selectin` statement after this one.
+#[derive(Debug, Clone)]
+pub(crate) struct Deferred {
+    pub(crate) relation: usize,
+    pub(crate) options: OptionTree,
+    pub(crate) path: Vec<PathStep>,
+}
+
+impl PlanNode {
+    /// Whether this node or a joined descendant multiplies rows (a joined collection).
+    pub(crate) fn multiplies_rows(&self) -> bool {
+        self.joined
+            .iter()
+            .any(|j| j.multiplies || j.node.multiplies_rows())
+    }
+
+    /// Whether any node of the statement defers a `selectin` load.
+    pub(crate) fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty() || self.joined.iter().any(|j| j.node.has_deferred())
+    }
+
+    /// Number of nodes in this subtree.
+    pub(crate) fn node_count(&self) -> usize {
+        1 + self
+            .joined
+            .iter()
+            .map(|j| j.node.node_count())
+            .sum::<usize>()
+    }
+
+    /// The SQL name columns of this node are qualified with.
+    pub(crate) fn sql_name(&self) -> String {
+        match self.alias {
+            Some(n) => alias_name(n),
+            None => self.table.to_owned(),
+        }
+    }
+}
+
+pub(crate) fn alias_name(n: usize) -> String {
+    format!("t{n}")
+}
+
+/// Builds plans; numbers nodes, aliases and columns.
+pub(crate) struct PlanBuilder {
+    next_id: usize,
+    next_alias: usize,
+    next_column: usize,
+}
+
+impl PlanBuilder {
+    /// A builder whose first column is at `first_column` (1 when a link column comes first).
+    pub(crate) fn new(first_column: usize) -> Self {
+        PlanBuilder {
+            next_id: 0,
+            next_alias: 1,
+            next_column: first_column,
+        }
+    }
+
+    /// The plan for a statement whose root is `M`.
+    pub(crate) fn root<M: Model>(
+        mut self,
+        options: &OptionTree,
+        path: &mut Vec<PathStep>,
+    ) -> PlanNode {
+        self.node::<M>(None, Some(options), path)
+    }
+
+    fn node<M: Model>(
+        &mut self,
+        alias: Option<usize>,
+        options: Option<&OptionTree>,
+        path: &mut Vec<PathStep>,
+    ) -> PlanNode {
+        let mut node = PlanNode {
+            id: self.next_id,
+            alias,
+            table: M::TABLE,
+            columns: M::COLUMNS,
+            key_column: M::KEY_COLUMN,
+            offset: self.next_column,
+            joined: Vec::new(),
+            deferred: Vec::new(),
+            unloaded: Vec::new(),
+        };
+        self.next_id += 1;
+        self.next_column += M::COLUMNS.len();
+        for (index, info) in M::RELATIONS.iter().enumerate() {
+            let step = (TypeId::of::<M>(), index);
+            let (strategy, child_options) = resolve(info, index, options, path, step);
+            match strategy {
+                Strategy::Joined => {
+                    path.push(step);
+                    let child = M::visit_relation(
+                        index,
+                        JoinChild {
+                            builder: self,
+                            options: child_options,
+                            path,
+                        },
+                    );
+                    path.pop();
+                    node.joined.extend(child);
+                }
+                Strategy::Selectin => {
+                    let mut child_path = path.clone();
+                    child_path.push(step);
+                    node.deferred.push(Deferred {
+                        relation: index,
+                        options: child_options.cloned().unwrap_or_default(),
+                        path: child_path,
+                    });
+                }
+                Strategy::Lazy => node.unloaded.push((index, false)),
+                Strategy::Raise => node.unloaded.push((index, true)),
+            }
+        }
+        node
+    }
+}
+
+/// The strategy of relation `index` at this level, and the options for the level below.
+fn resolve<'o>(
+    info: &crate::model::RelationInfo,
+    index: usize,
+    options: Option<&'o OptionTree>,
+    path: &[PathStep],
+    step: PathStep,
+) -> (Strategy, Option<&'o OptionTree>) {
+    if let Some(entry) = options.and_then(|o| o.entry(index)) {
+        return (entry.strategy, Some(&entry.children));
+    }
+    if let Some(wildcard) = options.and_then(|o| o.wildcard) {
+        return (wildcard, None);
+    }
+    let strategy = info.strategy;
+    let limit = match (strategy, info.join_depth) {
+        (Strategy::Joined | Strategy::Selectin, Some(depth)) => depth as usize,
+        // A joined default follows each relation once per path, so joined cycles terminate.
+        (Strategy::Joined, None) => 1,
+        // A selectin default keeps loading level after level until no parent is left unloaded.
+        _ => usize::MAX,
+    };
+    let repeats = path.iter().filter(|s| **s == step).count();
+    if repeats >= limit {
+        (Strategy::Lazy, None)
+    } else {
+        (strategy, None)
+    }
+}
+
+struct JoinChild<'b, 'o, 'p> {
+    builder: &'b mut PlanBuilder,
+    options: Option<&'o OptionTree>,
+    path: &'p mut Vec<PathStep>,
+}
+
+impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_> {
+    type Output = JoinedChild;
+
+    fn visit<R: Relation<Parent = M>>(self) -> JoinedChild {
+        let info = R::info();
+        let through_alias = (info.kind == RelationKind::ManyToMany).then(|| {
+            self.builder.next_alias += 1;
+            self.builder.next_alias - 1
+        });
+        let alias = self.builder.next_alias;
+        self.builder.next_alias += 1;
+        let node = self
+            .builder
+            .node::<R::Target>(Some(alias), self.options, self.path);
+        JoinedChild {
+            relation: R::INDEX,
+            link: info.link,
+            through_alias,
+            multiplies: info.kind != RelationKind::BelongsTo,
+            node,
+        }
+    }
+}

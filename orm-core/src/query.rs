@@ -1,0 +1,142 @@
+//! `Query<M>`: filters in diesel's DSL, order, limit, offset, load options.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use diesel::expression::Expression;
+use diesel::query_builder::QueryFragment;
+use diesel::sql_types::BoolOrNullableBool;
+
+use crate::backend::OrmBackend;
+use crate::error::Result;
+use crate::loader::{self, Statement};
+use crate::model::Model;
+use crate::options::{IntoOptions, OptionTree};
+use crate::session::{Session, SessionConnection};
+use crate::sql::{Fragment, KeyEq};
+
+/// A query over model `M`'s table on backend `DB`; start one with `M::query()`.
+///
+/// ```ignore
+/// let people = Person::query()
+///     .filter(person::lastname.eq("Martin"))
+///     .order_by(person::id.asc())
+///     .options((joined(Person::address), selectin(Person::reports)))
+///     .load(&mut session)?;
+/// ```
+#[must_use = "a query does nothing until `.load(&mut session)`"]
+pub struct Query<M, DB> {
+    pub(crate) filters: Vec<Fragment<DB>>,
+    pub(crate) order: Vec<Fragment<DB>>,
+    pub(crate) limit: Option<i64>,
+    pub(crate) offset: Option<i64>,
+    pub(crate) options: OptionTree,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model, DB: OrmBackend> Query<M, DB> {
+    /// An unfiltered query over `M`'s table.
+    pub fn new() -> Self {
+        Query {
+            filters: Vec::new(),
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            options: OptionTree::default(),
+            _model: PhantomData,
+        }
+    }
+
+    /// Keeps the rows where `predicate`, a boolean diesel expression, holds. Repeated calls
+    /// are joined with `AND`.
+    pub fn filter<E>(mut self, predicate: E) -> Self
+    where
+        E: Expression + QueryFragment<DB> + Send + 'static,
+        E::SqlType: BoolOrNullableBool,
+    {
+        self.filters.push(Box::new(predicate));
+        self
+    }
+
+    /// Orders by a diesel expression (`person::id`, `person::lastname.desc()`); repeated calls
+    /// add further keys.
+    pub fn order_by<E>(mut self, order: E) -> Self
+    where
+        E: QueryFragment<DB> + Send + 'static,
+    {
+        self.order.push(Box::new(order));
+        self
+    }
+
+    /// At most `n` results (parents, even with joined collections).
+    pub fn limit(mut self, n: i64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` results.
+    pub fn offset(mut self, n: i64) -> Self {
+        self.offset = Some(n);
+        self
+    }
+
+    /// Load options overriding the relations' declared strategies for this query:
+    /// `.options((joined(Person::address), selectin(Person::reports).then(raise_all())))`.
+    pub fn options(mut self, options: impl IntoOptions<M>) -> Self {
+        options.add_to(&mut self.options);
+        self
+    }
+
+    /// Keeps the row whose primary key is `key`.
+    pub fn filter_key(mut self, key: M::Key) -> Self {
+        self.filters.push(Box::new(KeyEq {
+            table: M::TABLE,
+            column: M::COLUMNS[M::KEY_COLUMN],
+            key,
+        }));
+        self
+    }
+
+    /// Runs the query and its eager loads: one statement, plus one per `selectin` relation per
+    /// level (inside one transaction when there are several).
+    pub fn load<C>(self, session: &mut Session<'_, C>) -> Result<Vec<Arc<M>>>
+    where
+        C: SessionConnection<Backend = DB>,
+    {
+        let statement = Statement {
+            filters: self.filters,
+            order: self.order,
+            limit: self.limit,
+            offset: self.offset,
+        };
+        loader::load_root::<M, C>(session, statement, &self.options)
+    }
+
+    /// The first result, if any.
+    pub fn first<C>(self, session: &mut Session<'_, C>) -> Result<Option<Arc<M>>>
+    where
+        C: SessionConnection<Backend = DB>,
+    {
+        Ok(self.limit(1).load(session)?.into_iter().next())
+    }
+}
+
+impl<M: Model, DB: OrmBackend> Default for Query<M, DB> {
+    fn default() -> Self {
+        Query::new()
+    }
+}
+
+impl<M: Model, DB> fmt::Debug for Query<M, DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Query")
+            .field("model", &M::NAME)
+            .field("filters", &self.filters.len())
+            .field("order", &self.order.len())
+            .field("limit", &self.limit)
+            .field("offset", &self.offset)
+            .field("options", &self.options)
+            .finish()
+    }
+}

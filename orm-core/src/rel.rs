@@ -1,0 +1,202 @@
+//! `Rel<T>`: a relation field that is either not loaded or loaded, and the shapes it can hold.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::model::Model;
+
+/// A relation field: `Rel<Option<T>>` or `Rel<T>` for a single related row, `Rel<Vec<T>>` for a
+/// collection.
+///
+/// It is filled at most once (by an eager load or the first lazy load) and read for free after
+/// that. A LEFT JOIN miss is *loaded* (`None` or empty), never "not loaded". Related rows are
+/// held in `Arc`s: one decoded row is shared by every parent that points to it.
+pub struct Rel<T: Shape> {
+    value: OnceLock<T::Stored>,
+    raise: AtomicBool,
+}
+
+impl<T: Shape> Rel<T> {
+    /// A relation that is not loaded and loads lazily.
+    pub const fn new() -> Self {
+        Rel {
+            value: OnceLock::new(),
+            raise: AtomicBool::new(false),
+        }
+    }
+
+    /// The loaded value, or `None` if it is not loaded. Never runs SQL.
+    pub fn get(&self) -> Option<T::View<'_>> {
+        self.value.get().map(T::view)
+    }
+
+    /// The loaded value as stored (`Option<Arc<T>>`, `Arc<T>` or `Vec<Arc<T>>`).
+    pub fn stored(&self) -> Option<&T::Stored> {
+        self.value.get()
+    }
+
+    /// Whether the relation holds a loaded value.
+    pub fn is_loaded(&self) -> bool {
+        self.value.get().is_some()
+    }
+
+    /// Whether reading it unloaded is an error rather than a lazy load.
+    pub fn is_raise(&self) -> bool {
+        self.raise.load(Ordering::Relaxed)
+    }
+
+    /// Fills the relation; a relation that is already loaded keeps its value.
+    pub(crate) fn fill(&self, value: T::Stored) {
+        let _ = self.value.set(value);
+    }
+
+    /// Sets whether an unloaded read raises (from the strategy of the load that produced it).
+    pub(crate) fn set_raise(&self, raise: bool) {
+        if self.raise.load(Ordering::Relaxed) != raise {
+            self.raise.store(raise, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<T: Shape> Default for Rel<T> {
+    fn default() -> Self {
+        Rel::new()
+    }
+}
+
+impl<T: Shape> Clone for Rel<T>
+where
+    T::Stored: Clone,
+{
+    fn clone(&self) -> Self {
+        Rel {
+            value: self.value.clone(),
+            raise: AtomicBool::new(self.is_raise()),
+        }
+    }
+}
+
+/// Prints the related rows by key (`Loaded([Person(2), Person(3)])`), not whole: graphs with
+/// both directions of a relation loaded are cyclic.
+impl<T: Shape> fmt::Debug for Rel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Key<'a, M: Model>(&'a M);
+        impl<M: Model> fmt::Debug for Key<'_, M> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", M::NAME, self.0.key())
+            }
+        }
+        let Some(stored) = self.value.get() else {
+            return f.write_str("NotLoaded");
+        };
+        let mut rows = T::rows(stored).iter().map(|row| Key(&**row));
+        if T::COLLECTION {
+            f.debug_tuple("Loaded").field(&DebugList(rows)).finish()
+        } else {
+            f.debug_tuple("Loaded").field(&rows.next_back()).finish()
+        }
+    }
+}
+
+struct DebugList<I>(I);
+
+impl<I: Iterator<Item = T> + Clone, T: fmt::Debug> fmt::Debug for DebugList<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.clone()).finish()
+    }
+}
+
+/// What a [`Rel`] can hold. Implemented for `Option<M>`, `Vec<M>` and `M` itself.
+pub trait Shape: 'static {
+    /// The related model.
+    type Target: Model;
+    /// What is stored once loaded.
+    type Stored: Send + Sync + 'static;
+    /// What a read returns.
+    type View<'a>;
+    /// Whether this is a collection.
+    const COLLECTION: bool;
+
+    /// Builds the stored value from the related rows found. `None` when the shape requires a row
+    /// and none was found.
+    fn from_rows(rows: Vec<Arc<Self::Target>>) -> Option<Self::Stored>;
+
+    /// Builds a single-row shape from at most one related row.
+    fn from_row(row: Option<Arc<Self::Target>>) -> Option<Self::Stored>;
+
+    /// A read view of the stored value.
+    fn view(stored: &Self::Stored) -> Self::View<'_>;
+
+    /// The related rows held.
+    fn rows(stored: &Self::Stored) -> &[Arc<Self::Target>];
+}
+
+impl<M: Model> Shape for Option<M> {
+    type Target = M;
+    type Stored = Option<Arc<M>>;
+    type View<'a> = Option<&'a M>;
+    const COLLECTION: bool = false;
+
+    fn from_rows(rows: Vec<Arc<M>>) -> Option<Self::Stored> {
+        Some(rows.into_iter().next())
+    }
+
+    fn from_row(row: Option<Arc<M>>) -> Option<Self::Stored> {
+        Some(row)
+    }
+
+    fn view(stored: &Self::Stored) -> Option<&M> {
+        stored.as_deref()
+    }
+
+    fn rows(stored: &Self::Stored) -> &[Arc<M>] {
+        stored.as_slice()
+    }
+}
+
+impl<M: Model> Shape for M {
+    type Target = M;
+    type Stored = Arc<M>;
+    type View<'a> = &'a M;
+    const COLLECTION: bool = false;
+
+    fn from_rows(rows: Vec<Arc<M>>) -> Option<Self::Stored> {
+        rows.into_iter().next()
+    }
+
+    fn from_row(row: Option<Arc<M>>) -> Option<Self::Stored> {
+        row
+    }
+
+    fn view(stored: &Self::Stored) -> &M {
+        stored
+    }
+
+    fn rows(stored: &Self::Stored) -> &[Arc<M>] {
+        std::slice::from_ref(stored)
+    }
+}
+
+impl<M: Model> Shape for Vec<M> {
+    type Target = M;
+    type Stored = Vec<Arc<M>>;
+    type View<'a> = &'a [Arc<M>];
+    const COLLECTION: bool = true;
+
+    fn from_rows(rows: Vec<Arc<M>>) -> Option<Self::Stored> {
+        Some(rows)
+    }
+
+    fn from_row(row: Option<Arc<M>>) -> Option<Self::Stored> {
+        Some(row.into_iter().collect())
+    }
+
+    fn view(stored: &Self::Stored) -> &[Arc<M>] {
+        stored
+    }
+
+    fn rows(stored: &Self::Stored) -> &[Arc<M>] {
+        stored
+    }
+}

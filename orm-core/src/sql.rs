@@ -1,0 +1,276 @@
+//! The runtime query node: one `SELECT` rendered from a load plan through diesel's `AstPass`.
+//!
+//! Identifiers go through `push_identifier` and values through bound parameters only. The root
+//! table keeps its name so the user's diesel filters resolve; eager joins use anonymous
+//! aliases `t1..tN`.
+
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::Untyped;
+use diesel::{QueryResult, RunQueryDsl};
+
+use crate::backend::{KeyValue, OrmBackend};
+use crate::model::Link;
+use crate::plan::{alias_name, PlanNode};
+
+/// A boxed piece of SQL: a user filter or order expression, or a key list.
+pub(crate) type Fragment<DB> = Box<dyn QueryFragment<DB> + Send>;
+
+/// A many-to-many link: `INNER JOIN through ON through.target_column = root.pk`, selecting
+/// `through.parent_column` as the row's first column.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ThroughLink {
+    pub(crate) table: &'static str,
+    pub(crate) parent_column: &'static str,
+    pub(crate) target_column: &'static str,
+}
+
+/// The alias of the association table in a linked (many-to-many selectin) statement.
+pub(crate) const LINK_ALIAS: &str = "t0";
+
+/// One `SELECT` over a plan.
+pub(crate) struct SelectGraph<'p, DB> {
+    pub(crate) plan: &'p PlanNode,
+    pub(crate) link: Option<ThroughLink>,
+    pub(crate) filters: Vec<Fragment<DB>>,
+    pub(crate) order: Vec<Fragment<DB>>,
+    pub(crate) limit: Option<i64>,
+    pub(crate) offset: Option<i64>,
+    pub(crate) cacheable: bool,
+}
+
+impl<DB: OrmBackend> SelectGraph<'_, DB> {
+    fn walk_columns<'b>(
+        node: &'b PlanNode,
+        out: &mut AstPass<'_, 'b, DB>,
+        first: &mut bool,
+    ) -> QueryResult<()> {
+        let name = node.sql_name();
+        for column in node.columns {
+            if !std::mem::take(first) {
+                out.push_sql(", ");
+            }
+            out.push_identifier(&name)?;
+            out.push_sql(".");
+            out.push_identifier(column)?;
+        }
+        for child in &node.joined {
+            Self::walk_columns(&child.node, out, first)?;
+        }
+        Ok(())
+    }
+
+    fn walk_joins<'b>(node: &'b PlanNode, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let parent = node.sql_name();
+        let parent_key = node.columns[node.key_column];
+        for child in &node.joined {
+            let target = &child.node;
+            let alias = target.sql_name();
+            let target_key = target.columns[target.key_column];
+            match child.link {
+                Link::ParentColumn(column) => {
+                    join(
+                        out,
+                        target.table,
+                        &alias,
+                        (&alias, target_key),
+                        (&parent, column),
+                    )?;
+                }
+                Link::TargetColumn(column) => {
+                    join(
+                        out,
+                        target.table,
+                        &alias,
+                        (&alias, column),
+                        (&parent, parent_key),
+                    )?;
+                }
+                Link::Through {
+                    table,
+                    parent_column,
+                    target_column,
+                } => {
+                    let through = alias_name(child.through_alias.unwrap_or_default());
+                    join(
+                        out,
+                        table,
+                        &through,
+                        (&through, parent_column),
+                        (&parent, parent_key),
+                    )?;
+                    join(
+                        out,
+                        target.table,
+                        &alias,
+                        (&alias, target_key),
+                        (&through, target_column),
+                    )?;
+                }
+            }
+            Self::walk_joins(target, out)?;
+        }
+        Ok(())
+    }
+
+    fn walk_where<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        for (i, filter) in self.filters.iter().enumerate() {
+            out.push_sql(if i == 0 { " WHERE " } else { " AND " });
+            out.push_sql("(");
+            filter.walk_ast(out.reborrow())?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+
+    fn walk_order<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        for (i, order) in self.order.iter().enumerate() {
+            out.push_sql(if i == 0 { " ORDER BY " } else { ", " });
+            order.walk_ast(out.reborrow())?;
+        }
+        Ok(())
+    }
+
+    fn walk_limit<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if let Some(limit) = &self.limit {
+            out.push_sql(" LIMIT ");
+            DB::push_key(limit, out)?;
+        }
+        if let Some(offset) = &self.offset {
+            // SQLite accepts OFFSET only after a LIMIT; -1 means no limit there, and PostgreSQL
+            // reads `LIMIT ALL` the same way, so only SQLite needs it.
+            if self.limit.is_none() {
+                out.push_sql(" LIMIT -1");
+            }
+            out.push_sql(" OFFSET ");
+            DB::push_key(offset, out)?;
+        }
+        Ok(())
+    }
+}
+
+fn join<DB: OrmBackend>(
+    out: &mut AstPass<'_, '_, DB>,
+    table: &str,
+    alias: &str,
+    left: (&str, &str),
+    right: (&str, &str),
+) -> QueryResult<()> {
+    out.push_sql(" LEFT OUTER JOIN ");
+    out.push_identifier(table)?;
+    out.push_sql(" AS ");
+    out.push_identifier(alias)?;
+    out.push_sql(" ON ");
+    column(out, left)?;
+    out.push_sql(" = ");
+    column(out, right)
+}
+
+fn column<DB: OrmBackend>(
+    out: &mut AstPass<'_, '_, DB>,
+    (table, column): (&str, &str),
+) -> QueryResult<()> {
+    out.push_identifier(table)?;
+    out.push_sql(".");
+    out.push_identifier(column)
+}
+
+impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if !self.cacheable {
+            out.unsafe_to_cache_prepared();
+        }
+        let root = self.plan;
+        out.push_sql("SELECT ");
+        let mut first = true;
+        if let Some(link) = &self.link {
+            column(&mut out, (LINK_ALIAS, link.parent_column))?;
+            first = false;
+        }
+        Self::walk_columns(root, &mut out, &mut first)?;
+        out.push_sql(" FROM ");
+        // With a joined collection, LIMIT must count parents, not rows: limit the root table
+        // in a subquery that keeps the table's name, so the user's filters resolve in both.
+        let limit_in_subquery =
+            (self.limit.is_some() || self.offset.is_some()) && root.multiplies_rows();
+        if limit_in_subquery {
+            out.push_sql("(SELECT ");
+            out.push_identifier(root.table)?;
+            out.push_sql(".* FROM ");
+            out.push_identifier(root.table)?;
+            self.walk_where(&mut out)?;
+            self.walk_order(&mut out)?;
+            self.walk_limit(&mut out)?;
+            out.push_sql(") AS ");
+        }
+        out.push_identifier(root.table)?;
+        if let Some(link) = &self.link {
+            out.push_sql(" INNER JOIN ");
+            out.push_identifier(link.table)?;
+            out.push_sql(" AS ");
+            out.push_identifier(LINK_ALIAS)?;
+            out.push_sql(" ON ");
+            column(&mut out, (LINK_ALIAS, link.target_column))?;
+            out.push_sql(" = ");
+            column(&mut out, (root.table, root.columns[root.key_column]))?;
+        }
+        Self::walk_joins(root, &mut out)?;
+        if !limit_in_subquery {
+            self.walk_where(&mut out)?;
+        }
+        self.walk_order(&mut out)?;
+        if !limit_in_subquery {
+            self.walk_limit(&mut out)?;
+        }
+        Ok(())
+    }
+}
+
+impl<DB> QueryId for SelectGraph<'_, DB> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB> Query for SelectGraph<'_, DB> {
+    type SqlType = Untyped;
+}
+
+impl<DB, Conn> RunQueryDsl<Conn> for SelectGraph<'_, DB> {}
+
+/// `table.column IN (?, ?, ...)` over a list of keys, as bound parameters.
+pub(crate) struct KeyIn<K> {
+    pub(crate) table: &'static str,
+    pub(crate) column: &'static str,
+    pub(crate) keys: Vec<K>,
+}
+
+impl<DB: OrmBackend, K: KeyValue> QueryFragment<DB> for KeyIn<K> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        // The list length changes per call: caching each length would flood the statement cache.
+        out.unsafe_to_cache_prepared();
+        column(&mut out, (self.table, self.column))?;
+        out.push_sql(" IN (");
+        for (i, key) in self.keys.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            DB::push_key(key, &mut out)?;
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// `table.column = ?`.
+pub(crate) struct KeyEq<K> {
+    pub(crate) table: &'static str,
+    pub(crate) column: &'static str,
+    pub(crate) key: K,
+}
+
+impl<DB: OrmBackend, K: KeyValue> QueryFragment<DB> for KeyEq<K> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        column(&mut out, (self.table, self.column))?;
+        out.push_sql(" = ");
+        DB::push_key(&self.key, &mut out)
+    }
+}

@@ -1,0 +1,48 @@
+//! Tokens from a validated `Model`: the entry point and the `const _` wrapper.
+
+mod fallback;
+mod model_impl;
+mod relations;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::DeriveInput;
+
+use crate::ctxt::Ctxt;
+use crate::model::Model;
+use crate::validate;
+
+/// The derive, on `proc_macro2` types so unit tests can call it.
+pub fn derive(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let model = Model::from_ast(&cx, input);
+    if let Some(model) = &model {
+        validate::check(&cx, model);
+    }
+    match (cx.check(), model) {
+        (Ok(()), Some(model)) => expand(&model),
+        (result, _) => fallback::expand(input, result.err()),
+    }
+}
+
+/// The absolute path generated code names runtime items by.
+pub fn private() -> TokenStream {
+    quote!(::orm_core::__private)
+}
+
+fn expand(model: &Model<'_>) -> TokenStream {
+    let markers = relations::expand_markers(model);
+    let model_impl = model_impl::expand_model(model);
+    let decode_impl = model_impl::expand_decode(model);
+    let relation_impls = relations::expand_relations(model);
+    quote! {
+        #markers
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, clippy::all)]
+        const _: () = {
+            #model_impl
+            #decode_impl
+            #relation_impls
+        };
+    }
+}

@@ -1,0 +1,104 @@
+//! `impl Model` (metadata, key, relation dispatch) and `impl Decode<DB>` (positional decoder).
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::private;
+use super::relations::{marker_module, relation_info};
+use crate::model::Model;
+
+pub fn expand_model(model: &Model<'_>) -> TokenStream {
+    let p = private();
+    let ident = model.ident;
+    let table = &model.table;
+    let table_name = model.table_name();
+    let Some((key_index, key)) = model.key_column() else {
+        return TokenStream::new();
+    };
+    let key_ident = key.ident;
+    let key_ty = key.ty;
+    let key_ty = quote_spanned!(key_ty.span()=> #key_ty);
+    let columns = model.columns.iter().map(|c| {
+        let column = c.ident;
+        quote_spanned!(column.span()=> <#table::#column as #p::diesel::Column>::NAME)
+    });
+    let infos = model.relations.iter().map(|r| relation_info(model, r));
+    let module = marker_module(model);
+    let arms = model.relations.iter().enumerate().map(|(index, r)| {
+        let marker = r.ident;
+        quote!(#index => #p::Option::Some(__visitor.visit::<#module::#marker>()),)
+    });
+    quote! {
+        #[automatically_derived]
+        impl #p::Model for #ident {
+            type Key = #key_ty;
+            const NAME: &'static str = stringify!(#ident);
+            const TABLE: &'static str = #table_name;
+            const COLUMNS: &'static [&'static str] = &[#(#columns),*];
+            const KEY_COLUMN: usize = #key_index;
+            const RELATIONS: &'static [#p::RelationInfo] = &[#(#infos),*];
+
+            fn key(&self) -> &Self::Key {
+                &self.#key_ident
+            }
+
+            fn visit_relation<__V: #p::RelationVisitor<Self>>(
+                __index: usize,
+                __visitor: __V,
+            ) -> #p::Option<__V::Output> {
+                match __index {
+                    #(#arms)*
+                    _ => #p::Option::None,
+                }
+            }
+        }
+    }
+}
+
+/// One `impl Decode<DB>` per backend orm-core enables. Each field is decoded by a call spanned
+/// at the field's type, so a type that cannot hold the column's SQL type is an error there.
+pub fn expand_decode(model: &Model<'_>) -> TokenStream {
+    let p = private();
+    let ident = model.ident;
+    let table = &model.table;
+    let model_name = ident.to_string();
+    let columns = model.columns.iter().enumerate().map(|(index, c)| {
+        let field = c.ident;
+        let ty = c.ty;
+        let column = quote_spanned!(field.span()=> #table::#field);
+        let decode = quote_spanned! {ty.span()=>
+            #p::field_at::<__DB, <#column as #p::diesel::Expression>::SqlType, #ty, __R>(
+                __row,
+                __offset + #index,
+                #model_name,
+                <#column as #p::diesel::Column>::NAME,
+            )
+        };
+        quote!(#field: #decode?,)
+    });
+    let relations = model.relations.iter().map(|r| {
+        let field = r.ident;
+        quote!(#field: #p::Rel::new(),)
+    });
+    quote! {
+        macro_rules! __orm_decode {
+            ($db:ty) => {
+                #[automatically_derived]
+                impl #p::Decode<$db> for #ident {
+                    fn decode_at<'__a, __R: #p::diesel::row::Row<'__a, $db>>(
+                        __row: &__R,
+                        __offset: usize,
+                    ) -> #p::diesel::deserialize::Result<Self> {
+                        type __DB = $db;
+                        #p::Result::Ok(#ident {
+                            #(#columns)*
+                            #(#relations)*
+                        })
+                    }
+                }
+            };
+        }
+        #p::for_each_backend!(__orm_decode);
+    }
+}

@@ -1,0 +1,224 @@
+//! Per relation: a marker type (the handle's type), its `impl Relation`, the `Person::address`
+//! handle constant, and its static `RelationInfo`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::Ident;
+
+use super::private;
+use crate::attr::{KindKw, StrategyKw};
+use crate::case::snake_case;
+use crate::model::{FieldShape, Model, Relation};
+
+/// The module holding the relation markers: `person_rel` for `Person`.
+pub fn marker_module(model: &Model<'_>) -> Ident {
+    format_ident!("{}_rel", snake_case(&model.ident.to_string()))
+}
+
+pub fn expand_markers(model: &Model<'_>) -> TokenStream {
+    if model.relations.is_empty() {
+        return TokenStream::new();
+    }
+    let vis = model.vis;
+    let module = marker_module(model);
+    let doc = format!(
+        "Relation handle types of [`{}`], one per relation field.",
+        model.ident
+    );
+    let markers = model.relations.iter().map(|r| {
+        let marker = r.ident;
+        let doc = format!(
+            "The type of the relation handle `{}::{}`.",
+            model.ident, marker
+        );
+        quote! {
+            #[doc = #doc]
+            #[derive(Clone, Copy, Debug, Default)]
+            pub struct #marker;
+        }
+    });
+    quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #vis mod #module {
+            #(#markers)*
+        }
+    }
+}
+
+pub fn relation_info(model: &Model<'_>, relation: &Relation<'_>) -> TokenStream {
+    let p = private();
+    let name = relation.ident.to_string();
+    let target = relation
+        .target
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default();
+    let kind = match relation.kind.value {
+        KindKw::BelongsTo => quote!(BelongsTo),
+        KindKw::HasOne => quote!(HasOne),
+        KindKw::HasMany => quote!(HasMany),
+        KindKw::ManyToMany => quote!(ManyToMany),
+    };
+    let strategy = match relation.strategy.value {
+        StrategyKw::Select => quote!(Lazy),
+        StrategyKw::Joined => quote!(Joined),
+        StrategyKw::Selectin => quote!(Selectin),
+        StrategyKw::Raise => quote!(Raise),
+    };
+    let join_depth = match &relation.join_depth {
+        Some(depth) => {
+            let depth = depth.value;
+            quote!(#p::Option::Some(#depth))
+        }
+        None => quote!(#p::Option::None),
+    };
+    let fk = &relation.foreign_key.value;
+    let link = match (relation.kind.value, &relation.through, &relation.target_key) {
+        (KindKw::BelongsTo, _, _) => {
+            let table = &model.table;
+            let column = quote_spanned!(fk.span()=> #table::#fk);
+            quote!(#p::Link::ParentColumn(<#column as #p::diesel::Column>::NAME))
+        }
+        (KindKw::ManyToMany, Some(through), Some(target_key)) => {
+            let through_path = &through.value;
+            let table = through_path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default();
+            let parent = quote_spanned!(fk.span()=> #through_path::#fk);
+            let tk = &target_key.value;
+            let target_column = quote_spanned!(tk.span()=> #through_path::#tk);
+            quote!(#p::Link::Through {
+                table: #table,
+                parent_column: <#parent as #p::diesel::Column>::NAME,
+                target_column: <#target_column as #p::diesel::Column>::NAME,
+            })
+        }
+        _ => {
+            let column = fk.to_string();
+            quote!(#p::Link::TargetColumn(#column))
+        }
+    };
+    quote! {
+        #p::RelationInfo {
+            name: #name,
+            target: #target,
+            kind: #p::RelationKind::#kind,
+            strategy: #p::Strategy::#strategy,
+            join_depth: #join_depth,
+            link: #link,
+        }
+    }
+}
+
+pub fn expand_relations(model: &Model<'_>) -> TokenStream {
+    let p = private();
+    let ident = model.ident;
+    let module = marker_module(model);
+    let impls = model.relations.iter().enumerate().map(|(index, relation)| {
+        let field = relation.ident;
+        let field_ty = relation.ty;
+        let target = &relation.target;
+        let target_ty = quote_spanned!(relation.kind.span=> #target);
+        let shape = match &relation.shape {
+            Some(FieldShape::Optional(t)) => quote!(#p::Option<#t>),
+            Some(FieldShape::Collection(t)) => quote!(#p::Vec<#t>),
+            Some(FieldShape::Required(t)) => quote!(#t),
+            None => quote!(#target),
+        };
+        let fk = &relation.foreign_key.value;
+        let (join_key, parent_key, target_key) = match relation.kind.value {
+            KindKw::BelongsTo => (
+                quote!(<#target_ty as #p::Model>::Key),
+                quote_spanned!(fk.span()=> #p::AsKey::<Self::JoinKey>::as_key(&__parent.#fk)),
+                quote!(#p::Option::Some(#p::Model::key(__target))),
+            ),
+            KindKw::HasOne | KindKw::HasMany => (
+                quote!(<#ident as #p::Model>::Key),
+                quote!(#p::Option::Some(#p::Model::key(__parent))),
+                quote_spanned!(fk.span()=> #p::AsKey::<Self::JoinKey>::as_key(&__target.#fk)),
+            ),
+            KindKw::ManyToMany => (
+                quote!(<#ident as #p::Model>::Key),
+                quote!(#p::Option::Some(#p::Model::key(__parent))),
+                quote!({
+                    let _ = __target;
+                    #p::Option::None
+                }),
+            ),
+        };
+        let through_check = through_check(model, relation);
+        quote! {
+            #[automatically_derived]
+            impl #p::Relation for #module::#field {
+                type Parent = #ident;
+                type Target = #target_ty;
+                type Shape = #shape;
+                type JoinKey = #join_key;
+                const INDEX: usize = #index;
+
+                fn slot(__parent: &#ident) -> &#field_ty {
+                    &__parent.#field
+                }
+
+                fn parent_key(__parent: &#ident) -> #p::Option<&Self::JoinKey> {
+                    #parent_key
+                }
+
+                fn target_key(__target: &Self::Target) -> #p::Option<&Self::JoinKey> {
+                    #target_key
+                }
+            }
+            #through_check
+        }
+    });
+    let handles = model.relations.iter().map(|relation| {
+        let field = relation.ident;
+        let doc = format!(
+            "The relation handle of `{}.{}`, for load options and joins.",
+            ident, field
+        );
+        quote! {
+            #[doc = #doc]
+            pub const #field: #module::#field = #module::#field;
+        }
+    });
+    quote! {
+        #(#impls)*
+        #[automatically_derived]
+        impl #ident {
+            #(#handles)*
+        }
+    }
+}
+
+/// For many_to_many: the association table's key columns hold the keys of both sides.
+fn through_check(model: &Model<'_>, relation: &Relation<'_>) -> TokenStream {
+    let (Some(through), Some(target_key)) = (&relation.through, &relation.target_key) else {
+        return TokenStream::new();
+    };
+    if relation.kind.value != KindKw::ManyToMany {
+        return TokenStream::new();
+    }
+    let p = private();
+    let ident = model.ident;
+    let target = &relation.target;
+    let path = &through.value;
+    let fk = &relation.foreign_key.value;
+    let tk = &target_key.value;
+    let parent_check = quote_spanned! {fk.span()=>
+        #p::assert_key_column::<<#path::#fk as #p::diesel::Expression>::SqlType, <#ident as #p::Model>::Key>();
+    };
+    let target_check = quote_spanned! {tk.span()=>
+        #p::assert_key_column::<<#path::#tk as #p::diesel::Expression>::SqlType, <#target as #p::Model>::Key>();
+    };
+    quote! {
+        const _: fn() = || {
+            #parent_check
+            #target_check
+        };
+    }
+}
