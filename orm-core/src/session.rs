@@ -140,8 +140,9 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         Error::from_diesel(source, || self.last_sql())
     }
 
-    /// Runs `f` inside a transaction (a savepoint if one is already open).
-    pub(crate) fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+    /// Runs `f` inside a transaction (a savepoint if one is already open): committed if `f`
+    /// returns `Ok`, rolled back otherwise. Loads inside it read one snapshot.
+    pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         C::TransactionManager::begin_transaction(self.conn).map_err(|e| self.db_error(e))?;
         match f(self) {
             Ok(value) => {

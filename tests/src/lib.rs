@@ -23,3 +23,159 @@ pub fn empty() -> SqliteConnection {
         .expect("schema");
     conn
 }
+
+/// A person graph as plain data, read through the session: what the tests compare between
+/// strategies. Relations not in the spec are left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonTree {
+    /// `id firstname lastname`.
+    pub person: String,
+    /// `city` of the address, if read.
+    pub address: Option<Option<String>>,
+    /// The manager's tree, if read.
+    pub manager: Option<Option<Box<PersonTree>>>,
+    /// The reports' trees, if read.
+    pub reports: Option<Vec<PersonTree>>,
+    /// The project names, if read.
+    pub projects: Option<Vec<String>>,
+}
+
+/// Which relations [`tree`] reads, nested.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// Read `address`.
+    pub address: bool,
+    /// Read `manager`, then this spec on it.
+    pub manager: Option<Box<Spec>>,
+    /// Read `reports`, then this spec on each.
+    pub reports: Option<Box<Spec>>,
+    /// Read `projects`.
+    pub projects: bool,
+}
+
+/// Reads `spec` from `p` through the session (lazy loads run where a relation is not loaded).
+pub fn tree<C: orm_core::SessionConnection>(
+    p: &Person,
+    spec: &Spec,
+    session: &mut orm_core::Session<'_, C>,
+) -> orm_core::Result<PersonTree> {
+    use orm_core::Model;
+    let address = if spec.address {
+        Some(p.load(Person::address, session)?.map(|a| a.city.clone()))
+    } else {
+        None
+    };
+    let manager = match &spec.manager {
+        Some(inner) => Some(match p.load(Person::manager, session)? {
+            Some(m) => Some(Box::new(tree(m, inner, session)?)),
+            None => None,
+        }),
+        None => None,
+    };
+    let reports = match &spec.reports {
+        Some(inner) => {
+            let reports = p.load(Person::reports, session)?.to_vec();
+            Some(
+                reports
+                    .iter()
+                    .map(|r| tree(r, inner, session))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        None => None,
+    };
+    let projects = if spec.projects {
+        Some(
+            p.load(Person::projects, session)?
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(PersonTree {
+        person: format!("{} {} {}", p.id, p.firstname, p.lastname),
+        address,
+        manager,
+        reports,
+        projects,
+    })
+}
+
+/// Models over the seed's tables with other declared strategies, for the tests of defaults.
+pub mod variants {
+    use orm_core::prelude::*;
+    use orm_examples::schema::{address, person};
+    use orm_examples::Address;
+
+    macro_rules! person_with_joined_manager {
+        ($name:ident, $depth:literal) => {
+            #[doc = concat!("`person` whose manager is joined ", stringify!($depth), " levels deep.")]
+            #[derive(Model, Debug)]
+            #[orm(table = person)]
+            pub struct $name {
+                /// Primary key.
+                pub id: i32,
+                /// First name.
+                pub firstname: String,
+                /// Foreign key to the manager.
+                pub manager_id: Option<i32>,
+                /// Foreign key to the address.
+                pub address_id: Option<i32>,
+                /// The manager, joined by default.
+                #[relation(belongs_to = $name, foreign_key = manager_id, lazy = "joined", join_depth = $depth)]
+                pub manager: Rel<Option<$name>>,
+                /// The address, joined by default (at every joined level).
+                #[relation(belongs_to = Address, foreign_key = address_id, lazy = "joined")]
+                pub address: Rel<Option<Address>>,
+            }
+        };
+    }
+
+    person_with_joined_manager!(Depth1, 1);
+    person_with_joined_manager!(Depth2, 2);
+    person_with_joined_manager!(Depth3, 3);
+
+    /// `person` with a joined home whose residents are joined back: a joined cycle.
+    #[derive(Model, Debug)]
+    #[orm(table = person)]
+    pub struct Resident {
+        /// Primary key.
+        pub id: i32,
+        /// Foreign key to the home.
+        pub address_id: Option<i32>,
+        /// The home, joined.
+        #[relation(belongs_to = Home, foreign_key = address_id, lazy = "joined")]
+        pub home: Rel<Option<Home>>,
+    }
+
+    /// `address` with its residents joined back, and a has_one.
+    #[derive(Model, Debug)]
+    #[orm(table = address)]
+    pub struct Home {
+        /// Primary key.
+        pub id: i32,
+        /// City.
+        pub city: String,
+        /// The residents, joined.
+        #[relation(has_many = Resident, foreign_key = address_id, lazy = "joined")]
+        pub residents: Rel<Vec<Resident>>,
+        /// The resident with the smallest id (has_one over a non-unique key).
+        #[relation(has_one = Resident, foreign_key = address_id)]
+        pub first_resident: Rel<Option<Resident>>,
+    }
+
+    /// `person` whose reports load with `selectin` by default, level after level.
+    #[derive(Model, Debug)]
+    #[orm(table = person)]
+    pub struct Boss {
+        /// Primary key.
+        pub id: i32,
+        /// Foreign key to the manager.
+        pub manager_id: Option<i32>,
+        /// The reports, selectin by default.
+        #[relation(has_many = Boss, foreign_key = manager_id, lazy = "selectin")]
+        pub reports: Rel<Vec<Boss>>,
+    }
+}

@@ -151,10 +151,17 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     };
     let map = state.identity.model::<T>();
     let object = match map.get(&key) {
+        // An object the session holds keeps its state: only its unloaded relations that this
+        // statement joins are filled below, as SQLAlchemy does for existing instances.
         Some(held) => held,
         None => {
             let object = Arc::new(DB::decode::<T, R>(row, node.offset)?);
             map.insert(key, &object);
+            for &(relation, raise) in &node.unloaded {
+                if raise {
+                    T::visit_relation(relation, MarkRaise { parent: &object });
+                }
+            }
             object
         }
     };
@@ -167,11 +174,6 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
             _db: PhantomData,
         };
         T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
-    }
-    for &(relation, raise) in &node.unloaded {
-        if raise {
-            T::visit_relation(relation, MarkRaise { parent: &object });
-        }
     }
     Ok(Some(object))
 }
