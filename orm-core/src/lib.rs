@@ -62,6 +62,7 @@ pub use orm_derive::Model;
 /// `use orm_core::prelude::*;` brings the derive, the runtime types and the load options.
 pub mod prelude {
     pub use crate::{
-        joined, lazy, raise, raise_all, selectin, Error, Model, Query, Rel, Relation, Session,
+        joined, lazy, raise, raise_all, selectin, Error, IntoOptions, Model, Query, Rel, Relation,
+        Session,
     };
 }

@@ -135,6 +135,11 @@ impl<M: Model> IntoOptions<M> for RaiseAll {
     }
 }
 
+/// No options: every relation uses its declared strategy.
+impl<M: Model> IntoOptions<M> for () {
+    fn add_to(self, _: &mut OptionTree) {}
+}
+
 macro_rules! tuple_options {
     ($($name:ident)+) => {
         impl<M: Model, $($name: IntoOptions<M>),+> IntoOptions<M> for ($($name,)+) {

@@ -170,7 +170,7 @@ impl<C: SessionConnection> Drop for Session<'_, C> {
 }
 
 fn is_transaction_control(sql: &str) -> bool {
-    let head = sql.trim_start().split_whitespace().next().unwrap_or("");
+    let head = sql.split_whitespace().next().unwrap_or("");
     ["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "END"]
         .iter()
         .any(|kw| head.eq_ignore_ascii_case(kw))

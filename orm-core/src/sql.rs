@@ -35,7 +35,6 @@ pub(crate) struct SelectGraph<'p, DB> {
     pub(crate) order: Vec<Fragment<DB>>,
     pub(crate) limit: Option<i64>,
     pub(crate) offset: Option<i64>,
-    pub(crate) cacheable: bool,
 }
 
 impl<DB: OrmBackend> SelectGraph<'_, DB> {
@@ -176,9 +175,6 @@ fn column<DB: OrmBackend>(
 
 impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        if !self.cacheable {
-            out.unsafe_to_cache_prepared();
-        }
         let root = self.plan;
         out.push_sql("SELECT ");
         let mut first = true;
@@ -245,6 +241,12 @@ pub(crate) struct KeyIn<K> {
 
 impl<DB: OrmBackend, K: KeyValue> QueryFragment<DB> for KeyIn<K> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if let [key] = self.keys.as_slice() {
+            // One key (a lazy load): `= ?` keeps the statement cacheable.
+            column(&mut out, (self.table, self.column))?;
+            out.push_sql(" = ");
+            return DB::push_key(key, &mut out);
+        }
         // The list length changes per call: caching each length would flood the statement cache.
         out.unsafe_to_cache_prepared();
         column(&mut out, (self.table, self.column))?;

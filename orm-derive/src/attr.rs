@@ -280,8 +280,7 @@ fn unknown_key(
 
 fn spanned_path(path: &Path) -> Span {
     let mut tokens = quote::ToTokens::to_token_stream(path).into_iter();
-    let first = tokens.next().map_or_else(Span::call_site, |t| t.span());
-    first
+    tokens.next().map_or_else(Span::call_site, |t| t.span())
 }
 
 fn attr_span(attr: &Attribute) -> Span {

@@ -181,7 +181,7 @@ impl<'a> Relation<'a> {
             .last()
             .map(|s| s.ident.to_string())
             .unwrap_or_default();
-        let self_referential = target_name == "Self" || target_name == model.to_string();
+        let self_referential = target_name == "Self" || *model == target_name;
         let target = if target.is_ident("Self") {
             Path::from(model.clone())
         } else {

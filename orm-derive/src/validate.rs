@@ -114,7 +114,7 @@ fn check_foreign_key(cx: &Ctxt, model: &Model<'_>, relation: &Relation<'_>) {
         let hint = if relation.foreign_key_explicit {
             String::new()
         } else {
-            format!(" (inferred from the field name; set it with `foreign_key = ..`)")
+            " (inferred from the field name; set it with `foreign_key = ..`)".to_owned()
         };
         cx.syn_error(syn::Error::new(
             fk.span,

@@ -66,7 +66,6 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     statement: Statement<Db<C>>,
     link: Option<ThroughLink>,
 ) -> Result<Vec<(L, Arc<M>)>> {
-    let cacheable = link.is_none();
     let query = SelectGraph {
         plan: &plan,
         link,
@@ -74,7 +73,6 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
         order: statement.order,
         limit: statement.limit,
         offset: statement.offset,
-        cacheable,
     };
     let identity = std::mem::take(&mut session.identity);
     let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity);
@@ -141,7 +139,7 @@ pub(crate) fn related<R: Relation>(parents: &[Arc<R::Parent>]) -> Vec<Arc<R::Tar
     parents
         .iter()
         .filter_map(|p| R::slot(p).stored())
-        .flat_map(|stored| <R::Shape as Shape>::rows(stored))
+        .flat_map(<R::Shape as Shape>::rows)
         .filter(|child| seen.insert(Arc::as_ptr(child) as usize))
         .cloned()
         .collect()
