@@ -10,6 +10,7 @@ pub use crate::model::{
     field_at, AsKey, Decode, Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor,
     Strategy,
 };
+pub use crate::options::RelationOf;
 pub use crate::rel::{Rel, Shape};
 
 pub use crate::__for_each_backend as for_each_backend;

@@ -51,6 +51,7 @@ pub use crate::error::{Error, NotLoadedReason, Result};
 pub use crate::model::{Decode, Link, Model, Relation, RelationInfo, RelationKind, Strategy};
 pub use crate::options::{
     joined, lazy, raise, raise_all, selectin, IntoOptions, OptionTree, RaiseAll, RelOption,
+    RelationOf,
 };
 pub use crate::query::Query;
 pub use crate::rel::{Rel, Shape};

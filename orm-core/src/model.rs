@@ -9,6 +9,11 @@ use crate::error::DecodeFailure;
 use crate::rel::{Rel, Shape};
 
 /// A struct mapped to a diesel `table!`, with its relations. Implemented by `#[derive(Model)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a model",
+    label = "relation targets must `#[derive(Model)]`",
+    note = "add `#[derive(Model)]` and `#[orm(table = ..)]` to `{Self}`"
+)]
 pub trait Model: AllBackends + Sized + Send + Sync + 'static {
     /// The primary key's Rust type.
     type Key: KeyValue;
@@ -173,6 +178,10 @@ pub trait RelationVisitor<M: Model> {
 
 /// A foreign key field: `K` or `Option<K>`.
 #[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "foreign key of type `{Self}` does not match the related key type `{K}`",
+    label = "expected `{K}` or `Option<{K}>`"
+)]
 pub trait AsKey<K> {
     /// The key, `None` for `NULL`.
     fn as_key(&self) -> Option<&K>;

@@ -85,7 +85,16 @@ impl<R: Relation> RelOption<R> {
     }
 }
 
-impl<R: Relation> IntoOptions<R::Parent> for RelOption<R> {
+/// `R` is a relation of model `M` (implemented by `#[derive(Model)]` for each relation handle),
+/// so an option on another model's relation does not compile.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a relation of `{M}`",
+    label = "this option names a relation of another model",
+    note = "options passed to a query or to `.then(..)` name relations of the model loaded at that level"
+)]
+pub trait RelationOf<M> {}
+
+impl<M: Model, R: Relation + RelationOf<M>> IntoOptions<M> for RelOption<R> {
     fn add_to(self, tree: &mut OptionTree) {
         tree.add(OptionEntry {
             relation: R::INDEX,

@@ -79,7 +79,10 @@ where
 
 /// Prints the related rows by key (`Loaded([Person(2), Person(3)])`), not whole: graphs with
 /// both directions of a relation loaded are cyclic.
-impl<T: Shape> fmt::Debug for Rel<T> {
+impl<T: Shape> fmt::Debug for Rel<T>
+where
+    T::Target: Model,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         struct Key<'a, M: Model>(&'a M);
         impl<M: Model> fmt::Debug for Key<'_, M> {
@@ -108,9 +111,16 @@ impl<I: Iterator<Item = T> + Clone, T: fmt::Debug> fmt::Debug for DebugList<I> {
 }
 
 /// What a [`Rel`] can hold. Implemented for `Option<M>`, `Vec<M>` and `M` itself.
+///
+/// `Option<M>` and `Vec<M>` are shapes for any `M`, so a relation to a type that is not a
+/// [`Model`] is reported once, at the relation's target, not at every use of the field.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a relation shape",
+    label = "expected `Option<T>`, `Vec<T>` or `T` where `T` derives `Model`"
+)]
 pub trait Shape: 'static {
     /// The related model.
-    type Target: Model;
+    type Target: Send + Sync + 'static;
     /// What is stored once loaded.
     type Stored: Send + Sync + 'static;
     /// What a read returns.
@@ -132,7 +142,7 @@ pub trait Shape: 'static {
     fn rows(stored: &Self::Stored) -> &[Arc<Self::Target>];
 }
 
-impl<M: Model> Shape for Option<M> {
+impl<M: Send + Sync + 'static> Shape for Option<M> {
     type Target = M;
     type Stored = Option<Arc<M>>;
     type View<'a> = Option<&'a M>;
@@ -178,7 +188,7 @@ impl<M: Model> Shape for M {
     }
 }
 
-impl<M: Model> Shape for Vec<M> {
+impl<M: Send + Sync + 'static> Shape for Vec<M> {
     type Target = M;
     type Stored = Vec<Arc<M>>;
     type View<'a> = &'a [Arc<M>];

@@ -8,6 +8,9 @@ mod expand;
 mod model;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
 

@@ -44,12 +44,24 @@ fn check_field_shape(cx: &Ctxt, relation: &Relation<'_>) {
         (Some(FieldShape::Optional(_) | FieldShape::Required(_)), KindKw::HasMany | KindKw::ManyToMany) => {
             cx.error_spanned_by(relation.ty, format!("`{kind}` relates a collection: use `Rel<Vec<{target}>>`"))
         }
+        (Some(FieldShape::Required(inner)), _) if !is_plain_path(inner) => cx.error_spanned_by(
+            relation.ty,
+            format!(
+                "unsupported relation field type: use `Rel<Option<{target}>>`, `Rel<{target}>` or `Rel<Vec<{target}>>`"
+            ),
+        ),
         (Some(FieldShape::Required(_)), KindKw::HasOne) => cx.error_spanned_by(
             relation.ty,
             format!("`has_one` may find no row: use `Rel<Option<{target}>>`"),
         ),
         _ => {}
     }
+}
+
+/// A type path with no generic arguments (`Address`, `crate::models::Address`).
+fn is_plain_path(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(p) if p.qself.is_none()
+        && p.path.segments.iter().all(|s| s.arguments.is_none()))
 }
 
 fn expected_shape(relation: &Relation<'_>) -> String {
@@ -127,6 +139,7 @@ fn check_foreign_key(cx: &Ctxt, model: &Model<'_>, relation: &Relation<'_>) {
     };
     let nullable = single_argument(column.ty, "Option").is_some();
     match (&relation.shape, nullable) {
+        (Some(FieldShape::Required(inner)), _) if !is_plain_path(inner) => {}
         (Some(FieldShape::Required(_)), true) => cx.syn_error(syn::Error::new(
             fk.span,
             format!(

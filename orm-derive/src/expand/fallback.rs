@@ -15,10 +15,13 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
     if !input.generics.params.is_empty() || !matches!(input.data, syn::Data::Struct(_)) {
         return quote!(#errors);
     }
+    let (markers, relations) = relation_dummies(input);
     quote! {
         #errors
-        #[allow(unreachable_code, clippy::all)]
+        #markers
+        #[allow(unreachable_code, non_upper_case_globals, clippy::all)]
         const _: () = {
+            #relations
             #[automatically_derived]
             impl #p::Model for #ident {
                 type Key = i64;
@@ -48,4 +51,59 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
             }
         };
     }
+}
+
+/// Relation handles for every `#[relation]` field, so `Person::address` still resolves. Their
+/// impls are dummies: the model failed to derive, nothing runs.
+fn relation_dummies(input: &DeriveInput) -> (TokenStream, TokenStream) {
+    let syn::Data::Struct(data) = &input.data else {
+        return Default::default();
+    };
+    let fields: Vec<&syn::Ident> = data
+        .fields
+        .iter()
+        .filter(|f| f.attrs.iter().any(|a| a.path().is_ident("relation")))
+        .filter_map(|f| f.ident.as_ref())
+        .collect();
+    if fields.is_empty() {
+        return Default::default();
+    }
+    let p = private();
+    let ident = &input.ident;
+    let vis = &input.vis;
+    let module = quote::format_ident!("{}_rel", crate::case::snake_case(&ident.to_string()));
+    let markers = quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #vis mod #module {
+            #(#[derive(Clone, Copy, Debug, Default)] pub struct #fields;)*
+        }
+    };
+    let relations = quote! {
+        #(
+            #[automatically_derived]
+            impl #p::RelationOf<#ident> for #module::#fields {}
+            #[automatically_derived]
+            impl #p::Relation for #module::#fields {
+                type Parent = #ident;
+                type Target = #ident;
+                type Shape = #p::Vec<#ident>;
+                type JoinKey = i64;
+                const INDEX: usize = 0;
+                fn slot(_: &#ident) -> &#p::Rel<#p::Vec<#ident>> {
+                    unreachable!()
+                }
+                fn parent_key(_: &#ident) -> #p::Option<&i64> {
+                    unreachable!()
+                }
+                fn target_key(_: &#ident) -> #p::Option<&i64> {
+                    unreachable!()
+                }
+            }
+        )*
+        impl #ident {
+            #(pub const #fields: #module::#fields = #module::#fields;)*
+        }
+    };
+    (markers, relations)
 }

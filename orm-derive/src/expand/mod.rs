@@ -32,6 +32,7 @@ pub fn private() -> TokenStream {
 
 fn expand(model: &Model<'_>) -> TokenStream {
     let markers = relations::expand_markers(model);
+    let columns = model_impl::expand_columns(model);
     let model_impl = model_impl::expand_model(model);
     let decode_impl = model_impl::expand_decode(model);
     let relation_impls = relations::expand_relations(model);
@@ -40,6 +41,7 @@ fn expand(model: &Model<'_>) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::all)]
         const _: () = {
+            #columns
             #model_impl
             #decode_impl
             #relation_impls

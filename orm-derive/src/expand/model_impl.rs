@@ -1,17 +1,39 @@
 //! `impl Model` (metadata, key, relation dispatch) and `impl Decode<DB>` (positional decoder).
 
+use proc_macro2::Ident;
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::private;
 use super::relations::{marker_module, relation_info};
 use crate::model::Model;
 
+/// The local alias of a column's type: `__orm_column_<field>`.
+pub fn column_alias(field: &Ident) -> Ident {
+    format_ident!("__orm_column_{}", field)
+}
+
+/// One import of the `table!` module and one alias per column, so a wrong table or column is
+/// reported once, where it is named, however many places use it.
+pub fn expand_columns(model: &Model<'_>) -> TokenStream {
+    let table = &model.table;
+    let table_alias = quote_spanned!(table.span()=> __orm_table);
+    let aliases = model.columns.iter().map(|c| {
+        let alias = column_alias(c.ident);
+        let field = c.ident;
+        quote_spanned!(field.span()=> type #alias = __orm_table::#field;)
+    });
+    quote! {
+        #[allow(unused_imports)]
+        use #table as #table_alias;
+        #(#[allow(non_camel_case_types)] #aliases)*
+    }
+}
+
 pub fn expand_model(model: &Model<'_>) -> TokenStream {
     let p = private();
     let ident = model.ident;
-    let table = &model.table;
     let table_name = model.table_name();
     let Some((key_index, key)) = model.key_column() else {
         return TokenStream::new();
@@ -20,14 +42,17 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
     let key_ty = key.ty;
     let key_ty = quote_spanned!(key_ty.span()=> #key_ty);
     let columns = model.columns.iter().map(|c| {
-        let column = c.ident;
-        quote_spanned!(column.span()=> <#table::#column as #p::diesel::Column>::NAME)
+        let column = column_alias(c.ident);
+        quote!(<#column as #p::diesel::Column>::NAME)
     });
-    let infos = model.relations.iter().map(|r| relation_info(model, r));
+    let infos = model.relations.iter().map(relation_info);
     let module = marker_module(model);
+    let visitor = quote!(__visitor);
     let arms = model.relations.iter().enumerate().map(|(index, r)| {
         let marker = r.ident;
-        quote!(#index => #p::Option::Some(__visitor.visit::<#module::#marker>()),)
+        // At the target: a target that is not a model is reported there only.
+        let at_target = super::relations::target_span(&r.target);
+        quote_spanned!(at_target=> #index => #p::Option::Some(#visitor.visit::<#module::#marker>()),)
     });
     quote! {
         #[automatically_derived]
@@ -61,13 +86,14 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
 pub fn expand_decode(model: &Model<'_>) -> TokenStream {
     let p = private();
     let ident = model.ident;
-    let table = &model.table;
     let model_name = ident.to_string();
     let columns = model.columns.iter().enumerate().map(|(index, c)| {
         let field = c.ident;
         let ty = c.ty;
-        let column = quote_spanned!(field.span()=> #table::#field);
-        let decode = quote_spanned! {ty.span()=>
+        let column = column_alias(field);
+        // Located at the field's type for the error, resolved at the call site for hygiene.
+        let at_ty = proc_macro2::Span::call_site().located_at(ty.span());
+        let decode = quote_spanned! {at_ty=>
             #p::field_at::<__DB, <#column as #p::diesel::Expression>::SqlType, #ty, __R>(
                 __row,
                 __offset + #index,

@@ -1,7 +1,7 @@
 //! Per relation: a marker type (the handle's type), its `impl Relation`, the `Person::address`
 //! handle constant, and its static `RelationInfo`.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 
@@ -46,7 +46,7 @@ pub fn expand_markers(model: &Model<'_>) -> TokenStream {
     }
 }
 
-pub fn relation_info(model: &Model<'_>, relation: &Relation<'_>) -> TokenStream {
+pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
     let p = private();
     let name = relation.ident.to_string();
     let target = relation
@@ -77,8 +77,7 @@ pub fn relation_info(model: &Model<'_>, relation: &Relation<'_>) -> TokenStream 
     let fk = &relation.foreign_key.value;
     let link = match (relation.kind.value, &relation.through, &relation.target_key) {
         (KindKw::BelongsTo, _, _) => {
-            let table = &model.table;
-            let column = quote_spanned!(fk.span()=> #table::#fk);
+            let column = super::model_impl::column_alias(fk);
             quote!(#p::Link::ParentColumn(<#column as #p::diesel::Column>::NAME))
         }
         (KindKw::ManyToMany, Some(through), Some(target_key)) => {
@@ -114,7 +113,7 @@ pub fn relation_info(model: &Model<'_>, relation: &Relation<'_>) -> TokenStream 
     }
 }
 
-pub fn expand_relations(model: &Model<'_>) -> TokenStream {
+pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
     let p = private();
     let ident = model.ident;
     let module = marker_module(model);
@@ -122,7 +121,7 @@ pub fn expand_relations(model: &Model<'_>) -> TokenStream {
         let field = relation.ident;
         let field_ty = relation.ty;
         let target = &relation.target;
-        let target_ty = quote_spanned!(relation.kind.span=> #target);
+        let target_ty = target;
         let shape = match &relation.shape {
             Some(FieldShape::Optional(t)) => quote!(#p::Option<#t>),
             Some(FieldShape::Collection(t)) => quote!(#p::Vec<#t>),
@@ -130,16 +129,22 @@ pub fn expand_relations(model: &Model<'_>) -> TokenStream {
             None => quote!(#target),
         };
         let fk = &relation.foreign_key.value;
+        // Everything that needs the target to be a model is spanned at the target, so a target
+        // that is not a model is one error there.
+        let at_target = target_span(target);
+        let at_fk = Span::call_site().located_at(fk.span());
+        // Locals are interpolated, so their hygiene stays the call site's.
+        let target_arg = quote!(__target);
         let (join_key, parent_key, target_key) = match relation.kind.value {
             KindKw::BelongsTo => (
-                quote!(<#target_ty as #p::Model>::Key),
-                quote_spanned!(fk.span()=> #p::AsKey::<Self::JoinKey>::as_key(&__parent.#fk)),
-                quote!(#p::Option::Some(#p::Model::key(__target))),
+                quote_spanned!(at_target=> <#target_ty as #p::Model>::Key),
+                quote_spanned!(at_fk=> #p::AsKey::<Self::JoinKey>::as_key(&__parent.#fk)),
+                quote_spanned!(at_target=> #p::Option::Some(#p::Model::key(#target_arg))),
             ),
             KindKw::HasOne | KindKw::HasMany => (
                 quote!(<#ident as #p::Model>::Key),
                 quote!(#p::Option::Some(#p::Model::key(__parent))),
-                quote_spanned!(fk.span()=> #p::AsKey::<Self::JoinKey>::as_key(&__target.#fk)),
+                quote_spanned!(at_fk=> #p::AsKey::<Self::JoinKey>::as_key(&__target.#fk)),
             ),
             KindKw::ManyToMany => (
                 quote!(<#ident as #p::Model>::Key),
@@ -152,6 +157,8 @@ pub fn expand_relations(model: &Model<'_>) -> TokenStream {
         };
         let through_check = through_check(model, relation);
         quote! {
+            #[automatically_derived]
+            impl #p::RelationOf<#ident> for #module::#field {}
             #[automatically_derived]
             impl #p::Relation for #module::#field {
                 type Parent = #ident;
@@ -221,4 +228,12 @@ fn through_check(model: &Model<'_>, relation: &Relation<'_>) -> TokenStream {
             #target_check
         };
     }
+}
+
+/// The span of the target path's first token.
+pub fn target_span(target: &syn::Path) -> proc_macro2::Span {
+    quote::ToTokens::to_token_stream(target)
+        .into_iter()
+        .next()
+        .map_or_else(proc_macro2::Span::call_site, |t| t.span())
 }

@@ -1,0 +1,8 @@
+//! Compile-fail tests: every mistake `#[derive(Model)]` or the typed options can report, with
+//! its message snapshot in `tests/ui/<topic>/<mistake>.stderr` (bless with `TRYBUILD=overwrite`).
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("ui/*/*.rs");
+}

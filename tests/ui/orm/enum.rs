@@ -1,0 +1,9 @@
+use orm_core::prelude::*;
+
+#[derive(Model)]
+pub enum Person {
+    Pierre,
+    Pauline,
+}
+
+fn main() {}
