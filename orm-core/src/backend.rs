@@ -9,7 +9,7 @@ use std::hash::Hash;
 
 use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql};
-use diesel::query_builder::AstPass;
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::row::{Field, Row};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Integer, SingleValue, SmallInt, SqlType, Text};
@@ -80,6 +80,12 @@ pub trait OrmBackend: Backend + Sized + 'static {
     /// How many keys one `IN (...)` list may hold, leaving room for the statement's other binds.
     const MAX_KEYS_PER_STATEMENT: usize;
 
+    /// The identifier quote of the backend's SQL.
+    const QUOTE: char;
+
+    /// The SQL text of `query`, with placeholders.
+    fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String>;
+
     /// Pushes a key as a bound parameter.
     fn push_key<'b, K: KeyValue>(key: &'b K, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()>;
 
@@ -96,6 +102,13 @@ pub trait OrmBackend: Backend + Sized + 'static {
 impl OrmBackend for Sqlite {
     // Bundled SQLite allows 32,766 bound parameters; keep headroom for the query's own binds.
     const MAX_KEYS_PER_STATEMENT: usize = 32_000;
+    const QUOTE: char = '`';
+
+    fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String> {
+        let mut builder = diesel::sqlite::SqliteQueryBuilder::new();
+        query.to_sql(&mut builder, &Sqlite)?;
+        Ok(diesel::query_builder::QueryBuilder::finish(builder))
+    }
 
     fn push_key<'b, K: KeyValue>(key: &'b K, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()> {
         <K as KeyFor<Sqlite>>::push_bind(key, out)

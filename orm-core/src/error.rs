@@ -48,6 +48,37 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// An explicit join cannot be built as asked.
+    #[error("cannot join `{model}.{relation}`: {reason}")]
+    InvalidJoin {
+        /// The model that owns the relation.
+        model: &'static str,
+        /// The relation's field name.
+        relation: &'static str,
+        /// What is wrong, and the fix.
+        reason: String,
+    },
+
+    /// A filter or order names a table the query neither selects from nor joins.
+    #[error("the query filters on `{table}`, which it does not join (tables in the query: {available:?}); add `.join(..)` for it")]
+    TableNotInQuery {
+        /// The table (or alias) named.
+        table: String,
+        /// The names the query does bring in.
+        available: Vec<String>,
+    },
+
+    /// A `contains_eager` option names a relation the query did not join.
+    #[error(
+        "`contains_eager` on `{model}.{relation}` needs the query to `.join(..)` that relation"
+    )]
+    ContainsEagerWithoutJoin {
+        /// The model that owns the relation.
+        model: &'static str,
+        /// The relation's field name.
+        relation: &'static str,
+    },
+
     /// The database rejected a statement; `sql` is the statement that failed.
     #[error("database error: {source}\n  in statement: {sql}")]
     Database {

@@ -34,6 +34,7 @@ extern crate self as orm_core;
 
 mod backend;
 mod error;
+mod join;
 mod loader;
 mod model;
 mod options;
@@ -48,10 +49,11 @@ pub mod __private;
 
 pub use crate::backend::{KeyFor, KeyValue, OrmBackend, SqlKey};
 pub use crate::error::{Error, NotLoadedReason, Result};
+pub use crate::join::{Exists, RelationExt};
 pub use crate::model::{Decode, Link, Model, Relation, RelationInfo, RelationKind, Strategy};
 pub use crate::options::{
-    joined, lazy, raise, raise_all, selectin, IntoOptions, OptionTree, RaiseAll, RelOption,
-    RelationOf,
+    contains_eager, joined, lazy, raise, raise_all, selectin, IntoOptions, OptionTree, RaiseAll,
+    RelOption, RelationOf,
 };
 pub use crate::query::Query;
 pub use crate::rel::{Rel, Shape};
@@ -63,7 +65,7 @@ pub use orm_derive::Model;
 /// `use orm_core::prelude::*;` brings the derive, the runtime types and the load options.
 pub mod prelude {
     pub use crate::{
-        joined, lazy, raise, raise_all, selectin, Error, IntoOptions, Model, Query, Rel, Relation,
-        Session,
+        contains_eager, joined, lazy, raise, raise_all, selectin, Error, IntoOptions, Model, Query,
+        Rel, Relation, RelationExt, Session,
     };
 }

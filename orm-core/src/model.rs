@@ -17,6 +17,8 @@ use crate::rel::{Rel, Shape};
 pub trait Model: AllBackends + Sized + Send + Sync + 'static {
     /// The primary key's Rust type.
     type Key: KeyValue;
+    /// The diesel `table!` type (`person::table`); `alias!`es of it name this model in joins.
+    type Table: 'static;
 
     /// The struct's name, for messages.
     const NAME: &'static str;
@@ -98,6 +100,8 @@ pub enum Strategy {
     Selectin,
     /// `lazy = "raise"`: reading it unloaded is [`Error::NotLoaded`](crate::Error::NotLoaded).
     Raise,
+    /// A query option only: fill the relation from the query's own `.join(..)` of it.
+    ContainsEager,
 }
 
 /// The SQL columns that link a parent to its related rows.

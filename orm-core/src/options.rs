@@ -116,6 +116,14 @@ pub fn selectin<R: Relation>(rel: R) -> RelOption<R> {
     RelOption::new(Strategy::Selectin)
 }
 
+/// Fill `rel` from the query's explicit `.join(rel)` (or `.join_as(rel, alias)`): one join
+/// serves both the filter and the loading. The relation holds the joined rows only, so an inner
+/// join with a filter loads the matching related rows.
+pub fn contains_eager<R: Relation>(rel: R) -> RelOption<R> {
+    let _ = rel;
+    RelOption::new(Strategy::ContainsEager)
+}
+
 /// Do not load `rel`; it loads on first access through the session.
 pub fn lazy<R: Relation>(rel: R) -> RelOption<R> {
     let _ = rel;

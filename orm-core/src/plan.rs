@@ -6,6 +6,8 @@
 
 use std::any::TypeId;
 
+use crate::error::Error;
+use crate::join::UserJoin;
 use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor, Strategy};
 use crate::options::OptionTree;
 
@@ -17,8 +19,9 @@ pub(crate) type PathStep = (TypeId, usize);
 pub(crate) struct PlanNode {
     /// Index of this node's state in the decoder (0 is the root).
     pub(crate) id: usize,
-    /// The SQL name of this node in the statement: the table for the root, `t<N>` otherwise.
-    pub(crate) alias: Option<usize>,
+    /// The SQL name of this node in the statement: the table for the root, an anonymous alias
+    /// `t<N>` for an eager join, the join's name for `contains_eager`.
+    pub(crate) name: String,
     pub(crate) table: &'static str,
     pub(crate) columns: &'static [&'static str],
     pub(crate) key_column: usize,
@@ -38,9 +41,11 @@ pub(crate) struct JoinedChild {
     pub(crate) relation: usize,
     pub(crate) link: Link,
     /// For many-to-many, the association table's alias.
-    pub(crate) through_alias: Option<usize>,
+    pub(crate) through_name: Option<String>,
     /// Whether the join can repeat the parent's row (every kind but belongs_to).
     pub(crate) multiplies: bool,
+    /// The query's own join provides the rows (`contains_eager`): nothing to render.
+    pub(crate) external: bool,
     pub(crate) node: PlanNode,
 }
 
@@ -73,34 +78,27 @@ impl PlanNode {
             .map(|j| j.node.node_count())
             .sum::<usize>()
     }
-
-    /// The SQL name columns of this node are qualified with.
-    pub(crate) fn sql_name(&self) -> String {
-        match self.alias {
-            Some(n) => alias_name(n),
-            None => self.table.to_owned(),
-        }
-    }
-}
-
-pub(crate) fn alias_name(n: usize) -> String {
-    format!("t{n}")
 }
 
 /// Builds plans; numbers nodes, aliases and columns.
-pub(crate) struct PlanBuilder {
+pub(crate) struct PlanBuilder<'j> {
     next_id: usize,
     next_alias: usize,
     next_column: usize,
+    /// The query's explicit joins, for `contains_eager` and for alias names to avoid.
+    joins: &'j [UserJoin],
+    error: Option<Error>,
 }
 
-impl PlanBuilder {
+impl<'j> PlanBuilder<'j> {
     /// A builder whose first column is at `first_column` (1 when a link column comes first).
-    pub(crate) fn new(first_column: usize) -> Self {
+    pub(crate) fn new(first_column: usize, joins: &'j [UserJoin]) -> Self {
         PlanBuilder {
             next_id: 0,
             next_alias: 1,
             next_column: first_column,
+            joins,
+            error: None,
         }
     }
 
@@ -109,19 +107,41 @@ impl PlanBuilder {
         mut self,
         options: &OptionTree,
         path: &mut Vec<PathStep>,
-    ) -> PlanNode {
-        self.node::<M>(None, Some(options), path)
+    ) -> Result<PlanNode, Error> {
+        let node = self.node::<M>(M::TABLE.to_owned(), Some(None), Some(options), path);
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(node),
+        }
     }
 
+    /// A fresh anonymous alias that no table or alias of the query uses.
+    fn alias(&mut self) -> String {
+        loop {
+            let name = format!("t{}", self.next_alias);
+            self.next_alias += 1;
+            if !self
+                .joins
+                .iter()
+                .any(|j| j.names().contains(&name) || j.parent_name == name)
+            {
+                return name;
+            }
+        }
+    }
+
+    /// `source`: the explicit join this node's rows come from (`None` for the root or an
+    /// eager join), where `contains_eager` looks for its joins.
     fn node<M: Model>(
         &mut self,
-        alias: Option<usize>,
+        name: String,
+        source: Option<Option<usize>>,
         options: Option<&OptionTree>,
         path: &mut Vec<PathStep>,
     ) -> PlanNode {
         let mut node = PlanNode {
             id: self.next_id,
-            alias,
+            name,
             table: M::TABLE,
             columns: M::COLUMNS,
             key_column: M::KEY_COLUMN,
@@ -136,16 +156,34 @@ impl PlanBuilder {
             let step = (TypeId::of::<M>(), index);
             let (strategy, child_options) = resolve(info, index, options, path, step);
             match strategy {
-                Strategy::Joined => {
+                Strategy::Joined | Strategy::ContainsEager => {
+                    let external = if strategy == Strategy::ContainsEager {
+                        let found = source.and_then(|parent| {
+                            self.joins
+                                .iter()
+                                .position(|j| j.parent == parent && j.relation == step)
+                        });
+                        match found {
+                            Some(join) => Some(join),
+                            None => {
+                                self.error.get_or_insert(Error::ContainsEagerWithoutJoin {
+                                    model: M::NAME,
+                                    relation: info.name,
+                                });
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     path.push(step);
-                    let child = M::visit_relation(
-                        index,
-                        JoinChild {
-                            builder: self,
-                            options: child_options,
-                            path,
-                        },
-                    );
+                    let visitor = JoinChild {
+                        builder: self,
+                        options: child_options,
+                        path,
+                        external,
+                    };
+                    let child = M::visit_relation(index, visitor);
                     path.pop();
                     node.joined.extend(child);
                 }
@@ -196,31 +234,43 @@ fn resolve<'o>(
     }
 }
 
-struct JoinChild<'b, 'o, 'p> {
-    builder: &'b mut PlanBuilder,
+struct JoinChild<'b, 'j, 'o, 'p> {
+    builder: &'b mut PlanBuilder<'j>,
     options: Option<&'o OptionTree>,
     path: &'p mut Vec<PathStep>,
+    /// For `contains_eager`: the index of the query's join that provides the rows.
+    external: Option<usize>,
 }
 
-impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_> {
+impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_, '_> {
     type Output = JoinedChild;
 
     fn visit<R: Relation<Parent = M>>(self) -> JoinedChild {
         let info = R::info();
-        let through_alias = (info.kind == RelationKind::ManyToMany).then(|| {
-            self.builder.next_alias += 1;
-            self.builder.next_alias - 1
-        });
-        let alias = self.builder.next_alias;
-        self.builder.next_alias += 1;
+        let (name, through_name) = match self.external {
+            Some(join) => {
+                let join = &self.builder.joins[join];
+                let through = match info.link {
+                    Link::Through { table, .. } => Some(join.through_name(table)),
+                    _ => None,
+                };
+                (join.name.clone(), through)
+            }
+            None => {
+                let through = (info.kind == RelationKind::ManyToMany).then(|| self.builder.alias());
+                (self.builder.alias(), through)
+            }
+        };
+        let source = self.external.map(Some);
         let node = self
             .builder
-            .node::<R::Target>(Some(alias), self.options, self.path);
+            .node::<R::Target>(name, source, self.options, self.path);
         JoinedChild {
             relation: R::INDEX,
             link: info.link,
-            through_alias,
+            through_name,
             multiplies: info.kind != RelationKind::BelongsTo,
+            external: self.external.is_some(),
             node,
         }
     }

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use diesel::expression::Expression;
 use diesel::query_builder::QueryFragment;
+use diesel::query_source::{Alias, AliasSource};
 use diesel::sql_types::BoolOrNullableBool;
 
 use crate::backend::OrmBackend;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::join::{user_join, UserJoin};
 use crate::loader::{self, Statement};
-use crate::model::Model;
+use crate::model::{Model, Relation};
 use crate::options::{IntoOptions, OptionTree};
 use crate::session::{Session, SessionConnection};
 use crate::sql::{Fragment, KeyEq};
@@ -27,6 +29,9 @@ use crate::sql::{Fragment, KeyEq};
 /// ```
 #[must_use = "a query does nothing until `.load(&mut session)`"]
 pub struct Query<M, DB> {
+    pub(crate) joins: Vec<UserJoin>,
+    /// The first invalid join, reported by `load`.
+    pub(crate) error: Option<Error>,
     pub(crate) filters: Vec<Fragment<DB>>,
     pub(crate) order: Vec<Fragment<DB>>,
     pub(crate) limit: Option<i64>,
@@ -39,6 +44,8 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
     /// An unfiltered query over `M`'s table.
     pub fn new() -> Self {
         Query {
+            joins: Vec::new(),
+            error: None,
             filters: Vec::new(),
             order: Vec::new(),
             limit: None,
@@ -88,6 +95,72 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
         self
     }
 
+    /// `INNER JOIN`s relation `rel`'s table under its own name, so diesel filters on that table
+    /// work: `Person::query().join(Person::address).filter(address::city.eq("Paris"))`.
+    ///
+    /// `rel` hangs off the root model, or else off the latest join of `rel`'s parent model, so
+    /// joins chain along nested relations. The join only filters; add
+    /// [`contains_eager`](crate::contains_eager) to also load the relation from it.
+    pub fn join<R: Relation>(self, rel: R) -> Self {
+        let _ = rel;
+        self.add_join::<R>(false, None, None)
+    }
+
+    /// [`join`](Query::join) as a `LEFT OUTER JOIN`.
+    pub fn left_join<R: Relation>(self, rel: R) -> Self {
+        let _ = rel;
+        self.add_join::<R>(true, None, None)
+    }
+
+    /// `INNER JOIN`s `rel` under a diesel alias of its table, for self-joins:
+    /// `diesel::alias!(person as manager: Manager)`, then
+    /// `.join_as(Person::manager, manager).filter(manager.field(person::firstname).eq("Pierre"))`.
+    pub fn join_as<R, S>(self, rel: R, alias: Alias<S>) -> Self
+    where
+        R: Relation,
+        S: AliasSource<Target = <R::Target as Model>::Table>,
+    {
+        let _ = (rel, alias);
+        self.add_join::<R>(false, None, Some(S::NAME))
+    }
+
+    /// [`join_as`](Query::join_as) as a `LEFT OUTER JOIN`.
+    pub fn left_join_as<R, S>(self, rel: R, alias: Alias<S>) -> Self
+    where
+        R: Relation,
+        S: AliasSource<Target = <R::Target as Model>::Table>,
+    {
+        let _ = (rel, alias);
+        self.add_join::<R>(true, None, Some(S::NAME))
+    }
+
+    /// `INNER JOIN`s `rel` of the rows joined as `from`, under `alias`: the manager's manager is
+    /// `.join_as(Person::manager, manager).join_from_as(manager, Person::manager, grand)`.
+    pub fn join_from_as<R, P, S>(self, from: Alias<P>, rel: R, alias: Alias<S>) -> Self
+    where
+        R: Relation,
+        P: AliasSource<Target = <R::Parent as Model>::Table>,
+        S: AliasSource<Target = <R::Target as Model>::Table>,
+    {
+        let _ = (from, rel, alias);
+        self.add_join::<R>(false, Some(P::NAME), Some(S::NAME))
+    }
+
+    fn add_join<R: Relation>(
+        mut self,
+        left: bool,
+        from: Option<&str>,
+        alias: Option<&'static str>,
+    ) -> Self {
+        if self.error.is_none() {
+            match user_join::<M, R>(&self.joins, left, from, alias) {
+                Ok(join) => self.joins.push(join),
+                Err(error) => self.error = Some(error),
+            }
+        }
+        self
+    }
+
     /// Keeps the row whose primary key is `key`.
     pub fn filter_key(mut self, key: M::Key) -> Self {
         self.filters.push(Box::new(KeyEq {
@@ -104,7 +177,11 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
     where
         C: SessionConnection<Backend = DB>,
     {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
         let statement = Statement {
+            joins: self.joins,
             filters: self.filters,
             order: self.order,
             limit: self.limit,
@@ -132,6 +209,10 @@ impl<M: Model, DB> fmt::Debug for Query<M, DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Query")
             .field("model", &M::NAME)
+            .field(
+                "joins",
+                &self.joins.iter().map(|j| &j.name).collect::<Vec<_>>(),
+            )
             .field("filters", &self.filters.len())
             .field("order", &self.order.len())
             .field("limit", &self.limit)

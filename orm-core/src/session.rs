@@ -2,6 +2,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use diesel::connection::{
@@ -59,7 +60,10 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         let sink = Arc::clone(&log);
         conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
             if let InstrumentationEvent::StartQuery { query, .. } = event {
-                let sql = query.to_string();
+                let mut sql = String::new();
+                if write!(sql, "{query}").is_err() {
+                    sql = "(a statement that could not be rendered)".to_owned();
+                }
                 let transaction_control = is_transaction_control(&sql);
                 let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
                 log.queries += usize::from(!transaction_control);

@@ -9,8 +9,9 @@ use diesel::sql_types::Untyped;
 use diesel::{QueryResult, RunQueryDsl};
 
 use crate::backend::{KeyValue, OrmBackend};
+use crate::join::{walk_user_join, UserJoin};
 use crate::model::Link;
-use crate::plan::{alias_name, PlanNode};
+use crate::plan::PlanNode;
 
 /// A boxed piece of SQL: a user filter or order expression, or a key list.
 pub(crate) type Fragment<DB> = Box<dyn QueryFragment<DB> + Send>;
@@ -30,6 +31,7 @@ pub(crate) const LINK_ALIAS: &str = "t0";
 /// One `SELECT` over a plan.
 pub(crate) struct SelectGraph<'p, DB> {
     pub(crate) plan: &'p PlanNode,
+    pub(crate) joins: &'p [UserJoin],
     pub(crate) link: Option<ThroughLink>,
     pub(crate) filters: Vec<Fragment<DB>>,
     pub(crate) order: Vec<Fragment<DB>>,
@@ -43,12 +45,11 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         out: &mut AstPass<'_, 'b, DB>,
         first: &mut bool,
     ) -> QueryResult<()> {
-        let name = node.sql_name();
         for column in node.columns {
             if !std::mem::take(first) {
                 out.push_sql(", ");
             }
-            out.push_identifier(&name)?;
+            out.push_identifier(&node.name)?;
             out.push_sql(".");
             out.push_identifier(column)?;
         }
@@ -59,29 +60,29 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
     }
 
     fn walk_joins<'b>(node: &'b PlanNode, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let parent = node.sql_name();
+        let parent = node.name.as_str();
         let parent_key = node.columns[node.key_column];
-        for child in &node.joined {
+        for child in node.joined.iter().filter(|c| !c.external) {
             let target = &child.node;
-            let alias = target.sql_name();
+            let alias = target.name.as_str();
             let target_key = target.columns[target.key_column];
             match child.link {
                 Link::ParentColumn(column) => {
                     join(
                         out,
                         target.table,
-                        &alias,
-                        (&alias, target_key),
-                        (&parent, column),
+                        alias,
+                        (alias, target_key),
+                        (parent, column),
                     )?;
                 }
                 Link::TargetColumn(column) => {
                     join(
                         out,
                         target.table,
-                        &alias,
-                        (&alias, column),
-                        (&parent, parent_key),
+                        alias,
+                        (alias, column),
+                        (parent, parent_key),
                     )?;
                 }
                 Link::Through {
@@ -89,24 +90,34 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
                     parent_column,
                     target_column,
                 } => {
-                    let through = alias_name(child.through_alias.unwrap_or_default());
+                    let through = child.through_name.as_deref().unwrap_or(table);
                     join(
                         out,
                         table,
-                        &through,
-                        (&through, parent_column),
-                        (&parent, parent_key),
+                        through,
+                        (through, parent_column),
+                        (parent, parent_key),
                     )?;
                     join(
                         out,
                         target.table,
-                        &alias,
-                        (&alias, target_key),
-                        (&through, target_column),
+                        alias,
+                        (alias, target_key),
+                        (through, target_column),
                     )?;
                 }
             }
-            Self::walk_joins(target, out)?;
+        }
+        // Joins below a `contains_eager` node hang off the query's own join: render them after.
+        for child in &node.joined {
+            Self::walk_joins(&child.node, out)?;
+        }
+        Ok(())
+    }
+
+    fn walk_user_joins<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        for join in self.joins {
+            walk_user_join(join, out)?;
         }
         Ok(())
     }
@@ -189,10 +200,20 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
         let limit_in_subquery =
             (self.limit.is_some() || self.offset.is_some()) && root.multiplies_rows();
         if limit_in_subquery {
-            out.push_sql("(SELECT ");
+            // A to-many explicit join repeats parents inside the subquery too.
+            let repeats = self
+                .joins
+                .iter()
+                .any(|j| !matches!(j.link, Link::ParentColumn(_)));
+            out.push_sql(if repeats {
+                "(SELECT DISTINCT "
+            } else {
+                "(SELECT "
+            });
             out.push_identifier(root.table)?;
             out.push_sql(".* FROM ");
             out.push_identifier(root.table)?;
+            self.walk_user_joins(&mut out)?;
             self.walk_where(&mut out)?;
             self.walk_order(&mut out)?;
             self.walk_limit(&mut out)?;
@@ -209,6 +230,7 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
             out.push_sql(" = ");
             column(&mut out, (root.table, root.columns[root.key_column]))?;
         }
+        self.walk_user_joins(&mut out)?;
         Self::walk_joins(root, &mut out)?;
         if !limit_in_subquery {
             self.walk_where(&mut out)?;

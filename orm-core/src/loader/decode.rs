@@ -63,8 +63,9 @@ pub(crate) struct Decoder<M: Model, L> {
 }
 
 impl<M: Model, L: RowLink> Decoder<M, L> {
-    pub(crate) fn new(plan: Arc<PlanNode>, identity: IdentityMap) -> Self {
-        let seen = plan.multiplies_rows().then(HashSet::new);
+    /// `repeats`: the query's own joins can repeat a root row.
+    pub(crate) fn new(plan: Arc<PlanNode>, identity: IdentityMap, repeats: bool) -> Self {
+        let seen = (repeats || plan.multiplies_rows()).then(HashSet::new);
         let pending = (0..plan.node_count()).map(|_| None).collect();
         Decoder {
             plan,

@@ -23,7 +23,7 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
         return Err(not_loaded::<R>(NotLoadedReason::Raise));
     }
     if !held_target::<R, C>(parent, session)? {
-        let plan = plan_for::<R>(&OptionTree::default(), &mut Vec::new());
+        let plan = plan_for::<R>(&OptionTree::default(), &mut Vec::new())?;
         if plan.has_deferred() {
             session.transaction(|s| load_relation::<R, C>(s, &[parent], plan))?;
         } else {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use diesel::RunQueryDsl;
 
 use crate::error::Result;
+use crate::join::UserJoin;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::options::OptionTree;
 use crate::plan::{PlanBuilder, PlanNode};
@@ -21,6 +22,7 @@ use self::decode::{with_decoder, Decoder, RowLink, RowSink};
 
 /// The parts of a statement that come from the query rather than from the plan.
 pub(crate) struct Statement<DB> {
+    pub(crate) joins: Vec<UserJoin>,
     pub(crate) filters: Vec<Fragment<DB>>,
     pub(crate) order: Vec<Fragment<DB>>,
     pub(crate) limit: Option<i64>,
@@ -30,6 +32,7 @@ pub(crate) struct Statement<DB> {
 impl<DB> Statement<DB> {
     pub(crate) fn filtered(filter: Fragment<DB>) -> Self {
         Statement {
+            joins: Vec::new(),
             filters: vec![filter],
             order: Vec::new(),
             limit: None,
@@ -44,7 +47,7 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     statement: Statement<Db<C>>,
     options: &OptionTree,
 ) -> Result<Vec<Arc<M>>> {
-    let plan = Arc::new(PlanBuilder::new(0).root::<M>(options, &mut Vec::new()));
+    let plan = Arc::new(PlanBuilder::new(0, &statement.joins).root::<M>(options, &mut Vec::new())?);
     let run = |session: &mut Session<'_, C>| {
         let roots = fetch::<M, (), C>(session, Arc::clone(&plan), statement, None)?;
         let roots: Vec<Arc<M>> = roots.into_iter().map(|((), object)| object).collect();
@@ -68,14 +71,22 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
 ) -> Result<Vec<(L, Arc<M>)>> {
     let query = SelectGraph {
         plan: &plan,
+        joins: &statement.joins,
         link,
         filters: statement.filters,
         order: statement.order,
         limit: statement.limit,
         offset: statement.offset,
     };
+    if !query.filters.is_empty() || !query.order.is_empty() {
+        check_tables(&query)?;
+    }
+    let repeats = query
+        .joins
+        .iter()
+        .any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));
     let identity = std::mem::take(&mut session.identity);
-    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity);
+    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity, repeats);
     let (mut decoder, result) =
         with_decoder(decoder, || query.load::<RowSink<M, L>>(session.conn()));
     session.identity = std::mem::take(&mut decoder.identity);
@@ -85,6 +96,20 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     result.map_err(|e| session.db_error(e))?;
     decoder.finish();
     Ok(std::mem::take(&mut decoder.roots))
+}
+
+/// Refuses a statement whose filters name a table it does not bring in, before the database
+/// answers with a message that does not say which join is missing.
+fn check_tables<DB: crate::backend::OrmBackend>(query: &SelectGraph<'_, DB>) -> Result<()> {
+    // A statement that cannot even be rendered (a misused `any`) fails here with its reason.
+    let sql = DB::render(query).map_err(|source| crate::error::Error::Database {
+        sql: "(not rendered)".to_owned(),
+        source,
+    })?;
+    match crate::join::missing_table(&sql, DB::QUOTE) {
+        Some((table, available)) => Err(crate::error::Error::TableNotInQuery { table, available }),
+        None => Ok(()),
+    }
 }
 
 /// Runs the `selectin` loads of `node` and of its joined descendants, for `objects`.

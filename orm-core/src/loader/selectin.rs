@@ -27,7 +27,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
     type Output = Result<()>;
 
     fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
-        let plan = plan_for::<R>(&self.deferred.options, &mut self.deferred.path.clone());
+        let plan = plan_for::<R>(&self.deferred.options, &mut self.deferred.path.clone())?;
         let parents: Vec<&P> = self.parents.iter().map(|p| &**p).collect();
         load_relation::<R, C>(self.session, &parents, plan)
     }
@@ -37,9 +37,11 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
 pub(crate) fn plan_for<R: Relation>(
     options: &OptionTree,
     path: &mut Vec<PathStep>,
-) -> Arc<PlanNode> {
+) -> Result<Arc<PlanNode>> {
     let first_column = usize::from(matches!(R::info().link, Link::Through { .. }));
-    Arc::new(PlanBuilder::new(first_column).root::<R::Target>(options, path))
+    PlanBuilder::new(first_column, &[])
+        .root::<R::Target>(options, path)
+        .map(Arc::new)
 }
 
 /// Loads relation `R` of every parent whose slot is not loaded yet, with `plan` for the targets.

@@ -25,6 +25,7 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
             #[automatically_derived]
             impl #p::Model for #ident {
                 type Key = i64;
+                type Table = ();
                 const NAME: &'static str = stringify!(#ident);
                 const TABLE: &'static str = "";
                 const COLUMNS: &'static [&'static str] = &[];

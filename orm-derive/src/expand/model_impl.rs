@@ -58,6 +58,7 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
         #[automatically_derived]
         impl #p::Model for #ident {
             type Key = #key_ty;
+            type Table = __orm_table::table;
             const NAME: &'static str = stringify!(#ident);
             const TABLE: &'static str = #table_name;
             const COLUMNS: &'static [&'static str] = &[#(#columns),*];
