@@ -169,97 +169,121 @@ impl Lcg {
     }
 }
 
+/// A connection the seed data can be written to: SQLite, and PostgreSQL with the `postgres`
+/// feature.
+pub trait Populate {
+    /// See [`populate`].
+    fn populate(&mut self, people: usize) -> QueryResult<Counts>;
+}
+
 /// Creates the tables and fills them with `people` people: about one in ten without an
 /// address, half as many addresses as people (shared), a manager tree (person `i` reports to
 /// `i / 10`, person 1 is the root), and zero to three projects each. Person 1 is Pierre and
 /// person 2 is Pauline, living in Paris.
-pub fn populate(conn: &mut SqliteConnection, people: usize) -> QueryResult<Counts> {
-    conn.batch_execute(CREATE_TABLES)?;
-    let mut rng = Lcg(42);
-    let addresses = (people / 2).max(1);
-    let projects = (people / 10).max(5);
-    conn.transaction(|conn| {
-        let rows: Vec<_> = (1..=addresses as i32)
-            .map(|id| {
-                let city = if id <= 2 {
-                    "Paris"
-                } else {
-                    CITIES[rng.next(CITIES.len())]
-                };
-                (
-                    address::id.eq(id),
-                    address::street.eq(format!("{id} rue de la Paix")),
-                    address::city.eq(city),
-                )
-            })
-            .collect();
-        for chunk in rows.chunks(5_000) {
-            diesel::insert_into(address::table)
-                .values(chunk)
-                .execute(conn)?;
-        }
-        let rows: Vec<_> = (1..=people as i32)
-            .map(|id| {
-                let firstname = match id {
-                    1 => "Pierre",
-                    2 => "Pauline",
-                    _ => FIRST_NAMES[rng.next(FIRST_NAMES.len())],
-                };
-                let address = match id {
-                    1 | 2 => Some(id),
-                    _ if rng.next(10) == 0 => None,
-                    _ => Some(1 + rng.next(addresses) as i32),
-                };
-                let manager = (id > 1).then_some(if id < 10 { 1 } else { id / 10 });
-                (
-                    person::id.eq(id),
-                    person::firstname.eq(firstname),
-                    person::lastname.eq(LAST_NAMES[rng.next(LAST_NAMES.len())]),
-                    person::address_id.eq(address),
-                    person::manager_id.eq(manager),
-                )
-            })
-            .collect();
-        for chunk in rows.chunks(5_000) {
-            diesel::insert_into(person::table)
-                .values(chunk)
-                .execute(conn)?;
-        }
-        let rows: Vec<_> = (1..=projects as i32)
-            .map(|id| {
-                (
-                    project::id.eq(id),
-                    project::name.eq(format!("Project {id}")),
-                )
-            })
-            .collect();
-        diesel::insert_into(project::table)
-            .values(&rows)
-            .execute(conn)?;
-        let mut links = Vec::new();
-        for person in 1..=people as i32 {
-            let mut mine: Vec<i32> = (0..rng.next(4))
-                .map(|_| 1 + rng.next(projects) as i32)
-                .collect();
-            mine.sort_unstable();
-            mine.dedup();
-            links.extend(mine.into_iter().map(|p| {
-                (
-                    person_project::person_id.eq(person),
-                    person_project::project_id.eq(p),
-                )
-            }));
-        }
-        for chunk in links.chunks(10_000) {
-            diesel::insert_into(person_project::table)
-                .values(chunk)
-                .execute(conn)?;
-        }
-        Ok(Counts {
-            people,
-            addresses,
-            projects,
-            memberships: links.len(),
-        })
-    })
+pub fn populate<C: Populate>(conn: &mut C, people: usize) -> QueryResult<Counts> {
+    conn.populate(people)
 }
+
+macro_rules! impl_populate {
+    ($conn:ty) => {
+        impl Populate for $conn {
+            fn populate(&mut self, people: usize) -> QueryResult<Counts> {
+                let conn = self;
+                conn.batch_execute(CREATE_TABLES)?;
+                let mut rng = Lcg(42);
+                let addresses = (people / 2).max(1);
+                let projects = (people / 10).max(5);
+                conn.transaction(|conn| {
+                    let rows: Vec<_> = (1..=addresses as i32)
+                        .map(|id| {
+                            let city = if id <= 2 {
+                                "Paris"
+                            } else {
+                                CITIES[rng.next(CITIES.len())]
+                            };
+                            (
+                                address::id.eq(id),
+                                address::street.eq(format!("{id} rue de la Paix")),
+                                address::city.eq(city),
+                            )
+                        })
+                        .collect();
+                    for chunk in rows.chunks(5_000) {
+                        diesel::insert_into(address::table)
+                            .values(chunk)
+                            .execute(conn)?;
+                    }
+                    let rows: Vec<_> = (1..=people as i32)
+                        .map(|id| {
+                            let firstname = match id {
+                                1 => "Pierre",
+                                2 => "Pauline",
+                                _ => FIRST_NAMES[rng.next(FIRST_NAMES.len())],
+                            };
+                            let address = match id {
+                                1 | 2 => Some(id),
+                                _ if rng.next(10) == 0 => None,
+                                _ => Some(1 + rng.next(addresses) as i32),
+                            };
+                            let manager = (id > 1).then_some(if id < 10 { 1 } else { id / 10 });
+                            (
+                                person::id.eq(id),
+                                person::firstname.eq(firstname),
+                                person::lastname.eq(LAST_NAMES[rng.next(LAST_NAMES.len())]),
+                                person::address_id.eq(address),
+                                person::manager_id.eq(manager),
+                            )
+                        })
+                        .collect();
+                    for chunk in rows.chunks(5_000) {
+                        diesel::insert_into(person::table)
+                            .values(chunk)
+                            .execute(conn)?;
+                    }
+                    let rows: Vec<_> = (1..=projects as i32)
+                        .map(|id| {
+                            (
+                                project::id.eq(id),
+                                project::name.eq(format!("Project {id}")),
+                            )
+                        })
+                        .collect();
+                    for chunk in rows.chunks(5_000) {
+                        diesel::insert_into(project::table)
+                            .values(chunk)
+                            .execute(conn)?;
+                    }
+                    let mut links = Vec::new();
+                    for person in 1..=people as i32 {
+                        let mut mine: Vec<i32> = (0..rng.next(4))
+                            .map(|_| 1 + rng.next(projects) as i32)
+                            .collect();
+                        mine.sort_unstable();
+                        mine.dedup();
+                        links.extend(mine.into_iter().map(|p| {
+                            (
+                                person_project::person_id.eq(person),
+                                person_project::project_id.eq(p),
+                            )
+                        }));
+                    }
+                    for chunk in links.chunks(10_000) {
+                        diesel::insert_into(person_project::table)
+                            .values(chunk)
+                            .execute(conn)?;
+                    }
+                    Ok(Counts {
+                        people,
+                        addresses,
+                        projects,
+                        memberships: links.len(),
+                    })
+                })
+            }
+        }
+    };
+}
+
+impl_populate!(SqliteConnection);
+#[cfg(feature = "postgres")]
+impl_populate!(diesel::PgConnection);

@@ -27,8 +27,20 @@ where
 /// Expands `$mac!(Backend)` once per backend this build of orm-core supports.
 #[doc(hidden)]
 #[macro_export]
+#[cfg(not(feature = "postgres"))]
 macro_rules! __for_each_backend {
     ($mac:ident) => {
         $mac!(::orm_core::__private::diesel::sqlite::Sqlite);
+    };
+}
+
+/// Expands `$mac!(Backend)` once per backend this build of orm-core supports.
+#[doc(hidden)]
+#[macro_export]
+#[cfg(feature = "postgres")]
+macro_rules! __for_each_backend {
+    ($mac:ident) => {
+        $mac!(::orm_core::__private::diesel::sqlite::Sqlite);
+        $mac!(::orm_core::__private::diesel::pg::Pg);
     };
 }

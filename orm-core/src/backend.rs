@@ -61,19 +61,38 @@ where
 
 /// A key type: hashable, ordered, and bindable and decodable on every enabled backend.
 pub trait KeyValue:
-    SqlKey + Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static + KeyFor<Sqlite>
+    SqlKey + Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static + KeyForAll
 {
 }
 
 impl<K> KeyValue for K where
-    K: SqlKey + Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static + KeyFor<Sqlite>
+    K: SqlKey + Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static + KeyForAll
 {
 }
 
-/// The bundle of per-backend decoders every [`Model`] provides.
-pub trait AllBackends: Decode<Sqlite> {}
+/// [`KeyFor`] every enabled backend.
+#[cfg(not(feature = "postgres"))]
+pub trait KeyForAll: KeyFor<Sqlite> {}
+#[cfg(not(feature = "postgres"))]
+impl<K: KeyFor<Sqlite>> KeyForAll for K {}
 
+/// [`KeyFor`] every enabled backend.
+#[cfg(feature = "postgres")]
+pub trait KeyForAll: KeyFor<Sqlite> + KeyFor<Pg> + pg::ArrayKey {}
+#[cfg(feature = "postgres")]
+impl<K: KeyFor<Sqlite> + KeyFor<Pg> + pg::ArrayKey> KeyForAll for K {}
+
+/// The bundle of per-backend decoders every [`Model`] provides.
+#[cfg(not(feature = "postgres"))]
+pub trait AllBackends: Decode<Sqlite> {}
+#[cfg(not(feature = "postgres"))]
 impl<M: Decode<Sqlite>> AllBackends for M {}
+
+/// The bundle of per-backend decoders every [`Model`] provides.
+#[cfg(feature = "postgres")]
+pub trait AllBackends: Decode<Sqlite> + Decode<Pg> {}
+#[cfg(feature = "postgres")]
+impl<M: Decode<Sqlite> + Decode<Pg>> AllBackends for M {}
 
 /// A diesel backend the runtime can load graphs on.
 pub trait OrmBackend: Backend + Sized + 'static {
@@ -88,6 +107,16 @@ pub trait OrmBackend: Backend + Sized + 'static {
 
     /// Pushes a key as a bound parameter.
     fn push_key<'b, K: KeyValue>(key: &'b K, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()>;
+
+    /// Pushes `table.column IN (keys)` in the backend's best form.
+    fn push_key_in<'b, K: KeyValue>(
+        column: (&'b str, &'b str),
+        keys: &'b [K],
+        out: &mut AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()>;
+
+    /// What an `OFFSET` without a `LIMIT` needs before it (SQLite wants a `LIMIT`).
+    const NO_LIMIT: &'static str;
 
     /// Reads the key at column `index`; `Ok(None)` when it is `NULL`.
     fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(
@@ -110,8 +139,36 @@ impl OrmBackend for Sqlite {
         Ok(diesel::query_builder::QueryBuilder::finish(builder))
     }
 
+    const NO_LIMIT: &'static str = " LIMIT -1";
+
     fn push_key<'b, K: KeyValue>(key: &'b K, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()> {
         <K as KeyFor<Sqlite>>::push_bind(key, out)
+    }
+
+    fn push_key_in<'b, K: KeyValue>(
+        (table, column): (&'b str, &'b str),
+        keys: &'b [K],
+        out: &mut AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        out.push_identifier(table)?;
+        out.push_sql(".");
+        out.push_identifier(column)?;
+        if let [key] = keys {
+            // One key (a lazy load): `= ?` keeps the statement cacheable.
+            out.push_sql(" = ");
+            return Self::push_key(key, out);
+        }
+        // The list length changes per call: caching each length would flood the statement cache.
+        out.unsafe_to_cache_prepared();
+        out.push_sql(" IN (");
+        for (i, key) in keys.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            Self::push_key(key, out)?;
+        }
+        out.push_sql(")");
+        Ok(())
     }
 
     fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(
@@ -124,5 +181,88 @@ impl OrmBackend for Sqlite {
 
     fn decode<'a, M: Model, R: Row<'a, Self>>(row: &R, offset: usize) -> deserialize::Result<M> {
         <M as Decode<Sqlite>>::decode_at(row, offset)
+    }
+}
+
+#[cfg(feature = "postgres")]
+use diesel::pg::Pg;
+
+#[cfg(feature = "postgres")]
+pub(crate) mod pg {
+    use diesel::deserialize;
+    use diesel::pg::Pg;
+    use diesel::query_builder::{AstPass, QueryFragment};
+    use diesel::row::{Field, Row};
+    use diesel::serialize::ToSql;
+    use diesel::sql_types::{Array, HasSqlType};
+    use diesel::QueryResult;
+
+    use super::{KeyFor, KeyValue, OrmBackend, SqlKey};
+    use crate::model::{Decode, Model};
+
+    /// A key bound as one PostgreSQL array (`= ANY($1)`).
+    pub trait ArrayKey: Sized {
+        /// Pushes `keys` as one array parameter.
+        fn push_array<'b>(keys: &'b [Self], out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+    }
+
+    impl<K> ArrayKey for K
+    where
+        K: SqlKey + ToSql<K::SqlType, Pg>,
+        Pg: HasSqlType<K::SqlType>,
+    {
+        fn push_array<'b>(keys: &'b [Self], out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_bind_param::<Array<K::SqlType>, [K]>(keys)
+        }
+    }
+
+    impl OrmBackend for Pg {
+        // One array parameter holds any number of keys: no chunking.
+        const MAX_KEYS_PER_STATEMENT: usize = usize::MAX;
+        const QUOTE: char = '"';
+        const NO_LIMIT: &'static str = "";
+
+        fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String> {
+            let mut builder = diesel::pg::PgQueryBuilder::default();
+            query.to_sql(&mut builder, &Pg)?;
+            Ok(diesel::query_builder::QueryBuilder::finish(builder))
+        }
+
+        fn push_key<'b, K: KeyValue>(
+            key: &'b K,
+            out: &mut AstPass<'_, 'b, Self>,
+        ) -> QueryResult<()> {
+            <K as KeyFor<Pg>>::push_bind(key, out)
+        }
+
+        fn push_key_in<'b, K: KeyValue>(
+            (table, column): (&'b str, &'b str),
+            keys: &'b [K],
+            out: &mut AstPass<'_, 'b, Self>,
+        ) -> QueryResult<()> {
+            out.push_identifier(table)?;
+            out.push_sql(".");
+            out.push_identifier(column)?;
+            // As diesel's `eq_any` renders it: one statement and one cache entry for any count.
+            out.push_sql(" = ANY(");
+            K::push_array(keys, out)?;
+            out.push_sql(")");
+            Ok(())
+        }
+
+        fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(
+            row: &R,
+            index: usize,
+        ) -> deserialize::Result<Option<K>> {
+            let field = Row::get(row, index).ok_or("column index out of range")?;
+            <K as KeyFor<Pg>>::decode(field.value())
+        }
+
+        fn decode<'a, M: Model, R: Row<'a, Self>>(
+            row: &R,
+            offset: usize,
+        ) -> deserialize::Result<M> {
+            <M as Decode<Pg>>::decode_at(row, offset)
+        }
     }
 }

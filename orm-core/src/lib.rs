@@ -47,7 +47,9 @@ mod sql;
 #[doc(hidden)]
 pub mod __private;
 
-pub use crate::backend::{KeyFor, KeyValue, OrmBackend, SqlKey};
+#[cfg(feature = "postgres")]
+pub use crate::backend::pg::ArrayKey;
+pub use crate::backend::{AllBackends, KeyFor, KeyForAll, KeyValue, OrmBackend, SqlKey};
 pub use crate::error::{Error, NotLoadedReason, Result};
 pub use crate::join::{Exists, RelationExt};
 pub use crate::model::{Decode, Link, Model, Relation, RelationInfo, RelationKind, Strategy};

@@ -149,7 +149,7 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
             // SQLite accepts OFFSET only after a LIMIT; -1 means no limit there, and PostgreSQL
             // reads `LIMIT ALL` the same way, so only SQLite needs it.
             if self.limit.is_none() {
-                out.push_sql(" LIMIT -1");
+                out.push_sql(DB::NO_LIMIT);
             }
             out.push_sql(" OFFSET ");
             DB::push_key(offset, out)?;
@@ -263,24 +263,7 @@ pub(crate) struct KeyIn<K> {
 
 impl<DB: OrmBackend, K: KeyValue> QueryFragment<DB> for KeyIn<K> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        if let [key] = self.keys.as_slice() {
-            // One key (a lazy load): `= ?` keeps the statement cacheable.
-            column(&mut out, (self.table, self.column))?;
-            out.push_sql(" = ");
-            return DB::push_key(key, &mut out);
-        }
-        // The list length changes per call: caching each length would flood the statement cache.
-        out.unsafe_to_cache_prepared();
-        column(&mut out, (self.table, self.column))?;
-        out.push_sql(" IN (");
-        for (i, key) in self.keys.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(", ");
-            }
-            DB::push_key(key, &mut out)?;
-        }
-        out.push_sql(")");
-        Ok(())
+        DB::push_key_in((self.table, self.column), &self.keys, &mut out)
     }
 }
 

@@ -1,27 +1,175 @@
-//! Shared set-up for the behaviour tests: seeded SQLite databases and plain-SQL oracles.
-
-use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
+//! Shared set-up for the behaviour tests: one test source, run on every backend.
+//!
+//! [`backend_tests!`] compiles the tests it wraps once per backend, in a module that brings in
+//! that backend's [`sqlite`] or [`pg`] helpers under the same names (`Conn`, `seeded`, `empty`,
+//! `pool`, `q`), so a test body is written once and runs on SQLite and, with the `postgres`
+//! feature and a `DATABASE_URL`, on PostgreSQL.
 
 pub use orm_examples::schema::{address, person, person_project, project};
 pub use orm_examples::{populate, Address, Counts, Person, Project};
 
-/// An in-memory SQLite database seeded with `people` people.
-pub fn seeded(people: usize) -> (SqliteConnection, Counts) {
-    let mut conn = SqliteConnection::establish(":memory:").expect("in-memory SQLite opens");
-    conn.batch_execute("PRAGMA foreign_keys = ON")
-        .expect("pragma");
-    let counts = populate(&mut conn, people).expect("seeding succeeds");
-    (conn, counts)
+/// Wraps test items so they run on every enabled backend.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($item:item)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use $crate::sqlite::*;
+            $($item)*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use $crate::pg::*;
+            $($item)*
+        }
+    };
 }
 
-/// An empty in-memory database with the schema.
-pub fn empty() -> SqliteConnection {
-    let mut conn = SqliteConnection::establish(":memory:").expect("in-memory SQLite opens");
-    conn.batch_execute(orm_examples::CREATE_TABLES)
+/// The SQLite side of the harness: in-memory databases, pools over a temporary file.
+pub mod sqlite {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use diesel::r2d2::{ConnectionManager, Pool};
+
+    use super::{populate, Counts};
+
+    /// The connection type.
+    pub type Conn = SqliteConnection;
+
+    /// An in-memory database seeded with `people` people.
+    pub fn seeded(people: usize) -> (Conn, Counts) {
+        let mut conn = Conn::establish(":memory:").expect("in-memory SQLite opens");
+        conn.batch_execute("PRAGMA foreign_keys = ON")
+            .expect("pragma");
+        let counts = populate(&mut conn, people).expect("seeding succeeds");
+        (conn, counts)
+    }
+
+    /// An empty in-memory database with the schema.
+    pub fn empty() -> Conn {
+        let mut conn = Conn::establish(":memory:").expect("in-memory SQLite opens");
+        conn.batch_execute(orm_examples::CREATE_TABLES)
+            .expect("schema");
+        conn
+    }
+
+    /// Runs `sql` with foreign key checks off.
+    pub fn without_foreign_keys(conn: &mut Conn, sql: &str) {
+        conn.batch_execute(&format!("PRAGMA foreign_keys = OFF; {sql}"))
+            .expect("statement runs");
+    }
+
+    /// A pool of `size` connections over a database seeded with `people` people; keep the
+    /// returned directory alive while the pool is in use.
+    pub fn pool(people: usize, size: u32) -> (tempfile::TempDir, Pool<ConnectionManager<Conn>>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pool.db");
+        let url = path.to_str().expect("UTF-8 path").to_owned();
+        populate(&mut Conn::establish(&url).expect("file opens"), people)
+            .expect("seeding succeeds");
+        let pool = Pool::builder()
+            .max_size(size)
+            .build(ConnectionManager::<Conn>::new(url))
+            .expect("pool builds");
+        (dir, pool)
+    }
+
+    /// `sql` with identifiers quoted as this backend quotes them (tests write backticks).
+    pub fn q(sql: &str) -> String {
+        sql.to_owned()
+    }
+
+    /// How a `selectin` statement lists its keys here.
+    pub const KEY_LIST: &str = " IN (";
+}
+
+/// The PostgreSQL side of the harness: every database is a fresh schema of `DATABASE_URL`.
+#[cfg(feature = "postgres")]
+pub mod pg {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use diesel::r2d2::{ConnectionManager, Pool};
+
+    use super::{populate, Counts};
+
+    /// The connection type.
+    pub type Conn = PgConnection;
+
+    fn url() -> String {
+        std::env::var("DATABASE_URL").expect(
+            "the postgres tests need DATABASE_URL; run them with `.ci/with-postgres cargo test -p orm-tests --features postgres`",
+        )
+    }
+
+    /// A schema name no other test uses.
+    fn fresh_schema() -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn connect(schema: &str) -> Conn {
+        let mut conn = Conn::establish(&url()).expect("PostgreSQL at DATABASE_URL");
+        conn.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}; SET client_min_messages TO WARNING"
+        ))
         .expect("schema");
-    conn
+        conn
+    }
+
+    /// A fresh schema seeded with `people` people.
+    pub fn seeded(people: usize) -> (Conn, Counts) {
+        let mut conn = connect(&fresh_schema());
+        let counts = populate(&mut conn, people).expect("seeding succeeds");
+        (conn, counts)
+    }
+
+    /// A fresh schema with the tables and no rows.
+    pub fn empty() -> Conn {
+        let mut conn = connect(&fresh_schema());
+        conn.batch_execute(orm_examples::CREATE_TABLES)
+            .expect("schema");
+        conn
+    }
+
+    /// Runs `sql` with foreign key checks off.
+    pub fn without_foreign_keys(conn: &mut Conn, sql: &str) {
+        conn.batch_execute(&format!(
+            "SET session_replication_role = replica; {sql}; SET session_replication_role = DEFAULT"
+        ))
+        .expect("statement runs");
+    }
+
+    /// A pool of `size` connections over a fresh schema seeded with `people` people.
+    pub fn pool(people: usize, size: u32) -> ((), Pool<ConnectionManager<Conn>>) {
+        let schema = fresh_schema();
+        populate(&mut connect(&schema), people).expect("seeding succeeds");
+        let separator = if url().contains('?') { '&' } else { '?' };
+        let url = format!("{}{separator}options=-c%20search_path%3D{schema}", url());
+        let pool = Pool::builder()
+            .max_size(size)
+            .build(ConnectionManager::<Conn>::new(url))
+            .expect("pool builds");
+        ((), pool)
+    }
+
+    /// `sql` with identifiers quoted as this backend quotes them (tests write backticks).
+    pub fn q(sql: &str) -> String {
+        sql.replace('`', "\"")
+    }
+
+    /// How a `selectin` statement lists its keys here: one array parameter.
+    pub const KEY_LIST: &str = " = ANY($1)";
 }
 
 /// A person graph as plain data, read through the session: what the tests compare between
