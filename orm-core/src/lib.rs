@@ -1,34 +1,56 @@
 //! Relationship loading for diesel: lazy, joined, selectin and raise, as SQLAlchemy does it.
 //!
-//! Derive [`Model`] on a struct mapped to a diesel `table!`, declare its relations with
-//! `#[relation(..)]`, and load object graphs through a [`Session`] that counts every statement:
+//! Derive [`Model`](macro@Model) on a struct mapped to a diesel `table!`, declare its relations
+//! with `#[relation(..)]`, and load object graphs through a [`Session`] that counts every
+//! statement it runs:
 //!
-//! ```ignore
+//! ```
+//! use diesel::connection::SimpleConnection;
+//! use diesel::prelude::*;
 //! use orm_core::prelude::*;
+//!
+//! diesel::table! {
+//!     person (id) { id -> Integer, name -> Text, manager_id -> Nullable<Integer> }
+//! }
 //!
 //! #[derive(Model, Debug)]
 //! #[orm(table = person)]
 //! pub struct Person {
 //!     pub id: i32,
-//!     pub firstname: String,
-//!     pub address_id: Option<i32>,
+//!     pub name: String,
 //!     pub manager_id: Option<i32>,
-//!     #[relation(belongs_to = Address, foreign_key = address_id)]
-//!     pub address: Rel<Option<Address>>,
-//!     #[relation(belongs_to = Person, foreign_key = manager_id, lazy = "joined", join_depth = 1)]
+//!     #[relation(belongs_to = Person, foreign_key = manager_id)]
 //!     pub manager: Rel<Option<Person>>,
+//!     #[relation(has_many = Person, foreign_key = manager_id)]
+//!     pub reports: Rel<Vec<Person>>,
 //! }
 //!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut conn = SqliteConnection::establish(":memory:")?;
+//! conn.batch_execute(
+//!     "CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT NOT NULL, manager_id INTEGER);
+//!      INSERT INTO person VALUES (1, 'Pierre', NULL), (2, 'Pauline', 1), (3, 'Paul', 1);",
+//! )?;
 //! let mut session = Session::new(&mut conn);
 //! let people = Person::query()
-//!     .filter(person::lastname.eq("Martin"))
-//!     .options(selectin(Person::address))
-//!     .load(&mut session)?;                       // 2 statements, whatever the row count
-//! let city = people[0].address.get().flatten().map(|a| &a.city);   // no SQL
-//! let boss = people[0].load(Person::manager, &mut session)?;      // loaded by the join: no SQL
+//!     .order_by(person::id)
+//!     .options((joined(Person::manager), selectin(Person::reports)))
+//!     .load(&mut session)?; // the people with their managers, then one IN (...) for reports
+//! assert_eq!(session.statements(), 2);
+//!
+//! let pauline = &people[1];
+//! assert_eq!(pauline.manager.get().flatten().map(|m| m.name.as_str()), Some("Pierre")); // no SQL
+//! assert_eq!(people[0].reports.get().map(|r| r.len()), Some(2));
+//!
+//! // Not loaded by the query: one statement on first access, none after.
+//! let reports = pauline.load(Person::reports, &mut session)?;
+//! assert!(reports.is_empty());
+//! assert_eq!(session.statements(), 2, "Pauline's reports came with the selectin");
+//! # Ok(())
+//! # }
 //! ```
 //!
-//! See the `#[relation]` attribute reference in the [`Model`](macro@Model) derive's docs.
+//! The `#[orm]` and `#[relation]` keys are listed in the [`Model`](macro@Model) derive's docs.
 
 extern crate self as orm_core;
 
