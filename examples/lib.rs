@@ -142,29 +142,18 @@ pub struct Counts {
     pub memberships: usize,
 }
 
-const FIRST_NAMES: &[&str] = &[
-    "Pierre", "Pauline", "Marie", "Jean", "Lucie", "Paul", "Claire", "Louis",
-];
+const FIRST_NAMES: &[&str] =
+    &["Pierre", "Pauline", "Marie", "Jean", "Lucie", "Paul", "Claire", "Louis"];
 const LAST_NAMES: &[&str] = &["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Petit"];
-const CITIES: &[&str] = &[
-    "Paris",
-    "Lyon",
-    "Marseille",
-    "Toulouse",
-    "Nice",
-    "Nantes",
-    "Lille",
-];
+const CITIES: &[&str] = &["Paris", "Lyon", "Marseille", "Toulouse", "Nice", "Nantes", "Lille"];
 
 /// A small deterministic generator (64-bit LCG), so every run sees the same data.
 struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, bound: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 =
+            self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         ((self.0 >> 33) % bound as u64) as usize
     }
 }
@@ -196,11 +185,8 @@ macro_rules! impl_populate {
                 conn.transaction(|conn| {
                     let rows: Vec<_> = (1..=addresses as i32)
                         .map(|id| {
-                            let city = if id <= 2 {
-                                "Paris"
-                            } else {
-                                CITIES[rng.next(CITIES.len())]
-                            };
+                            let city =
+                                if id <= 2 { "Paris" } else { CITIES[rng.next(CITIES.len())] };
                             (
                                 address::id.eq(id),
                                 address::street.eq(format!("{id} rue de la Paix")),
@@ -209,9 +195,7 @@ macro_rules! impl_populate {
                         })
                         .collect();
                     for chunk in rows.chunks(5_000) {
-                        diesel::insert_into(address::table)
-                            .values(chunk)
-                            .execute(conn)?;
+                        diesel::insert_into(address::table).values(chunk).execute(conn)?;
                     }
                     let rows: Vec<_> = (1..=people as i32)
                         .map(|id| {
@@ -236,48 +220,28 @@ macro_rules! impl_populate {
                         })
                         .collect();
                     for chunk in rows.chunks(5_000) {
-                        diesel::insert_into(person::table)
-                            .values(chunk)
-                            .execute(conn)?;
+                        diesel::insert_into(person::table).values(chunk).execute(conn)?;
                     }
                     let rows: Vec<_> = (1..=projects as i32)
-                        .map(|id| {
-                            (
-                                project::id.eq(id),
-                                project::name.eq(format!("Project {id}")),
-                            )
-                        })
+                        .map(|id| (project::id.eq(id), project::name.eq(format!("Project {id}"))))
                         .collect();
                     for chunk in rows.chunks(5_000) {
-                        diesel::insert_into(project::table)
-                            .values(chunk)
-                            .execute(conn)?;
+                        diesel::insert_into(project::table).values(chunk).execute(conn)?;
                     }
                     let mut links = Vec::new();
                     for person in 1..=people as i32 {
-                        let mut mine: Vec<i32> = (0..rng.next(4))
-                            .map(|_| 1 + rng.next(projects) as i32)
-                            .collect();
+                        let mut mine: Vec<i32> =
+                            (0..rng.next(4)).map(|_| 1 + rng.next(projects) as i32).collect();
                         mine.sort_unstable();
                         mine.dedup();
                         links.extend(mine.into_iter().map(|p| {
-                            (
-                                person_project::person_id.eq(person),
-                                person_project::project_id.eq(p),
-                            )
+                            (person_project::person_id.eq(person), person_project::project_id.eq(p))
                         }));
                     }
                     for chunk in links.chunks(10_000) {
-                        diesel::insert_into(person_project::table)
-                            .values(chunk)
-                            .execute(conn)?;
+                        diesel::insert_into(person_project::table).values(chunk).execute(conn)?;
                     }
-                    Ok(Counts {
-                        people,
-                        addresses,
-                        projects,
-                        memberships: links.len(),
-                    })
+                    Ok(Counts { people, addresses, projects, memberships: links.len() })
                 })
             }
         }

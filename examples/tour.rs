@@ -2,7 +2,7 @@
 //!
 //! Creates and seeds its own SQLite file, then runs the same loop (every person's city and
 //! manager's first name) with lazy, joined and selectin loading, printing the statements each
-//! one ran and how long it took, and shows what `raise` does.
+//! one ran, how long it took and what the N+1 detector reports, and shows what `raise` does.
 //!
 //! ```text
 //! cargo run --example tour            # 5,000 people
@@ -23,12 +23,8 @@ fn the_loop(
 ) -> orm_core::Result<usize> {
     let mut checksum = 0;
     for p in people {
-        let city = p
-            .load(Person::address, session)?
-            .map_or("-", |a| a.city.as_str());
-        let manager = p
-            .load(Person::manager, session)?
-            .map_or("-", |m| m.firstname.as_str());
+        let city = p.load(Person::address, session)?.map_or("-", |a| a.city.as_str());
+        let manager = p.load(Person::manager, session)?.map_or("-", |m| m.firstname.as_str());
         checksum += city.len() + manager.len();
     }
     Ok(checksum)
@@ -41,18 +37,15 @@ fn run(
     note: &str,
 ) -> orm_core::Result<usize> {
     let mut session = Session::new(conn);
+    session.detect_n_plus_one(true);
     let start = Instant::now();
-    let people = Person::query()
-        .order_by(person::id)
-        .options(options)
-        .load(&mut session)?;
+    let people = Person::query().order_by(person::id).options(options).load(&mut session)?;
     let checksum = the_loop(&people, &mut session)?;
     let elapsed = start.elapsed();
-    println!(
-        "{name:<10}{:>12}{:>12}   {note}",
-        session.statements(),
-        millis(elapsed)
-    );
+    println!("{name:<10}{:>12}{:>12}   {note}", session.statements(), millis(elapsed));
+    for report in session.reports() {
+        println!("{:>34} detector: {report}", "");
+    }
     Ok(checksum)
 }
 
@@ -61,11 +54,7 @@ fn millis(d: Duration) -> String {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let people: usize = std::env::args()
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(5_000);
+    let people: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(5_000);
     let path = std::env::temp_dir().join("orm-core-tour.db");
     let _ = std::fs::remove_file(&path);
     let mut conn = SqliteConnection::establish(path.to_str().ok_or("temp path is not UTF-8")?)?;
@@ -106,10 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\nthe first statements of the lazy loop:");
     let mut session = Session::new(&mut conn);
-    let everyone = Person::query()
-        .order_by(person::id)
-        .limit(3)
-        .load(&mut session)?;
+    let everyone = Person::query().order_by(person::id).limit(3).load(&mut session)?;
     the_loop(&everyone, &mut session)?;
     for sql in session.queries() {
         println!("  {sql}");
@@ -130,13 +116,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .options(selectin(Person::projects))
         .first(&mut session)?
         .ok_or("person 2 exists")?;
-    let projects: Vec<&str> = pauline
-        .projects
-        .get()
-        .unwrap_or_default()
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
+    let projects: Vec<&str> =
+        pauline.projects.get().unwrap_or_default().iter().map(|p| p.name.as_str()).collect();
     println!("  with `selectin(Person::projects)`: {projects:?}");
     Ok(())
 }

@@ -105,6 +105,9 @@ pub trait OrmBackend: Backend + Sized + 'static {
     /// The SQL text of `query`, with placeholders.
     fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String>;
 
+    /// The SQL text of `query` followed by its bound values, as diesel's `debug_query` shows it.
+    fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String;
+
     /// Pushes a key as a bound parameter.
     fn push_key<'b, K: KeyValue>(key: &'b K, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()>;
 
@@ -132,6 +135,10 @@ impl OrmBackend for Sqlite {
     // Bundled SQLite allows 32,766 bound parameters; keep headroom for the query's own binds.
     const MAX_KEYS_PER_STATEMENT: usize = 32_000;
     const QUOTE: char = '`';
+
+    fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
+        diesel::debug_query::<Sqlite, _>(query).to_string()
+    }
 
     fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String> {
         let mut builder = diesel::sqlite::SqliteQueryBuilder::new();
@@ -221,6 +228,10 @@ pub(crate) mod pg {
         const MAX_KEYS_PER_STATEMENT: usize = usize::MAX;
         const QUOTE: char = '"';
         const NO_LIMIT: &'static str = "";
+
+        fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
+            diesel::debug_query::<Pg, _>(query).to_string()
+        }
 
         fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String> {
             let mut builder = diesel::pg::PgQueryBuilder::default();

@@ -79,6 +79,29 @@ pub enum Error {
         relation: &'static str,
     },
 
+    /// A lazy load in a strict session ([`Strictness::Strict`](crate::Strictness::Strict)).
+    #[error("relation `{model}.{relation}` was not loaded and the session is strict (read at {location}): load it with `selectin({model}::{relation})` or `joined({model}::{relation})`")]
+    StrictLazyLoad {
+        /// The model that owns the relation.
+        model: &'static str,
+        /// The relation's field name.
+        relation: &'static str,
+        /// Where it was read.
+        location: &'static std::panic::Location<'static>,
+    },
+
+    /// A second lazy load of one relation over the objects of one query, in a session in
+    /// [`Strictness::NPlusOneOnly`](crate::Strictness::NPlusOneOnly) mode.
+    #[error("N+1: `{model}.{relation}` is lazily loaded again for another object of the same query (read at {location}): load it with `selectin({model}::{relation})`")]
+    NPlusOne {
+        /// The model that owns the relation.
+        model: &'static str,
+        /// The relation's field name.
+        relation: &'static str,
+        /// Where it was read.
+        location: &'static std::panic::Location<'static>,
+    },
+
     /// The database rejected a statement; `sql` is the statement that failed.
     #[error("database error: {source}\n  in statement: {sql}")]
     Database {
@@ -123,11 +146,7 @@ pub(crate) struct DecodeFailure {
 
 impl fmt::Display for DecodeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot decode `{}.{}`: {}",
-            self.model, self.column, self.source
-        )
+        write!(f, "cannot decode `{}.{}`: {}", self.model, self.column, self.source)
     }
 }
 
@@ -139,11 +158,7 @@ impl Error {
         match source {
             diesel::result::Error::DeserializationError(inner) => {
                 match inner.downcast::<DecodeFailure>() {
-                    Ok(f) => Error::Decode {
-                        model: f.model,
-                        column: f.column,
-                        source: f.source,
-                    },
+                    Ok(f) => Error::Decode { model: f.model, column: f.column, source: f.source },
                     Err(inner) => Error::Database {
                         sql: sql(),
                         source: diesel::result::Error::DeserializationError(inner),

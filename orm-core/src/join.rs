@@ -71,18 +71,12 @@ pub(crate) fn user_join<M: Model, R: Relation>(
         Some(name) => match joins.iter().position(|j| j.name == name) {
             Some(i) if joins[i].target == TypeId::of::<R::Parent>() => Some(i),
             Some(_) => {
-                return Err(invalid(format!(
-                    "`{name}` is not a `{}`",
-                    <R::Parent as Model>::NAME
-                )))
+                return Err(invalid(format!("`{name}` is not a `{}`", <R::Parent as Model>::NAME)))
             }
             None => return Err(invalid(format!("`{name}` is not joined in this query"))),
         },
         None if TypeId::of::<R::Parent>() == TypeId::of::<M>() => None,
-        None => match joins
-            .iter()
-            .rposition(|j| j.target == TypeId::of::<R::Parent>())
-        {
+        None => match joins.iter().rposition(|j| j.target == TypeId::of::<R::Parent>()) {
             Some(i) => Some(i),
             None => {
                 return Err(invalid(format!(
@@ -124,11 +118,7 @@ pub(crate) fn walk_user_join<DB: OrmBackend>(
     join: &UserJoin,
     out: &mut AstPass<'_, '_, DB>,
 ) -> QueryResult<()> {
-    let kind = if join.left {
-        " LEFT OUTER JOIN "
-    } else {
-        " INNER JOIN "
-    };
+    let kind = if join.left { " LEFT OUTER JOIN " } else { " INNER JOIN " };
     let parent = (join.parent_name.as_str(), join.parent_key);
     match join.link {
         Link::ParentColumn(column) => {
@@ -139,20 +129,12 @@ pub(crate) fn walk_user_join<DB: OrmBackend>(
             table_as(out, kind, join.table, &join.name)?;
             on(out, (&join.name, column), parent)
         }
-        Link::Through {
-            table,
-            parent_column,
-            target_column,
-        } => {
+        Link::Through { table, parent_column, target_column } => {
             let through = join.through_name(table);
             table_as(out, kind, table, &through)?;
             on(out, (&through, parent_column), parent)?;
             table_as(out, kind, join.table, &join.name)?;
-            on(
-                out,
-                (&join.name, join.target_key),
-                (&through, target_column),
-            )
+            on(out, (&join.name, join.target_key), (&through, target_column))
         }
     }
 }
@@ -244,11 +226,7 @@ where
                 out.push_sql(" = ");
                 self::column(&mut out, (parent, parent_key))?;
             }
-            Link::Through {
-                table: through,
-                parent_column,
-                target_column,
-            } => {
+            Link::Through { table: through, parent_column, target_column } => {
                 let link = format!("{name}_{through}");
                 from_as(&mut out, through, &link)?;
                 out.push_sql(" INNER JOIN ");
@@ -288,11 +266,7 @@ pub trait RelationExt: Relation {
     /// Parents with at least one related row matching `filter` (a collection's `any()`).
     fn any<F>(self, filter: F) -> Exists<Self, F> {
         let _ = self;
-        Exists {
-            filter,
-            alias: None,
-            _relation: PhantomData,
-        }
+        Exists { filter, alias: None, _relation: PhantomData }
     }
 
     /// Parents whose related row matches `filter` (a single relation's `has()`).
@@ -307,11 +281,7 @@ pub trait RelationExt: Relation {
         S: diesel::query_source::AliasSource<Target = <Self::Target as Model>::Table>,
     {
         let _ = (self, alias);
-        Exists {
-            filter,
-            alias: Some(S::NAME),
-            _relation: PhantomData,
-        }
+        Exists { filter, alias: Some(S::NAME), _relation: PhantomData }
     }
 }
 
@@ -391,10 +361,7 @@ mod tests {
         let ok = "SELECT `person`.`id` FROM `person` INNER JOIN `address` ON `address`.`id` = `person`.`address_id` WHERE (`address`.`city` = ?)";
         assert_eq!(missing_table(ok, '`'), None);
         let bad = "SELECT `person`.`id` FROM `person` WHERE (`address`.`city` = ?)";
-        assert_eq!(
-            missing_table(bad, '`').map(|(t, _)| t),
-            Some("address".to_owned())
-        );
+        assert_eq!(missing_table(bad, '`').map(|(t, _)| t), Some("address".to_owned()));
         let pg = r#"SELECT "person"."id" FROM "person" WHERE EXISTS (SELECT 1 FROM "person" AS "r" WHERE "r"."manager_id" = "person"."id" AND ("r"."name" = $1))"#;
         assert_eq!(missing_table(pg, '"'), None);
         let literal = "SELECT `person`.`id` FROM `person` WHERE name = 'it''s `x`.`y`'";

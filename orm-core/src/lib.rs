@@ -55,7 +55,9 @@
 extern crate self as orm_core;
 
 mod backend;
+mod detect;
 mod error;
+mod identity;
 mod join;
 mod loader;
 mod model;
@@ -65,6 +67,7 @@ mod query;
 mod rel;
 mod session;
 mod sql;
+mod stats;
 
 #[doc(hidden)]
 pub mod __private;
@@ -72,6 +75,7 @@ pub mod __private;
 #[cfg(feature = "postgres")]
 pub use crate::backend::pg::ArrayKey;
 pub use crate::backend::{AllBackends, KeyFor, KeyForAll, KeyValue, OrmBackend, SqlKey};
+pub use crate::detect::{Report, Strictness};
 pub use crate::error::{Error, NotLoadedReason, Result};
 pub use crate::join::{Exists, RelationExt};
 pub use crate::model::{Decode, Link, Model, Relation, RelationInfo, RelationKind, Strategy};
@@ -81,7 +85,8 @@ pub use crate::options::{
 };
 pub use crate::query::Query;
 pub use crate::rel::{Rel, Shape};
-pub use crate::session::{Session, SessionConnection, Statement};
+pub use crate::session::{Session, SessionConnection};
+pub use crate::stats::Statement;
 
 #[doc = include_str!("../../docs/attributes.md")]
 pub use orm_derive::Model;

@@ -48,6 +48,7 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
     /// A loaded relation is returned with no SQL. An unloaded one runs one statement
     /// (none for a many-to-one whose target the session already holds), or returns
     /// [`Error::NotLoaded`](crate::Error::NotLoaded) if its strategy is `raise`.
+    #[track_caller]
     fn load<'s, R, C>(
         &'s self,
         rel: R,
@@ -58,7 +59,7 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
         C: crate::session::SessionConnection,
     {
         let _ = rel;
-        crate::loader::lazy::load::<R, C>(self, session)
+        crate::loader::lazy::load::<R, C>(self, session, std::panic::Location::caller())
     }
 }
 
@@ -226,9 +227,5 @@ fn failure(
     column: &'static str,
     source: Box<dyn std::error::Error + Send + Sync>,
 ) -> Box<dyn std::error::Error + Send + Sync> {
-    Box::new(DecodeFailure {
-        model,
-        column,
-        source,
-    })
+    Box::new(DecodeFailure { model, column, source })
 }

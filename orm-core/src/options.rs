@@ -30,11 +30,7 @@ impl OptionTree {
 
     /// Adds `entry`; options on the same relation merge (the later strategy wins).
     fn add(&mut self, entry: OptionEntry) {
-        match self
-            .entries
-            .iter_mut()
-            .find(|e| e.relation == entry.relation)
-        {
+        match self.entries.iter_mut().find(|e| e.relation == entry.relation) {
             Some(existing) => {
                 existing.strategy = entry.strategy;
                 existing.children.merge(entry.children);
@@ -70,11 +66,7 @@ pub struct RelOption<R> {
 
 impl<R: Relation> RelOption<R> {
     fn new(strategy: Strategy) -> Self {
-        RelOption {
-            strategy,
-            children: OptionTree::default(),
-            _relation: PhantomData,
-        }
+        RelOption { strategy, children: OptionTree::default(), _relation: PhantomData }
     }
 
     /// Options for the related objects' own relations:

@@ -60,9 +60,7 @@ pub(crate) struct Deferred {
 impl PlanNode {
     /// Whether this node or a joined descendant multiplies rows (a joined collection).
     pub(crate) fn multiplies_rows(&self) -> bool {
-        self.joined
-            .iter()
-            .any(|j| j.multiplies || j.node.multiplies_rows())
+        self.joined.iter().any(|j| j.multiplies || j.node.multiplies_rows())
     }
 
     /// Whether any node of the statement defers a `selectin` load.
@@ -72,11 +70,7 @@ impl PlanNode {
 
     /// Number of nodes in this subtree.
     pub(crate) fn node_count(&self) -> usize {
-        1 + self
-            .joined
-            .iter()
-            .map(|j| j.node.node_count())
-            .sum::<usize>()
+        1 + self.joined.iter().map(|j| j.node.node_count()).sum::<usize>()
     }
 }
 
@@ -93,13 +87,7 @@ pub(crate) struct PlanBuilder<'j> {
 impl<'j> PlanBuilder<'j> {
     /// A builder whose first column is at `first_column` (1 when a link column comes first).
     pub(crate) fn new(first_column: usize, joins: &'j [UserJoin]) -> Self {
-        PlanBuilder {
-            next_id: 0,
-            next_alias: 1,
-            next_column: first_column,
-            joins,
-            error: None,
-        }
+        PlanBuilder { next_id: 0, next_alias: 1, next_column: first_column, joins, error: None }
     }
 
     /// The plan for a statement whose root is `M`.
@@ -120,11 +108,7 @@ impl<'j> PlanBuilder<'j> {
         loop {
             let name = format!("t{}", self.next_alias);
             self.next_alias += 1;
-            if !self
-                .joins
-                .iter()
-                .any(|j| j.names().contains(&name) || j.parent_name == name)
-            {
+            if !self.joins.iter().any(|j| j.names().contains(&name) || j.parent_name == name) {
                 return name;
             }
         }
@@ -159,9 +143,7 @@ impl<'j> PlanBuilder<'j> {
                 Strategy::Joined | Strategy::ContainsEager => {
                     let external = if strategy == Strategy::ContainsEager {
                         let found = source.and_then(|parent| {
-                            self.joins
-                                .iter()
-                                .position(|j| j.parent == parent && j.relation == step)
+                            self.joins.iter().position(|j| j.parent == parent && j.relation == step)
                         });
                         match found {
                             Some(join) => Some(join),
@@ -177,12 +159,8 @@ impl<'j> PlanBuilder<'j> {
                         None
                     };
                     path.push(step);
-                    let visitor = JoinChild {
-                        builder: self,
-                        options: child_options,
-                        path,
-                        external,
-                    };
+                    let visitor =
+                        JoinChild { builder: self, options: child_options, path, external };
                     let child = M::visit_relation(index, visitor);
                     path.pop();
                     node.joined.extend(child);
@@ -262,9 +240,7 @@ impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_, '_> {
             }
         };
         let source = self.external.map(Some);
-        let node = self
-            .builder
-            .node::<R::Target>(name, source, self.options, self.path);
+        let node = self.builder.node::<R::Target>(name, source, self.options, self.path);
         JoinedChild {
             relation: R::INDEX,
             link: info.link,

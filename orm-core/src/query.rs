@@ -15,8 +15,9 @@ use crate::join::{user_join, UserJoin};
 use crate::loader::{self, Statement};
 use crate::model::{Model, Relation};
 use crate::options::{IntoOptions, OptionTree};
+use crate::plan::PlanBuilder;
 use crate::session::{Session, SessionConnection};
-use crate::sql::{Fragment, KeyEq};
+use crate::sql::{Fragment, KeyEq, SelectGraph};
 
 /// A query over model `M`'s table on backend `DB`; start one with `M::query()`.
 ///
@@ -190,6 +191,35 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
         loader::load_root::<M, C>(session, statement, &self.options)
     }
 
+    /// The SQL and bound values of the statement `load` would run first, without running it.
+    /// `selectin` relations add one statement each after it; they are listed after the SQL.
+    pub fn to_sql(&self) -> Result<String> {
+        if let Some(Error::InvalidJoin { model, relation, reason }) = &self.error {
+            let reason = reason.clone();
+            return Err(Error::InvalidJoin { model, relation, reason });
+        }
+        let plan = PlanBuilder::new(0, &self.joins).root::<M>(&self.options, &mut Vec::new())?;
+        let query = SelectGraph {
+            plan: &plan,
+            joins: &self.joins,
+            link: None,
+            filters: &self.filters,
+            order: &self.order,
+            limit: self.limit,
+            offset: self.offset,
+        };
+        let mut sql = DB::debug_sql(&query);
+        let deferred: Vec<&str> =
+            plan.deferred.iter().map(|d| M::RELATIONS[d.relation].name).collect();
+        if !deferred.is_empty() {
+            sql.push_str(&format!(
+                "\n-- then one selectin statement per relation: {}",
+                deferred.join(", ")
+            ));
+        }
+        Ok(sql)
+    }
+
     /// The first result, if any.
     pub fn first<C>(self, session: &mut Session<'_, C>) -> Result<Option<Arc<M>>>
     where
@@ -209,10 +239,7 @@ impl<M: Model, DB> fmt::Debug for Query<M, DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Query")
             .field("model", &M::NAME)
-            .field(
-                "joins",
-                &self.joins.iter().map(|j| &j.name).collect::<Vec<_>>(),
-            )
+            .field("joins", &self.joins.iter().map(|j| &j.name).collect::<Vec<_>>())
             .field("filters", &self.filters.len())
             .field("order", &self.order.len())
             .field("limit", &self.limit)

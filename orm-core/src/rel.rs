@@ -15,25 +15,38 @@ use crate::model::Model;
 pub struct Rel<T: Shape> {
     value: OnceLock<T::Stored>,
     raise: AtomicBool,
+    /// Whether the application read it (for the unused-eager-load report).
+    read: AtomicBool,
 }
 
 impl<T: Shape> Rel<T> {
     /// A relation that is not loaded and loads lazily.
     pub const fn new() -> Self {
-        Rel {
-            value: OnceLock::new(),
-            raise: AtomicBool::new(false),
-        }
+        Rel { value: OnceLock::new(), raise: AtomicBool::new(false), read: AtomicBool::new(false) }
     }
 
     /// The loaded value, or `None` if it is not loaded. Never runs SQL.
     pub fn get(&self) -> Option<T::View<'_>> {
-        self.value.get().map(T::view)
+        self.stored().map(T::view)
     }
 
     /// The loaded value as stored (`Option<Arc<T>>`, `Arc<T>` or `Vec<Arc<T>>`).
     pub fn stored(&self) -> Option<&T::Stored> {
+        let value = self.value.get();
+        if value.is_some() && !self.read.load(Ordering::Relaxed) {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        value
+    }
+
+    /// The stored value, without counting as a read (for the loader).
+    pub(crate) fn peek(&self) -> Option<&T::Stored> {
         self.value.get()
+    }
+
+    /// Whether the application has read the loaded value.
+    pub(crate) fn was_read(&self) -> bool {
+        self.read.load(Ordering::Relaxed)
     }
 
     /// Whether the relation holds a loaded value.
@@ -73,6 +86,7 @@ where
         Rel {
             value: self.value.clone(),
             raise: AtomicBool::new(self.is_raise()),
+            read: AtomicBool::new(self.was_read()),
         }
     }
 }

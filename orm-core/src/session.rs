@@ -1,20 +1,21 @@
-//! `Session`: a connection that counts and records its statements, with an identity map.
+//! `Session`: a connection that counts and records its statements, with an identity map and the
+//! N+1 detector.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
-use std::fmt::Write;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::Arc;
 
 use diesel::connection::{
-    get_default_instrumentation, Connection, InstrumentationEvent, LoadConnection,
-    TransactionManager,
+    get_default_instrumentation, Connection, LoadConnection, TransactionManager,
 };
 
 use crate::backend::OrmBackend;
+use crate::detect::{Detector, Report, Strictness};
 use crate::error::{Error, Result};
+use crate::identity::IdentityMap;
 use crate::model::Model;
+use crate::stats::{Recorder, Statement};
 
-/// A diesel connection the session can load graphs through (`SqliteConnection`, or a pooled one).
+/// A diesel connection the session can load graphs through (`SqliteConnection`, `PgConnection`,
+/// or a pooled one).
 pub trait SessionConnection: Connection<Backend: OrmBackend> + LoadConnection {}
 
 impl<C> SessionConnection for C where C: Connection<Backend: OrmBackend> + LoadConnection {}
@@ -22,89 +23,137 @@ impl<C> SessionConnection for C where C: Connection<Backend: OrmBackend> + LoadC
 /// The backend of a session's connection.
 pub(crate) type Db<C> = <C as Connection>::Backend;
 
-/// One statement the session ran.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Statement {
-    /// The SQL text, with placeholders for bound values.
-    pub sql: String,
-    /// `BEGIN`, `COMMIT`, `ROLLBACK` and savepoint statements: not counted by
-    /// [`Session::statements`].
-    pub transaction_control: bool,
-}
-
-#[derive(Debug, Default)]
-struct Log {
-    statements: Vec<Statement>,
-    queries: usize,
-}
-
-/// A unit of work over one connection: counts every statement it runs and keeps an identity map,
-/// so each `(model, key)` row is decoded once and shared.
+/// A unit of work over one connection: counts every statement it runs, keeps an identity map so
+/// each `(model, key)` row is decoded once and shared, and watches for N+1 patterns.
 ///
 /// The statement counter is diesel's instrumentation on the connection: it sees every statement,
 /// including the ones you run on [`Session::connection`] yourself. It is attached when the session
 /// starts and replaced by diesel's default instrumentation when the session is dropped (pooled
-/// connections go back to the pool without it).
+/// connections go back to the pool without it). Every statement is also a `tracing` event
+/// (target `orm_core::sql`, level `DEBUG`).
 ///
 /// The identity map holds weak references: an object stays shared while you hold it.
 pub struct Session<'c, C: SessionConnection> {
     conn: &'c mut C,
-    log: Arc<Mutex<Log>>,
+    recorder: Recorder,
     pub(crate) identity: IdentityMap,
+    pub(crate) detector: Detector,
+    pub(crate) strictness: Strictness,
+    next_origin: u64,
 }
 
 impl<'c, C: SessionConnection> Session<'c, C> {
     /// Starts a session on `conn`.
     pub fn new(conn: &'c mut C) -> Self {
-        let log = Arc::new(Mutex::new(Log::default()));
-        let sink = Arc::clone(&log);
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::StartQuery { query, .. } = event {
-                let mut sql = String::new();
-                if write!(sql, "{query}").is_err() {
-                    sql = "(a statement that could not be rendered)".to_owned();
-                }
-                let transaction_control = is_transaction_control(&sql);
-                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
-                log.queries += usize::from(!transaction_control);
-                log.statements.push(Statement {
-                    sql,
-                    transaction_control,
-                });
-            }
-        });
+        let recorder = Recorder::default();
+        recorder.attach(conn);
         Session {
             conn,
-            log,
+            recorder,
             identity: IdentityMap::default(),
+            detector: Detector::default(),
+            strictness: Strictness::default(),
+            next_origin: 0,
         }
+    }
+
+    /// Makes every lazy load an error ([`Strictness::Strict`]).
+    pub fn strict(self) -> Self {
+        self.with_strictness(Strictness::Strict)
+    }
+
+    /// Allows one lazy load per relation and query, and makes the second one an error
+    /// ([`Strictness::NPlusOneOnly`]).
+    pub fn n_plus_one_only(self) -> Self {
+        self.with_strictness(Strictness::NPlusOneOnly)
+    }
+
+    /// Sets how lazy loads are treated.
+    pub fn with_strictness(mut self, strictness: Strictness) -> Self {
+        self.strictness = strictness;
+        self
+    }
+
+    /// Turns the N+1 detector on or off (on by default in debug builds). Lazy loads repeated
+    /// over the objects of one query are reported as they happen (a `tracing` warning, target
+    /// `orm_core::n_plus_one`) and by [`Session::reports`]; eager loads nobody read are reported
+    /// by [`Session::reports`] and warned about when the session ends.
+    pub fn detect_n_plus_one(&mut self, enabled: bool) -> &mut Self {
+        self.detector.enabled = enabled;
+        self
+    }
+
+    /// What the N+1 detector found so far; eager loads are judged unused if nothing read them
+    /// yet.
+    pub fn reports(&self) -> Vec<Report> {
+        self.detector.reports()
     }
 
     /// The number of queries run so far (transaction control statements excluded).
     pub fn statements(&self) -> usize {
-        self.log().queries
+        self.recorder.lock().queries
     }
 
     /// Every statement run so far, in order, transaction control included.
     pub fn statement_log(&self) -> Vec<Statement> {
-        self.log().statements.clone()
+        self.recorder.lock().statements.clone()
     }
 
     /// The SQL of the queries run so far (transaction control excluded).
     pub fn queries(&self) -> Vec<String> {
-        let log = self.log();
-        log.statements
-            .iter()
-            .filter(|s| !s.transaction_control)
-            .map(|s| s.sql.clone())
-            .collect()
+        let log = self.recorder.lock();
+        log.statements.iter().filter(|s| !s.transaction_control).map(|s| s.sql.clone()).collect()
     }
 
     /// Forgets the statements run so far; the counter starts again at zero.
     pub fn reset_statements(&self) {
-        let mut log = self.log();
+        let mut log = self.recorder.lock();
         log.statements.clear();
         log.queries = 0;
+    }
+
+    /// Runs `f` and panics, listing the statements it ran, unless it ran exactly `expected`
+    /// queries (Django's `assertNumQueries`). For tests.
+    #[track_caller]
+    pub fn assert_statements<T>(&mut self, expected: usize, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.check_statements(f, |n| n == expected, &format!("exactly {expected}"))
+    }
+
+    /// Runs `f` and panics, listing the statements it ran, if it ran more than `max` queries.
+    #[track_caller]
+    pub fn assert_at_most_statements<T>(
+        &mut self,
+        max: usize,
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        self.check_statements(f, |n| n <= max, &format!("at most {max}"))
+    }
+
+    #[track_caller]
+    fn check_statements<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> T,
+        ok: impl Fn(usize) -> bool,
+        expected: &str,
+    ) -> T {
+        let (start, queries) = {
+            let log = self.recorder.lock();
+            (log.statements.len(), log.queries)
+        };
+        let value = f(self);
+        let log = self.recorder.lock();
+        let ran = log.queries - queries;
+        if !ok(ran) {
+            let list: String = log.statements[start..]
+                .iter()
+                .filter(|s| !s.transaction_control)
+                .enumerate()
+                .map(|(i, s)| format!("\n  {}. {s}", i + 1))
+                .collect();
+            drop(log);
+            panic!("expected {expected} statements, {ran} ran:{list}");
+        }
+        value
     }
 
     /// The underlying connection, for plain diesel queries (they are counted too).
@@ -127,23 +176,6 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         self.identity = IdentityMap::default();
     }
 
-    pub(crate) fn conn(&mut self) -> &mut C {
-        self.conn
-    }
-
-    /// The SQL of the last statement started, for error messages.
-    pub(crate) fn last_sql(&self) -> String {
-        self.log()
-            .statements
-            .last()
-            .map(|s| s.sql.clone())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
-        Error::from_diesel(source, || self.last_sql())
-    }
-
     /// Runs `f` inside a transaction (a savepoint if one is already open): committed if `f`
     /// returns `Ok`, rolled back otherwise. Loads inside it read one snapshot.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
@@ -162,66 +194,30 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         }
     }
 
-    fn log(&self) -> MutexGuard<'_, Log> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn conn(&mut self) -> &mut C {
+        self.conn
+    }
+
+    pub(crate) fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// A new load's origin: the objects it reaches are "from one query" for the detector.
+    pub(crate) fn next_origin(&mut self) -> u64 {
+        self.next_origin += 1;
+        self.next_origin
+    }
+
+    pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
+        Error::from_diesel(source, || {
+            self.recorder.lock().statements.last().map(|s| s.sql.clone()).unwrap_or_default()
+        })
     }
 }
 
 impl<C: SessionConnection> Drop for Session<'_, C> {
     fn drop(&mut self) {
+        self.detector.warn_unused();
         self.conn.set_instrumentation(get_default_instrumentation());
-    }
-}
-
-fn is_transaction_control(sql: &str) -> bool {
-    let head = sql.split_whitespace().next().unwrap_or("");
-    ["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "END"]
-        .iter()
-        .any(|kw| head.eq_ignore_ascii_case(kw))
-}
-
-/// One weak entry per `(model, key)` held by the application.
-#[derive(Default)]
-pub(crate) struct IdentityMap {
-    maps: HashMap<TypeId, Box<dyn Any + Send>>,
-}
-
-/// The identity map of one model.
-pub(crate) struct ModelMap<M: Model> {
-    entries: HashMap<M::Key, Weak<M>>,
-    // Dead entries are pruned when the map reaches this size.
-    prune_at: usize,
-}
-
-impl<M: Model> ModelMap<M> {
-    pub(crate) fn get(&self, key: &M::Key) -> Option<Arc<M>> {
-        self.entries.get(key).and_then(Weak::upgrade)
-    }
-
-    pub(crate) fn insert(&mut self, key: M::Key, object: &Arc<M>) {
-        if self.entries.len() >= self.prune_at {
-            self.entries.retain(|_, weak| weak.strong_count() > 0);
-            self.prune_at = (self.entries.len() * 2).max(1024);
-        }
-        self.entries.insert(key, Arc::downgrade(object));
-    }
-}
-
-impl IdentityMap {
-    pub(crate) fn model<M: Model>(&mut self) -> &mut ModelMap<M> {
-        self.maps
-            .entry(TypeId::of::<M>())
-            .or_insert_with(|| {
-                Box::new(ModelMap::<M> {
-                    entries: HashMap::new(),
-                    prune_at: 1024,
-                })
-            })
-            .downcast_mut::<ModelMap<M>>()
-            .expect("identity map entries are keyed by their model's TypeId")
-    }
-
-    pub(crate) fn get<M: Model>(&mut self, key: &M::Key) -> Option<Arc<M>> {
-        self.model::<M>().get(key)
     }
 }

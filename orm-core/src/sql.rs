@@ -33,8 +33,8 @@ pub(crate) struct SelectGraph<'p, DB> {
     pub(crate) plan: &'p PlanNode,
     pub(crate) joins: &'p [UserJoin],
     pub(crate) link: Option<ThroughLink>,
-    pub(crate) filters: Vec<Fragment<DB>>,
-    pub(crate) order: Vec<Fragment<DB>>,
+    pub(crate) filters: &'p [Fragment<DB>],
+    pub(crate) order: &'p [Fragment<DB>],
     pub(crate) limit: Option<i64>,
     pub(crate) offset: Option<i64>,
 }
@@ -68,43 +68,15 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
             let target_key = target.columns[target.key_column];
             match child.link {
                 Link::ParentColumn(column) => {
-                    join(
-                        out,
-                        target.table,
-                        alias,
-                        (alias, target_key),
-                        (parent, column),
-                    )?;
+                    join(out, target.table, alias, (alias, target_key), (parent, column))?;
                 }
                 Link::TargetColumn(column) => {
-                    join(
-                        out,
-                        target.table,
-                        alias,
-                        (alias, column),
-                        (parent, parent_key),
-                    )?;
+                    join(out, target.table, alias, (alias, column), (parent, parent_key))?;
                 }
-                Link::Through {
-                    table,
-                    parent_column,
-                    target_column,
-                } => {
+                Link::Through { table, parent_column, target_column } => {
                     let through = child.through_name.as_deref().unwrap_or(table);
-                    join(
-                        out,
-                        table,
-                        through,
-                        (through, parent_column),
-                        (parent, parent_key),
-                    )?;
-                    join(
-                        out,
-                        target.table,
-                        alias,
-                        (alias, target_key),
-                        (through, target_column),
-                    )?;
+                    join(out, table, through, (through, parent_column), (parent, parent_key))?;
+                    join(out, target.table, alias, (alias, target_key), (through, target_column))?;
                 }
             }
         }
@@ -201,15 +173,8 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
             (self.limit.is_some() || self.offset.is_some()) && root.multiplies_rows();
         if limit_in_subquery {
             // A to-many explicit join repeats parents inside the subquery too.
-            let repeats = self
-                .joins
-                .iter()
-                .any(|j| !matches!(j.link, Link::ParentColumn(_)));
-            out.push_sql(if repeats {
-                "(SELECT DISTINCT "
-            } else {
-                "(SELECT "
-            });
+            let repeats = self.joins.iter().any(|j| !matches!(j.link, Link::ParentColumn(_)));
+            out.push_sql(if repeats { "(SELECT DISTINCT " } else { "(SELECT " });
             out.push_identifier(root.table)?;
             out.push_sql(".* FROM ");
             out.push_identifier(root.table)?;

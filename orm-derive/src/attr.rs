@@ -24,17 +24,12 @@ struct Once<'c, T> {
 
 impl<'c, T> Once<'c, T> {
     fn new(cx: &'c Ctxt, key: &'static str) -> Self {
-        Once {
-            cx,
-            key,
-            value: None,
-        }
+        Once { cx, key, value: None }
     }
 
     fn set(&mut self, key_span: &Path, value: T, span: Span) {
         if self.value.is_some() {
-            self.cx
-                .error_spanned_by(key_span, format!("duplicate `{}` key", self.key));
+            self.cx.error_spanned_by(key_span, format!("duplicate `{}` key", self.key));
         } else {
             self.value = Some(Spanned { value, span });
         }
@@ -78,10 +73,7 @@ impl OrmAttr {
                 cx.syn_error(error);
             }
         }
-        OrmAttr {
-            table: table.get(),
-            primary_key: primary_key.get(),
-        }
+        OrmAttr { table: table.get(), primary_key: primary_key.get() }
     }
 }
 
@@ -104,12 +96,8 @@ impl KindKw {
         }
     }
 
-    const ALL: [KindKw; 4] = [
-        KindKw::BelongsTo,
-        KindKw::HasOne,
-        KindKw::HasMany,
-        KindKw::ManyToMany,
-    ];
+    const ALL: [KindKw; 4] =
+        [KindKw::BelongsTo, KindKw::HasOne, KindKw::HasMany, KindKw::ManyToMany];
 }
 
 /// The strategy keyword of `lazy = ".."`.
@@ -163,19 +151,10 @@ impl RelationAttr {
         let mut join_depth = Once::new(cx, "join_depth");
         let result = attr.parse_nested_meta(|meta| {
             // #[relation(belongs_to = Address)], has_one, has_many, many_to_many
-            if let Some(kind) = KindKw::ALL
-                .into_iter()
-                .find(|k| meta.path.is_ident(k.keyword()))
-            {
+            if let Some(kind) = KindKw::ALL.into_iter().find(|k| meta.path.is_ident(k.keyword())) {
                 let target: Path = meta.value()?.parse()?;
-                let span = meta
-                    .path
-                    .get_ident()
-                    .map_or_else(Span::call_site, Ident::span);
-                if kinds
-                    .iter()
-                    .any(|(k, _): &(Spanned<KindKw>, Path)| k.value == kind)
-                {
+                let span = meta.path.get_ident().map_or_else(Span::call_site, Ident::span);
+                if kinds.iter().any(|(k, _): &(Spanned<KindKw>, Path)| k.value == kind) {
                     cx.error_spanned_by(&meta.path, format!("duplicate `{}` key", kind.keyword()));
                 } else {
                     kinds.push((Spanned { value: kind, span }, target));
@@ -233,11 +212,7 @@ fn ident_value(meta: &ParseNestedMeta<'_>) -> syn::Result<Ident> {
 
 fn unknown_strategy(value: &str) -> String {
     let names: Vec<&str> = STRATEGIES.iter().map(|(name, _)| *name).collect();
-    let list = names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
     match did_you_mean(value, &names) {
         Some(hint) => {
             format!("unknown strategy `{value}`, expected one of {list}; did you mean `{hint}`?")
@@ -253,19 +228,11 @@ fn unknown_key(
     attr: &str,
     keys: &[&str],
 ) -> syn::Result<()> {
-    let name = meta
-        .path
-        .get_ident()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let name = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
     let message = match did_you_mean(&name, keys) {
         Some(hint) => format!("unknown `{attr}` key `{name}`; did you mean `{hint}`?"),
         None => {
-            let list = keys
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
             format!("unknown `{attr}` key `{name}`, expected one of {list}")
         }
     };
@@ -284,7 +251,5 @@ fn spanned_path(path: &Path) -> Span {
 }
 
 fn attr_span(attr: &Attribute) -> Span {
-    attr.path()
-        .get_ident()
-        .map_or_else(Span::call_site, Ident::span)
+    attr.path().get_ident().map_or_else(Span::call_site, Ident::span)
 }

@@ -108,10 +108,7 @@ impl<'a> Model<'a> {
             let ident = field.ident.as_ref()?;
             let mut relation_attrs = field.attrs.iter().filter(|a| a.path().is_ident("relation"));
             match relation_attrs.next() {
-                None => columns.push(Column {
-                    ident,
-                    ty: &field.ty,
-                }),
+                None => columns.push(Column { ident, ty: &field.ty }),
                 Some(attr) => {
                     if let Some(extra) = relation_attrs.next() {
                         cx.error_spanned_by(extra, "a field takes one `#[relation(..)]` attribute");
@@ -121,9 +118,8 @@ impl<'a> Model<'a> {
                 }
             }
         }
-        let primary_key = orm
-            .primary_key
-            .map_or_else(|| Ident::new("id", input.ident.span()), |pk| pk.value);
+        let primary_key =
+            orm.primary_key.map_or_else(|| Ident::new("id", input.ident.span()), |pk| pk.value);
         Some(Model {
             ident: &input.ident,
             vis: &input.vis,
@@ -136,18 +132,11 @@ impl<'a> Model<'a> {
 
     /// The table's name in SQL: the last segment of the `table!` path.
     pub fn table_name(&self) -> String {
-        self.table
-            .segments
-            .last()
-            .map(|s| s.ident.to_string())
-            .unwrap_or_default()
+        self.table.segments.last().map(|s| s.ident.to_string()).unwrap_or_default()
     }
 
     pub fn key_column(&self) -> Option<(usize, &Column<'a>)> {
-        self.columns
-            .iter()
-            .enumerate()
-            .find(|(_, c)| *c.ident == self.primary_key)
+        self.columns.iter().enumerate().find(|(_, c)| *c.ident == self.primary_key)
     }
 }
 
@@ -176,17 +165,9 @@ impl<'a> Relation<'a> {
                 ),
             ));
         }
-        let target_name = target
-            .segments
-            .last()
-            .map(|s| s.ident.to_string())
-            .unwrap_or_default();
+        let target_name = target.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
         let self_referential = target_name == "Self" || *model == target_name;
-        let target = if target.is_ident("Self") {
-            Path::from(model.clone())
-        } else {
-            target
-        };
+        let target = if target.is_ident("Self") { Path::from(model.clone()) } else { target };
         let (foreign_key, foreign_key_explicit) = match &attr.foreign_key {
             Some(fk) => (fk.clone(), true),
             None => {
@@ -194,29 +175,20 @@ impl<'a> Relation<'a> {
                     KindKw::BelongsTo => format!("{ident}_id"),
                     _ => format!("{}_id", snake_case(&model.to_string())),
                 };
-                (
-                    Spanned {
-                        value: Ident::new(&name, kind.span),
-                        span: kind.span,
-                    },
-                    false,
-                )
+                (Spanned { value: Ident::new(&name, kind.span), span: kind.span }, false)
             }
         };
         let target_key = match kind.value {
             KindKw::ManyToMany => Some(attr.target_key.clone().unwrap_or_else(|| {
                 let name = format!("{}_id", snake_case(&target_name));
-                Spanned {
-                    value: Ident::new(&name, kind.span),
-                    span: kind.span,
-                }
+                Spanned { value: Ident::new(&name, kind.span), span: kind.span }
             })),
             _ => attr.target_key.clone(),
         };
-        let strategy = attr.lazy.clone().unwrap_or(Spanned {
-            value: StrategyKw::Select,
-            span: attr.attr_span,
-        });
+        let strategy = attr
+            .lazy
+            .clone()
+            .unwrap_or(Spanned { value: StrategyKw::Select, span: attr.attr_span });
         Some(Relation {
             ident,
             ty: &field.ty,

@@ -88,18 +88,9 @@ fn unknown_keys_suggest_the_near_miss() {
         }
     };
     let messages = errors(&derive(&input));
-    assert_eq!(
-        messages[0],
-        "unknown `orm` key `primary_kye`; did you mean `primary_key`?"
-    );
-    assert_eq!(
-        messages[1],
-        "unknown `relation` key `foriegn_key`; did you mean `foreign_key`?"
-    );
-    assert_eq!(
-        messages[2],
-        "unknown `relation` key `lazzy`; did you mean `lazy`?"
-    );
+    assert_eq!(messages[0], "unknown `orm` key `primary_kye`; did you mean `primary_key`?");
+    assert_eq!(messages[1], "unknown `relation` key `foriegn_key`; did you mean `foreign_key`?");
+    assert_eq!(messages[2], "unknown `relation` key `lazzy`; did you mean `lazy`?");
 }
 
 #[test]

@@ -84,10 +84,7 @@ fn check_join_depth(cx: &Ctxt, relation: &Relation<'_>) {
             "`join_depth` applies to `lazy = \"joined\"` only",
         ));
     } else if depth.value == 0 {
-        cx.syn_error(syn::Error::new(
-            depth.span,
-            "`join_depth` must be at least 1",
-        ));
+        cx.syn_error(syn::Error::new(depth.span, "`join_depth` must be at least 1"));
     }
 }
 
@@ -169,10 +166,7 @@ fn check_through(cx: &Ctxt, relation: &Relation<'_>) {
         )),
         (Some(through), kind) if kind != KindKw::ManyToMany => cx.syn_error(syn::Error::new(
             through.span,
-            format!(
-                "`through` applies to `many_to_many` only, not `{}`",
-                kind.keyword()
-            ),
+            format!("`through` applies to `many_to_many` only, not `{}`", kind.keyword()),
         )),
         _ => {}
     }
@@ -187,9 +181,5 @@ fn check_through(cx: &Ctxt, relation: &Relation<'_>) {
 }
 
 fn path_name(path: &syn::Path) -> String {
-    path.segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect::<Vec<_>>()
-        .join("::")
+    path.segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::")
 }

@@ -44,8 +44,7 @@ pub mod sqlite {
     /// An in-memory database seeded with `people` people.
     pub fn seeded(people: usize) -> (Conn, Counts) {
         let mut conn = Conn::establish(":memory:").expect("in-memory SQLite opens");
-        conn.batch_execute("PRAGMA foreign_keys = ON")
-            .expect("pragma");
+        conn.batch_execute("PRAGMA foreign_keys = ON").expect("pragma");
         let counts = populate(&mut conn, people).expect("seeding succeeds");
         (conn, counts)
     }
@@ -53,15 +52,13 @@ pub mod sqlite {
     /// An empty in-memory database with the schema.
     pub fn empty() -> Conn {
         let mut conn = Conn::establish(":memory:").expect("in-memory SQLite opens");
-        conn.batch_execute(orm_examples::CREATE_TABLES)
-            .expect("schema");
+        conn.batch_execute(orm_examples::CREATE_TABLES).expect("schema");
         conn
     }
 
     /// Runs `sql` with foreign key checks off.
     pub fn without_foreign_keys(conn: &mut Conn, sql: &str) {
-        conn.batch_execute(&format!("PRAGMA foreign_keys = OFF; {sql}"))
-            .expect("statement runs");
+        conn.batch_execute(&format!("PRAGMA foreign_keys = OFF; {sql}")).expect("statement runs");
     }
 
     /// A pool of `size` connections over a database seeded with `people` people; keep the
@@ -111,11 +108,7 @@ pub mod pg {
     /// A schema name no other test uses.
     fn fresh_schema() -> String {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        format!(
-            "t{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
     fn connect(schema: &str) -> Conn {
@@ -137,8 +130,7 @@ pub mod pg {
     /// A fresh schema with the tables and no rows.
     pub fn empty() -> Conn {
         let mut conn = connect(&fresh_schema());
-        conn.batch_execute(orm_examples::CREATE_TABLES)
-            .expect("schema");
+        conn.batch_execute(orm_examples::CREATE_TABLES).expect("schema");
         conn
     }
 
@@ -223,22 +215,12 @@ pub fn tree<C: orm_core::SessionConnection>(
     let reports = match &spec.reports {
         Some(inner) => {
             let reports = p.load(Person::reports, session)?.to_vec();
-            Some(
-                reports
-                    .iter()
-                    .map(|r| tree(r, inner, session))
-                    .collect::<Result<_, _>>()?,
-            )
+            Some(reports.iter().map(|r| tree(r, inner, session)).collect::<Result<_, _>>()?)
         }
         None => None,
     };
     let projects = if spec.projects {
-        Some(
-            p.load(Person::projects, session)?
-                .iter()
-                .map(|p| p.name.clone())
-                .collect(),
-        )
+        Some(p.load(Person::projects, session)?.iter().map(|p| p.name.clone()).collect())
     } else {
         None
     };

@@ -17,10 +17,10 @@ use diesel::row::{NamedRow, Row};
 
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Error;
+use crate::identity::IdentityMap;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::plan::PlanNode;
 use crate::rel::Shape;
-use crate::session::IdentityMap;
 
 thread_local! {
     static DECODER: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
@@ -60,29 +60,33 @@ pub(crate) struct Decoder<M: Model, L> {
     /// Roots already returned, when joins can repeat them.
     seen: Option<HashSet<(L, M::Key)>>,
     pub(crate) error: Option<Error>,
+    /// The load the objects reached belong to (for the N+1 detector).
+    origin: u64,
+    /// Rows read.
+    pub(crate) rows: usize,
 }
 
 impl<M: Model, L: RowLink> Decoder<M, L> {
     /// `repeats`: the query's own joins can repeat a root row.
-    pub(crate) fn new(plan: Arc<PlanNode>, identity: IdentityMap, repeats: bool) -> Self {
+    pub(crate) fn new(
+        plan: Arc<PlanNode>,
+        identity: IdentityMap,
+        repeats: bool,
+        origin: u64,
+    ) -> Self {
         let seen = (repeats || plan.multiplies_rows()).then(HashSet::new);
         let pending = (0..plan.node_count()).map(|_| None).collect();
-        Decoder {
-            plan,
-            identity,
-            pending,
-            roots: Vec::new(),
-            seen,
-            error: None,
-        }
+        Decoder { plan, identity, pending, roots: Vec::new(), seen, error: None, origin, rows: 0 }
     }
 
     fn row<'a, DB: OrmBackend, R: Row<'a, DB>>(&mut self, row: &R) -> deserialize::Result<()> {
+        self.rows += 1;
         let link = L::read::<DB, R>(row)?;
         let mut state = State {
             identity: &mut self.identity,
             pending: &mut self.pending,
             error: &mut self.error,
+            origin: self.origin,
         };
         let Some(object) = decode_node::<DB, R, M>(row, &self.plan, &mut state)? else {
             return Err("the root row has a NULL primary key".into());
@@ -139,6 +143,7 @@ struct State<'s> {
     identity: &'s mut IdentityMap,
     pending: &'s mut [Option<Box<dyn PendingFill>>],
     error: &'s mut Option<Error>,
+    origin: u64,
 }
 
 /// Decodes the model of `node` and its joined relations; `None` when its key is `NULL`.
@@ -157,7 +162,7 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
         Some(held) => held,
         None => {
             let object = Arc::new(DB::decode::<T, R>(row, node.offset)?);
-            map.insert(key, &object);
+            map.insert(key, &object, state.origin);
             for &(relation, raise) in &node.unloaded {
                 if raise {
                     T::visit_relation(relation, MarkRaise { parent: &object });
@@ -167,13 +172,7 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
         }
     };
     for child in &node.joined {
-        let visitor = JoinRow {
-            row,
-            node: &child.node,
-            parent: &object,
-            state,
-            _db: PhantomData,
-        };
+        let visitor = JoinRow { row, node: &child.node, parent: &object, state, _db: PhantomData };
         T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
     }
     Ok(Some(object))

@@ -1,12 +1,15 @@
 //! `select` (lazy) and `raise`: reading one relation of one object through the session.
 
 use std::any::Any;
+use std::panic::Location;
 
+use crate::detect::Strictness;
 use crate::error::{Error, NotLoadedReason, Result};
 use crate::model::{Model, Relation, RelationKind};
 use crate::options::OptionTree;
 use crate::rel::Shape;
 use crate::session::{Session, SessionConnection};
+use crate::stats::Cause;
 
 use super::selectin::{load_relation, plan_for};
 
@@ -14,6 +17,7 @@ use super::selectin::{load_relation, plan_for};
 pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
     parent: &'p R::Parent,
     session: &mut Session<'_, C>,
+    location: &'static Location<'static>,
 ) -> Result<<R::Shape as Shape>::View<'p>> {
     let slot = R::slot(parent);
     if let Some(view) = slot.get() {
@@ -22,16 +26,33 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
     if slot.is_raise() {
         return Err(not_loaded::<R>(NotLoadedReason::Raise));
     }
-    if !held_target::<R, C>(parent, session)? {
-        let plan = plan_for::<R>(&OptionTree::default(), &mut Vec::new())?;
-        if plan.has_deferred() {
-            session.transaction(|s| load_relation::<R, C>(s, &[parent], plan))?;
-        } else {
-            load_relation::<R, C>(session, &[parent], plan)?;
+    let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
+    // The query `parent` came from: lazy loads repeated over its objects are the N+1 pattern.
+    let origin = session.identity.model::<R::Parent>().origin(parent.key());
+    match session.strictness {
+        Strictness::Lazy => {}
+        Strictness::Strict => return Err(Error::StrictLazyLoad { model, relation, location }),
+        Strictness::NPlusOneOnly => {
+            if origin.is_some_and(|o| session.detector.lazy_count::<R>(o) > 0) {
+                return Err(Error::NPlusOne { model, relation, location });
+            }
         }
     }
-    slot.get()
-        .ok_or_else(|| not_loaded::<R>(NotLoadedReason::NoSession))
+    if !held_target::<R, C>(parent, session)? {
+        let plan = plan_for::<R>(&OptionTree::default(), &mut Vec::new())?;
+        let cause = Cause::Lazy(model, relation);
+        let target_origin = session.next_origin();
+        if plan.has_deferred() {
+            session
+                .transaction(|s| load_relation::<R, C>(s, &[parent], plan, cause, target_origin))?;
+        } else {
+            load_relation::<R, C>(session, &[parent], plan, cause, target_origin)?;
+        }
+        if let Some(origin) = origin {
+            session.detector.record_lazy::<R>(origin, location);
+        }
+    }
+    slot.get().ok_or_else(|| not_loaded::<R>(NotLoadedReason::NoSession))
 }
 
 /// Fills a many-to-one from the identity map when the session holds its target (or its key is
@@ -63,9 +84,5 @@ fn held_target<R: Relation, C: SessionConnection>(
 
 /// The error for reading `R` while it is not loaded.
 pub(crate) fn not_loaded<R: Relation>(reason: NotLoadedReason) -> Error {
-    Error::NotLoaded {
-        model: <R::Parent as Model>::NAME,
-        relation: R::info().name,
-        reason,
-    }
+    Error::NotLoaded { model: <R::Parent as Model>::NAME, relation: R::info().name, reason }
 }

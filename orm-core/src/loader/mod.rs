@@ -17,6 +17,7 @@ use crate::plan::{PlanBuilder, PlanNode};
 use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
 use crate::sql::{Fragment, SelectGraph, ThroughLink};
+use crate::stats::Cause;
 
 use self::decode::{with_decoder, Decoder, RowLink, RowSink};
 
@@ -48,10 +49,13 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     options: &OptionTree,
 ) -> Result<Vec<Arc<M>>> {
     let plan = Arc::new(PlanBuilder::new(0, &statement.joins).root::<M>(options, &mut Vec::new())?);
+    let origin = session.next_origin();
     let run = |session: &mut Session<'_, C>| {
-        let roots = fetch::<M, (), C>(session, Arc::clone(&plan), statement, None)?;
+        let cause = Cause::Query(M::NAME);
+        let roots = fetch::<M, (), C>(session, Arc::clone(&plan), &statement, None, cause, origin)?;
         let roots: Vec<Arc<M>> = roots.into_iter().map(|((), object)| object).collect();
-        load_deferred::<M, C>(session, &plan, &roots)?;
+        load_deferred::<M, C>(session, &plan, &roots, origin)?;
+        session.detector.record_eager::<M>(&plan, &roots);
         Ok(roots)
     };
     if plan.has_deferred() {
@@ -66,29 +70,31 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
 pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     session: &mut Session<'_, C>,
     plan: Arc<PlanNode>,
-    statement: Statement<Db<C>>,
+    statement: &Statement<Db<C>>,
     link: Option<ThroughLink>,
+    cause: Cause,
+    origin: u64,
 ) -> Result<Vec<(L, Arc<M>)>> {
     let query = SelectGraph {
         plan: &plan,
         joins: &statement.joins,
         link,
-        filters: statement.filters,
-        order: statement.order,
+        filters: &statement.filters,
+        order: &statement.order,
         limit: statement.limit,
         offset: statement.offset,
     };
     if !query.filters.is_empty() || !query.order.is_empty() {
         check_tables(&query)?;
     }
-    let repeats = query
-        .joins
-        .iter()
-        .any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));
+    let repeats =
+        query.joins.iter().any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));
     let identity = std::mem::take(&mut session.identity);
-    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity, repeats);
+    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity, repeats, origin);
+    session.recorder().begin_fetch(cause);
     let (mut decoder, result) =
         with_decoder(decoder, || query.load::<RowSink<M, L>>(session.conn()));
+    session.recorder().end_fetch(result.is_ok().then_some(decoder.rows));
     session.identity = std::mem::take(&mut decoder.identity);
     if let Some(error) = decoder.error.take() {
         return Err(error);
@@ -117,25 +123,20 @@ pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
     session: &mut Session<'_, C>,
     node: &PlanNode,
     objects: &[Arc<T>],
+    origin: u64,
 ) -> Result<()> {
     if objects.is_empty() || !node.has_deferred() {
         return Ok(());
     }
     for deferred in &node.deferred {
-        let visitor = selectin::Selectin {
-            session: &mut *session,
-            parents: objects,
-            deferred,
-        };
+        let visitor =
+            selectin::Selectin { session: &mut *session, parents: objects, deferred, origin };
         T::visit_relation(deferred.relation, visitor).unwrap_or(Ok(()))?;
     }
     for child in &node.joined {
         if child.node.has_deferred() {
-            let visitor = Descend {
-                session: &mut *session,
-                parents: objects,
-                node: &child.node,
-            };
+            let visitor =
+                Descend { session: &mut *session, parents: objects, node: &child.node, origin };
             T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
         }
     }
@@ -147,6 +148,7 @@ struct Descend<'a, 'c, P, C: SessionConnection> {
     session: &'a mut Session<'c, C>,
     parents: &'a [Arc<P>],
     node: &'a PlanNode,
+    origin: u64,
 }
 
 impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C> {
@@ -154,7 +156,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C
 
     fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
         let children = related::<R>(self.parents);
-        load_deferred::<R::Target, C>(self.session, self.node, &children)
+        load_deferred::<R::Target, C>(self.session, self.node, &children, self.origin)
     }
 }
 
@@ -163,7 +165,7 @@ pub(crate) fn related<R: Relation>(parents: &[Arc<R::Parent>]) -> Vec<Arc<R::Tar
     let mut seen = HashSet::new();
     parents
         .iter()
-        .filter_map(|p| R::slot(p).stored())
+        .filter_map(|p| R::slot(p).peek())
         .flat_map(<R::Shape as Shape>::rows)
         .filter(|child| seen.insert(Arc::as_ptr(child) as usize))
         .cloned()

@@ -12,6 +12,7 @@ use crate::plan::{Deferred, PathStep, PlanBuilder, PlanNode};
 use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
 use crate::sql::{KeyIn, ThroughLink, LINK_ALIAS};
+use crate::stats::Cause;
 
 use super::decode::{dangling, fill_collection, LinkKey};
 use super::{fetch, load_deferred, Statement};
@@ -21,6 +22,8 @@ pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
     pub(crate) session: &'a mut Session<'c, C>,
     pub(crate) parents: &'a [Arc<P>],
     pub(crate) deferred: &'a Deferred,
+    /// The load the parents came from; the targets belong to it too.
+    pub(crate) origin: u64,
 }
 
 impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, C> {
@@ -29,7 +32,8 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
     fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
         let plan = plan_for::<R>(&self.deferred.options, &mut self.deferred.path.clone())?;
         let parents: Vec<&P> = self.parents.iter().map(|p| &**p).collect();
-        load_relation::<R, C>(self.session, &parents, plan)
+        let cause = Cause::Selectin(P::NAME, R::info().name);
+        load_relation::<R, C>(self.session, &parents, plan, cause, self.origin)
     }
 }
 
@@ -39,9 +43,7 @@ pub(crate) fn plan_for<R: Relation>(
     path: &mut Vec<PathStep>,
 ) -> Result<Arc<PlanNode>> {
     let first_column = usize::from(matches!(R::info().link, Link::Through { .. }));
-    PlanBuilder::new(first_column, &[])
-        .root::<R::Target>(options, path)
-        .map(Arc::new)
+    PlanBuilder::new(first_column, &[]).root::<R::Target>(options, path).map(Arc::new)
 }
 
 /// Loads relation `R` of every parent whose slot is not loaded yet, with `plan` for the targets.
@@ -49,12 +51,11 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     session: &mut Session<'_, C>,
     parents: &[&R::Parent],
     plan: Arc<PlanNode>,
+    cause: Cause,
+    origin: u64,
 ) -> Result<()> {
-    let pending: Vec<&R::Parent> = parents
-        .iter()
-        .copied()
-        .filter(|p| !R::slot(p).is_loaded())
-        .collect();
+    let pending: Vec<&R::Parent> =
+        parents.iter().copied().filter(|p| !R::slot(p).is_loaded()).collect();
     if pending.is_empty() {
         return Ok(());
     }
@@ -66,7 +67,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         .cloned()
         .collect();
 
-    let (found, targets) = fetch_targets::<R, C>(session, &plan, &keys)?;
+    let (found, targets) = fetch_targets::<R, C>(session, &plan, &keys, cause, origin)?;
     for parent in pending {
         let rows = R::parent_key(parent).and_then(|k| found.get(k));
         if <R::Shape as Shape>::COLLECTION {
@@ -79,7 +80,9 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
             }
         }
     }
-    load_deferred::<R::Target, C>(session, &plan, &targets)
+    load_deferred::<R::Target, C>(session, &plan, &targets, origin)?;
+    session.detector.record_eager::<R::Target>(&plan, &targets);
+    Ok(())
 }
 
 /// The targets matching `keys`, grouped by join key, and each distinct target once.
@@ -92,6 +95,8 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     session: &mut Session<'_, C>,
     plan: &Arc<PlanNode>,
     keys: &[R::JoinKey],
+    cause: Cause,
+    origin: u64,
 ) -> Result<Found<R>> {
     let target_table = <R::Target as Model>::TABLE;
     let target_key = <R::Target as Model>::COLUMNS[<R::Target as Model>::KEY_COLUMN];
@@ -106,26 +111,17 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     };
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
         match R::info().link {
-            Link::Through {
-                table,
-                parent_column,
-                target_column,
-            } => {
-                let filter = KeyIn {
-                    table: LINK_ALIAS,
-                    column: parent_column,
-                    keys: chunk.to_vec(),
-                };
-                let link = ThroughLink {
-                    table,
-                    parent_column,
-                    target_column,
-                };
+            Link::Through { table, parent_column, target_column } => {
+                let filter =
+                    KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.to_vec() };
+                let link = ThroughLink { table, parent_column, target_column };
                 let rows = fetch::<R::Target, LinkKey<R::JoinKey>, C>(
                     session,
                     Arc::clone(plan),
-                    Statement::filtered(Box::new(filter)),
+                    &Statement::filtered(Box::new(filter)),
                     Some(link),
+                    cause,
+                    origin,
                 )?;
                 for (LinkKey(key), target) in rows {
                     add(key, target);
@@ -136,16 +132,14 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     Link::TargetColumn(column) => column,
                     _ => target_key,
                 };
-                let filter = KeyIn {
-                    table: target_table,
-                    column,
-                    keys: chunk.to_vec(),
-                };
+                let filter = KeyIn { table: target_table, column, keys: chunk.to_vec() };
                 let rows = fetch::<R::Target, (), C>(
                     session,
                     Arc::clone(plan),
-                    Statement::filtered(Box::new(filter)),
+                    &Statement::filtered(Box::new(filter)),
                     None,
+                    cause,
+                    origin,
                 )?;
                 for ((), target) in rows {
                     if let Some(key) = R::target_key(&target) {

@@ -21,16 +21,10 @@ pub fn expand_markers(model: &Model<'_>) -> TokenStream {
     }
     let vis = model.vis;
     let module = marker_module(model);
-    let doc = format!(
-        "Relation handle types of [`{}`], one per relation field.",
-        model.ident
-    );
+    let doc = format!("Relation handle types of [`{}`], one per relation field.", model.ident);
     let markers = model.relations.iter().map(|r| {
         let marker = r.ident;
-        let doc = format!(
-            "The type of the relation handle `{}::{}`.",
-            model.ident, marker
-        );
+        let doc = format!("The type of the relation handle `{}::{}`.", model.ident, marker);
         quote! {
             #[doc = #doc]
             #[derive(Clone, Copy, Debug, Default)]
@@ -49,12 +43,7 @@ pub fn expand_markers(model: &Model<'_>) -> TokenStream {
 pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
     let p = private();
     let name = relation.ident.to_string();
-    let target = relation
-        .target
-        .segments
-        .last()
-        .map(|s| s.ident.to_string())
-        .unwrap_or_default();
+    let target = relation.target.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
     let kind = match relation.kind.value {
         KindKw::BelongsTo => quote!(BelongsTo),
         KindKw::HasOne => quote!(HasOne),
@@ -82,11 +71,8 @@ pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
         }
         (KindKw::ManyToMany, Some(through), Some(target_key)) => {
             let through_path = &through.value;
-            let table = through_path
-                .segments
-                .last()
-                .map(|s| s.ident.to_string())
-                .unwrap_or_default();
+            let table =
+                through_path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
             let parent = quote_spanned!(fk.span()=> #through_path::#fk);
             let tk = &target_key.value;
             let target_column = quote_spanned!(tk.span()=> #through_path::#tk);
@@ -184,10 +170,8 @@ pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
     });
     let handles = model.relations.iter().map(|relation| {
         let field = relation.ident;
-        let doc = format!(
-            "The relation handle of `{}.{}`, for load options and joins.",
-            ident, field
-        );
+        let doc =
+            format!("The relation handle of `{}.{}`, for load options and joins.", ident, field);
         quote! {
             #[doc = #doc]
             pub const #field: #module::#field = #module::#field;

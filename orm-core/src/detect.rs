@@ -1,0 +1,215 @@
+//! Seeing N+1 before production does: strict sessions, and a detector that reports lazy loads
+//! repeated over the objects of one query and eager loads nobody read (after Rails'
+//! `strict_loading`, Bullet and nplusone).
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::Location;
+use std::sync::{Arc, Weak};
+
+use crate::loader::related;
+use crate::model::{Model, Relation, RelationVisitor, Strategy};
+use crate::plan::PlanNode;
+
+/// How a session treats lazy loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strictness {
+    /// Lazy loads run (the default).
+    #[default]
+    Lazy,
+    /// Every lazy load is [`Error::StrictLazyLoad`](crate::Error::StrictLazyLoad): relations are
+    /// read only if a query loaded them.
+    Strict,
+    /// A lazy load is allowed once per relation and query; lazily loading the same relation of a
+    /// second object from the same query is [`Error::NPlusOne`](crate::Error::NPlusOne).
+    NPlusOneOnly,
+}
+
+/// A finding of the N+1 detector (see [`Session::reports`](crate::Session::reports)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Report {
+    /// The same relation was lazily loaded for several objects that came from one query.
+    NPlusOne {
+        /// The model owning the relation.
+        model: &'static str,
+        /// The relation.
+        relation: &'static str,
+        /// How many lazy loads (statements) it took.
+        count: usize,
+        /// Where the relation was read.
+        location: &'static Location<'static>,
+        /// The query option that loads it in one statement.
+        fix: String,
+    },
+    /// A relation was loaded eagerly and never read.
+    UnusedEagerLoad {
+        /// The model owning the relation.
+        model: &'static str,
+        /// The relation.
+        relation: &'static str,
+        /// How it was loaded.
+        strategy: Strategy,
+        /// For how many objects.
+        objects: usize,
+    },
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Report::NPlusOne { model, relation, count, location, fix } => write!(
+                f,
+                "N+1: `{model}.{relation}` was lazily loaded {count} times for objects of one query, at {location}; load it with `{fix}`"
+            ),
+            Report::UnusedEagerLoad { model, relation, strategy, objects } => write!(
+                f,
+                "unused eager load: `{model}.{relation}` was loaded ({strategy:?}) for {objects} objects and never read; drop the option"
+            ),
+        }
+    }
+}
+
+/// A relation loaded eagerly, and how to tell whether anyone read it.
+struct EagerLoad {
+    model: &'static str,
+    relation: &'static str,
+    strategy: Strategy,
+    objects: usize,
+    read: Box<dyn Fn() -> bool + Send>,
+}
+
+/// The session's N+1 bookkeeping.
+pub(crate) struct Detector {
+    /// Whether reports are collected (lazy loads are counted regardless, for `NPlusOneOnly`).
+    pub(crate) enabled: bool,
+    /// Lazy loads that ran SQL, per (origin, parent model, relation), and their report.
+    lazy: HashMap<(u64, TypeId, usize), (usize, Option<usize>)>,
+    n_plus_one: Vec<Report>,
+    eager: Vec<EagerLoad>,
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Detector {
+            enabled: cfg!(debug_assertions),
+            lazy: HashMap::new(),
+            n_plus_one: Vec::new(),
+            eager: Vec::new(),
+        }
+    }
+}
+
+impl Detector {
+    /// Lazy loads of `R` so far for objects from load `origin`.
+    pub(crate) fn lazy_count<R: Relation>(&self, origin: u64) -> usize {
+        self.lazy.get(&(origin, TypeId::of::<R::Parent>(), R::INDEX)).map_or(0, |(n, _)| *n)
+    }
+
+    /// Records a lazy load of `R` that ran SQL, for an object from load `origin`.
+    pub(crate) fn record_lazy<R: Relation>(
+        &mut self,
+        origin: u64,
+        location: &'static Location<'static>,
+    ) {
+        let entry = self.lazy.entry((origin, TypeId::of::<R::Parent>(), R::INDEX)).or_default();
+        entry.0 += 1;
+        if !self.enabled || entry.0 < 2 {
+            return;
+        }
+        match entry.1 {
+            Some(index) => {
+                if let Report::NPlusOne { count, .. } = &mut self.n_plus_one[index] {
+                    *count += 1;
+                }
+            }
+            None => {
+                let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
+                let report = Report::NPlusOne {
+                    model,
+                    relation,
+                    count: 2,
+                    location,
+                    fix: format!("selectin({model}::{relation})"),
+                };
+                tracing::warn!(target: "orm_core::n_plus_one", "{report}");
+                entry.1 = Some(self.n_plus_one.len());
+                self.n_plus_one.push(report);
+            }
+        }
+    }
+
+    /// Records the eager loads of `node` (and its joined descendants) over `objects`.
+    pub(crate) fn record_eager<T: Model>(&mut self, node: &PlanNode, objects: &[Arc<T>]) {
+        if !self.enabled || objects.is_empty() {
+            return;
+        }
+        for child in &node.joined {
+            let strategy = if child.external { Strategy::ContainsEager } else { Strategy::Joined };
+            let visitor =
+                RecordEager { detector: self, parents: objects, node: Some(&child.node), strategy };
+            T::visit_relation(child.relation, visitor);
+        }
+        for deferred in &node.deferred {
+            let visitor = RecordEager {
+                detector: self,
+                parents: objects,
+                node: None,
+                strategy: Strategy::Selectin,
+            };
+            T::visit_relation(deferred.relation, visitor);
+        }
+    }
+
+    /// Every report so far; unused eager loads are judged now.
+    pub(crate) fn reports(&self) -> Vec<Report> {
+        let unused = self.eager.iter().filter(|e| !(e.read)()).map(|e| Report::UnusedEagerLoad {
+            model: e.model,
+            relation: e.relation,
+            strategy: e.strategy,
+            objects: e.objects,
+        });
+        self.n_plus_one.iter().cloned().chain(unused).collect()
+    }
+
+    /// Warns about the eager loads nobody read (when the session ends).
+    pub(crate) fn warn_unused(&self) {
+        if !self.enabled {
+            return;
+        }
+        for report in self.reports() {
+            if matches!(report, Report::UnusedEagerLoad { .. }) {
+                tracing::warn!(target: "orm_core::n_plus_one", "{report}");
+            }
+        }
+    }
+}
+
+struct RecordEager<'a, 'n, P> {
+    detector: &'a mut Detector,
+    parents: &'a [Arc<P>],
+    node: Option<&'n PlanNode>,
+    strategy: Strategy,
+}
+
+impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
+    type Output = ();
+
+    fn visit<R: Relation<Parent = P>>(self) {
+        let parents: Vec<Weak<P>> = self.parents.iter().map(Arc::downgrade).collect();
+        self.detector.eager.push(EagerLoad {
+            model: P::NAME,
+            relation: R::info().name,
+            strategy: self.strategy,
+            objects: parents.len(),
+            read: Box::new(move || {
+                parents.iter().filter_map(Weak::upgrade).any(|p| R::slot(&p).was_read())
+            }),
+        });
+        if let Some(node) = self.node {
+            let children = related::<R>(self.parents);
+            self.detector.record_eager::<R::Target>(node, &children);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Statement counting and SQL echo: diesel's instrumentation on the session's connection records
+//! every statement; each one is also a `tracing` event (target `orm_core::sql`, level `DEBUG`),
+//! silent unless a subscriber listens.
+
+use std::fmt::{self, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use diesel::connection::{Connection, InstrumentationEvent};
+
+/// One statement the session ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The SQL text, with placeholders, followed by diesel's ` -- binds: [..]` list.
+    pub sql: String,
+    /// The number of bound parameters.
+    pub binds: usize,
+    /// `BEGIN`, `COMMIT`, `ROLLBACK` and savepoint statements: not counted by
+    /// [`Session::statements`](crate::Session::statements).
+    pub transaction_control: bool,
+    /// How long the database took (until diesel finished the statement).
+    pub duration: Option<Duration>,
+    /// Rows read, for the statements the ORM ran itself.
+    pub rows: Option<usize>,
+    /// What ran it: a query (`Person query`), a relation load (`Person.address selectin`), or
+    /// `connection` for statements run on the connection directly.
+    pub cause: String,
+    /// The database's error, if the statement failed.
+    pub error: Option<String>,
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [{}", self.sql, self.cause)?;
+        if let Some(rows) = self.rows {
+            write!(f, ", {rows} rows")?;
+        }
+        if let Some(duration) = self.duration {
+            write!(f, ", {:.3} ms", duration.as_secs_f64() * 1e3)?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// What runs the next statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    Query(&'static str),
+    Selectin(&'static str, &'static str),
+    Lazy(&'static str, &'static str),
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Query(model) => write!(f, "{model} query"),
+            Cause::Selectin(model, relation) => write!(f, "{model}.{relation} selectin"),
+            Cause::Lazy(model, relation) => write!(f, "{model}.{relation} lazy load"),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    pub(crate) statements: Vec<Statement>,
+    pub(crate) queries: usize,
+    started: Option<Instant>,
+    /// Set while the loader runs a statement: it echoes the statement itself, with its rows.
+    loader: Option<Cause>,
+}
+
+/// The statement log shared with the connection's instrumentation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recorder(Arc<Mutex<Log>>);
+
+impl Recorder {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Log> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches the recorder to `conn`.
+    pub(crate) fn attach<C: Connection>(&self, conn: &mut C) {
+        let recorder = self.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let mut sql = String::new();
+                if write!(sql, "{query}").is_err() {
+                    sql = "(a statement that could not be rendered)".to_owned();
+                }
+                recorder.start(sql);
+            }
+            InstrumentationEvent::FinishQuery { error, .. } => {
+                recorder.finish(error.map(ToString::to_string));
+            }
+            _ => {}
+        });
+    }
+
+    fn start(&self, sql: String) {
+        let transaction_control = is_transaction_control(&sql);
+        let mut log = self.lock();
+        log.queries += usize::from(!transaction_control);
+        let cause = match log.loader {
+            Some(cause) => cause.to_string(),
+            None if transaction_control => "transaction".to_owned(),
+            None => "connection".to_owned(),
+        };
+        let binds = count_placeholders(sql.split(" -- binds: ").next().unwrap_or(""));
+        log.statements.push(Statement {
+            sql,
+            binds,
+            transaction_control,
+            duration: None,
+            rows: None,
+            cause,
+            error: None,
+        });
+        log.started = Some(Instant::now());
+    }
+
+    fn finish(&self, error: Option<String>) {
+        let mut log = self.lock();
+        let elapsed = log.started.take().map(|t| t.elapsed());
+        let loader = log.loader.is_some();
+        if let Some(last) = log.statements.last_mut() {
+            last.duration = elapsed;
+            last.error = error;
+            if !loader {
+                echo(last);
+            }
+        }
+    }
+
+    /// The loader runs the next statement for `cause`.
+    pub(crate) fn begin_fetch(&self, cause: Cause) {
+        self.lock().loader = Some(cause);
+    }
+
+    /// The loader's statement read `rows` rows (`None` when it failed).
+    pub(crate) fn end_fetch(&self, rows: Option<usize>) {
+        let mut log = self.lock();
+        log.loader = None;
+        if let Some(last) = log.statements.last_mut() {
+            last.rows = rows;
+            echo(last);
+        }
+    }
+}
+
+fn echo(statement: &Statement) {
+    tracing::debug!(
+        target: "orm_core::sql",
+        sql = %statement.sql,
+        binds = statement.binds,
+        rows = statement.rows,
+        duration_us = statement.duration.map(|d| d.as_micros() as u64),
+        cause = %statement.cause,
+        error = statement.error.as_deref(),
+        "statement"
+    );
+}
+
+fn is_transaction_control(sql: &str) -> bool {
+    let head = sql.split_whitespace().next().unwrap_or("");
+    ["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "END"]
+        .iter()
+        .any(|kw| head.eq_ignore_ascii_case(kw))
+}
+
+/// Bound parameters in `sql`: `?` placeholders (SQLite) or the highest `$n` (PostgreSQL),
+/// outside quoted identifiers and literals.
+fn count_placeholders(sql: &str) -> usize {
+    let mut question_marks = 0;
+    let mut highest = 0;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' | '"' | '\'' => {
+                for d in chars.by_ref() {
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '?' => question_marks += 1,
+            '$' => {
+                let mut n = 0usize;
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    n = n * 10 + d.to_digit(10).unwrap_or(0) as usize;
+                }
+                highest = highest.max(n);
+            }
+            _ => {}
+        }
+    }
+    question_marks.max(highest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(count_placeholders("SELECT `a?` FROM t WHERE x = ? AND y IN (?, ?)"), 3);
+        assert_eq!(count_placeholders(r#"SELECT "a$9" FROM t WHERE x = $1 AND y = ANY($2)"#), 2);
+        assert_eq!(count_placeholders("BEGIN"), 0);
+    }
+}

@@ -1,0 +1,204 @@
+//! Seeing and stopping N+1: the SQL echo, statement assertions, strict sessions, the N+1 and
+//! unused-eager-load detector, and `to_sql`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use diesel::prelude::*;
+use orm_core::prelude::*;
+use orm_core::Report;
+use orm_tests::*;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+/// One event's fields, as `(name, value)`.
+type Fields = Vec<(String, String)>;
+
+/// The `orm_core::sql` events a test subscriber saw.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<Fields>>>);
+
+impl<S: tracing::Subscriber> Layer<S> for Captured {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        struct Visitor(Fields);
+        impl Visit for Visitor {
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                self.0.push((field.name().to_owned(), format!("{value:?}")));
+            }
+        }
+        if event.metadata().target() == "orm_core::sql" {
+            let mut fields = Visitor(Vec::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+    }
+}
+
+fn field<'a>(event: &'a [(String, String)], name: &str) -> &'a str {
+    event.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+}
+
+orm_tests::backend_tests! {
+    #[test]
+    fn the_detector_reports_a_lazy_loop_once_with_its_call_site() {
+        let (mut conn, _) = seeded(100);
+        let mut session = Session::new(&mut conn);
+        session.detect_n_plus_one(true);
+        let people = Person::query().filter(person::id.le(10)).load(&mut session).unwrap();
+        let line = line!() + 2;
+        for p in &people {
+            p.load(Person::reports, &mut session).unwrap();
+        }
+        let reports = session.reports();
+        assert_eq!(reports.len(), 1, "{reports:#?}");
+        match &reports[0] {
+            Report::NPlusOne { model, relation, count, location, fix } => {
+                assert_eq!((*model, *relation, *count), ("Person", "reports", 10));
+                assert_eq!(location.line(), line);
+                assert!(location.file().ends_with("observe.rs"));
+                assert_eq!(fix, "selectin(Person::reports)");
+            }
+            other => panic!("expected an N+1 report, got {other:?}"),
+        }
+        assert!(reports[0].to_string().contains("load it with `selectin(Person::reports)`"));
+    }
+
+    #[test]
+    fn a_single_lazy_read_is_not_n_plus_one() {
+        let (mut conn, _) = seeded(100);
+        let mut session = Session::new(&mut conn);
+        session.detect_n_plus_one(true);
+        let pierre = Person::query().filter(person::id.eq(1)).first(&mut session).unwrap().unwrap();
+        pierre.load(Person::reports, &mut session).unwrap();
+        // Two objects of one query, one lazy read each on different relations: no pattern.
+        let two = Person::query().filter(person::id.between(5, 6)).load(&mut session).unwrap();
+        two[0].load(Person::reports, &mut session).unwrap();
+        two[1].load(Person::address, &mut session).unwrap();
+        assert_eq!(session.reports(), vec![]);
+    }
+
+    #[test]
+    fn an_unused_eager_load_is_reported_until_read() {
+        let (mut conn, _) = seeded(50);
+        let mut session = Session::new(&mut conn);
+        session.detect_n_plus_one(true);
+        let people = Person::query()
+            .options((joined(Person::address), selectin(Person::reports)))
+            .load(&mut session)
+            .unwrap();
+        let unused = session.reports();
+        assert_eq!(unused.len(), 2, "{unused:#?}");
+        assert!(unused.contains(&Report::UnusedEagerLoad {
+            model: "Person",
+            relation: "address",
+            strategy: orm_core::Strategy::Joined,
+            objects: 50,
+        }));
+        let _ = people[3].address.get();
+        let left = session.reports();
+        assert_eq!(left.len(), 1);
+        assert!(matches!(left[0], Report::UnusedEagerLoad { relation: "reports", .. }));
+        let _ = people[0].load(Person::reports, &mut session).unwrap();
+        assert_eq!(session.reports(), vec![]);
+    }
+
+    #[test]
+    fn a_strict_session_refuses_every_lazy_load() {
+        let (mut conn, _) = seeded(50);
+        let mut session = Session::new(&mut conn).strict();
+        let people = Person::query().options(joined(Person::address)).load(&mut session).unwrap();
+        assert!(people[4].load(Person::address, &mut session).is_ok(), "loaded by the query");
+        let line = line!() + 1;
+        let error = people[4].load(Person::manager, &mut session).unwrap_err();
+        match error {
+            Error::StrictLazyLoad { model: "Person", relation: "manager", location } => {
+                assert_eq!(location.line(), line)
+            }
+            other => panic!("expected StrictLazyLoad, got {other:?}"),
+        }
+        assert_eq!(session.statements(), 1);
+    }
+
+    #[test]
+    fn n_plus_one_only_allows_one_lazy_load_per_query() {
+        let (mut conn, _) = seeded(50);
+        let mut session = Session::new(&mut conn).n_plus_one_only();
+        let people = Person::query().filter(person::id.le(3)).order_by(person::id).load(&mut session).unwrap();
+        people[0].load(Person::reports, &mut session).unwrap();
+        let error = people[1].load(Person::reports, &mut session).unwrap_err();
+        assert!(matches!(error, Error::NPlusOne { model: "Person", relation: "reports", .. }), "{error:?}");
+        assert!(error.to_string().contains("selectin(Person::reports)"));
+        // Another relation of the same query, and a lone object of another query, are fine.
+        people[1].load(Person::address, &mut session).unwrap();
+        let lone = Person::query().filter(person::id.eq(7)).first(&mut session).unwrap().unwrap();
+        lone.load(Person::reports, &mut session).unwrap();
+    }
+
+    #[test]
+    fn statement_assertions_list_what_ran() {
+        let (mut conn, _) = seeded(20);
+        let mut session = Session::new(&mut conn);
+        let people = session.assert_statements(2, |s| {
+            Person::query().options(selectin(Person::reports)).load(s).unwrap()
+        });
+        assert_eq!(people.len(), 20);
+        session.assert_at_most_statements(1, |s| Person::query().limit(1).load(s).unwrap());
+        let failure = catch_unwind(AssertUnwindSafe(|| {
+            session.assert_statements(1, |s| {
+                for p in people.iter().take(2) {
+                    p.load(Person::address, s).unwrap();
+                }
+            })
+        }))
+        .unwrap_err();
+        let message = failure.downcast_ref::<String>().unwrap();
+        assert!(message.starts_with("expected exactly 1 statements, 2 ran:"), "{message}");
+        assert!(message.contains(&q("1. SELECT `address`.`id`")), "{message}");
+        assert!(message.contains("Person.address lazy load"), "{message}");
+    }
+
+    #[test]
+    fn echo_emits_one_event_per_statement() {
+        let (mut conn, _) = seeded(30);
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(captured.clone());
+        let log = tracing::subscriber::with_default(subscriber, || {
+            let mut session = Session::new(&mut conn);
+            let people = Person::query()
+                .filter(person::id.le(10))
+                .options(selectin(Person::reports))
+                .load(&mut session)
+                .unwrap();
+            people[0].load(Person::address, &mut session).unwrap();
+            session.statement_log()
+        });
+        let events = captured.0.lock().unwrap();
+        // BEGIN, people, reports, COMMIT, then the lazy load.
+        assert_eq!(events.len(), log.len());
+        assert_eq!(events.len(), 5);
+        let people = &events[1];
+        assert!(field(people, "sql").contains(&q("FROM `person`")));
+        assert_eq!(field(people, "rows"), "10");
+        assert_eq!(field(people, "binds"), "1");
+        assert_eq!(field(people, "cause"), "Person query");
+        assert_eq!(field(&events[2], "cause"), "Person.reports selectin");
+        assert_eq!(field(&events[3], "cause"), "transaction");
+        assert_eq!(field(&events[4], "cause"), "Person.address lazy load");
+        assert!(field(&events[4], "duration_us").parse::<u64>().is_ok());
+    }
+
+    #[test]
+    fn to_sql_shows_the_statement_without_running_it() {
+        let (mut conn, _) = seeded(20);
+        let session = Session::new(&mut conn);
+        let query = Person::query::<<Conn as diesel::Connection>::Backend>()
+            .filter(person::lastname.eq("Martin"))
+            .options((joined(Person::address), selectin(Person::reports)));
+        let sql = query.to_sql().unwrap();
+        assert!(sql.contains(&q("LEFT OUTER JOIN `address` AS `t1`")), "{sql}");
+        assert!(sql.contains("\"Martin\""), "the bound values are shown: {sql}");
+        assert!(sql.ends_with("-- then one selectin statement per relation: reports"), "{sql}");
+        assert_eq!(session.statements(), 0);
+    }
+}
