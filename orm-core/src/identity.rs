@@ -2,8 +2,8 @@
 //! first came from (its origin, for the N+1 detector: a later load that reaches the object again
 //! does not make it "from" that load).
 
+use rustc_hash::FxHashMap;
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use crate::model::Model;
@@ -11,7 +11,7 @@ use crate::model::Model;
 /// Every model's map.
 #[derive(Default)]
 pub(crate) struct IdentityMap {
-    maps: HashMap<TypeId, Box<dyn Any + Send>>,
+    maps: FxHashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 struct Entry<M> {
@@ -21,7 +21,7 @@ struct Entry<M> {
 
 /// The identity map of one model.
 pub(crate) struct ModelMap<M: Model> {
-    entries: HashMap<M::Key, Entry<M>>,
+    entries: FxHashMap<M::Key, Entry<M>>,
     // Dead entries are pruned when the map reaches this size.
     prune_at: usize,
 }
@@ -49,7 +49,9 @@ impl IdentityMap {
     pub(crate) fn model<M: Model>(&mut self) -> &mut ModelMap<M> {
         self.maps
             .entry(TypeId::of::<M>())
-            .or_insert_with(|| Box::new(ModelMap::<M> { entries: HashMap::new(), prune_at: 1024 }))
+            .or_insert_with(|| {
+                Box::new(ModelMap::<M> { entries: FxHashMap::default(), prune_at: 1024 })
+            })
             .downcast_mut::<ModelMap<M>>()
             .expect("identity map entries are keyed by their model's TypeId")
     }

@@ -1,7 +1,10 @@
 //! `Session`: a connection that counts and records its statements, with an identity map and the
 //! N+1 detector.
 
+use std::any::TypeId;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use diesel::connection::{
     get_default_instrumentation, Connection, LoadConnection, TransactionManager,
@@ -12,6 +15,7 @@ use crate::detect::{Detector, Report, Strictness};
 use crate::error::{Error, Result};
 use crate::identity::IdentityMap;
 use crate::model::Model;
+use crate::plan::PlanNode;
 use crate::stats::{Recorder, Statement};
 
 /// A diesel connection the session can load graphs through (`SqliteConnection`, `PgConnection`,
@@ -39,6 +43,8 @@ pub struct Session<'c, C: SessionConnection> {
     pub(crate) identity: IdentityMap,
     pub(crate) detector: Detector,
     pub(crate) strictness: Strictness,
+    /// The plans of lazy loads, per relation: the same for every object.
+    pub(crate) lazy_plans: FxHashMap<(TypeId, usize), Arc<PlanNode>>,
     next_origin: u64,
 }
 
@@ -53,6 +59,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
             identity: IdentityMap::default(),
             detector: Detector::default(),
             strictness: Strictness::default(),
+            lazy_plans: FxHashMap::default(),
             next_origin: 0,
         }
     }

@@ -208,6 +208,15 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
     }
 }
 
+// Only borrows and small values: copied into diesel's `load`, and kept for error reports.
+impl<DB> Clone for SelectGraph<'_, DB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB> Copy for SelectGraph<'_, DB> {}
+
 impl<DB> QueryId for SelectGraph<'_, DB> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;

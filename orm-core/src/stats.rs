@@ -11,7 +11,8 @@ use diesel::connection::{Connection, InstrumentationEvent};
 /// One statement the session ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
-    /// The SQL text, with placeholders, followed by diesel's ` -- binds: [..]` list.
+    /// The SQL text, with placeholders, followed by diesel's ` -- binds: [..]` list (cut after
+    /// 16 KiB, ending in ` ...`).
     pub sql: String,
     /// The number of bound parameters.
     pub binds: usize,
@@ -83,8 +84,12 @@ impl Recorder {
         let recorder = self.clone();
         conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
             InstrumentationEvent::StartQuery { query, .. } => {
-                let mut sql = String::new();
-                if write!(sql, "{query}").is_err() {
+                let mut sql = Capped(String::new());
+                let rendered = write!(sql, "{query}");
+                let mut sql = sql.0;
+                if sql.len() >= SQL_LOG_LIMIT {
+                    sql.push_str(" ...");
+                } else if rendered.is_err() {
                     sql = "(a statement that could not be rendered)".to_owned();
                 }
                 recorder.start(sql);
@@ -144,6 +149,26 @@ impl Recorder {
             last.rows = rows;
             echo(last);
         }
+    }
+}
+
+/// How much of a statement's text (SQL and bound values) the log keeps: formatting a 30,000-key
+/// `IN` list in full would cost more than the statement.
+const SQL_LOG_LIMIT: usize = 16 * 1024;
+
+/// A `fmt::Write` that stops (with an error, so `Display` gives up early) past the limit.
+struct Capped(String);
+
+impl Write for Capped {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = SQL_LOG_LIMIT.saturating_sub(self.0.len());
+        if s.len() <= room {
+            self.0.push_str(s);
+            return Ok(());
+        }
+        let cut = (0..=room).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        self.0.push_str(&s[..cut]);
+        Err(fmt::Error)
     }
 }
 

@@ -7,10 +7,11 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use diesel::deserialize::{self, QueryableByName};
 use diesel::row::{NamedRow, Row};
@@ -58,7 +59,7 @@ pub(crate) struct Decoder<M: Model, L> {
     pending: Vec<Option<Box<dyn PendingFill>>>,
     pub(crate) roots: Vec<(L, Arc<M>)>,
     /// Roots already returned, when joins can repeat them.
-    seen: Option<HashSet<(L, M::Key)>>,
+    seen: Option<FxHashSet<(L, M::Key)>>,
     pub(crate) error: Option<Error>,
     /// The load the objects reached belong to (for the N+1 detector).
     origin: u64,
@@ -74,7 +75,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         repeats: bool,
         origin: u64,
     ) -> Self {
-        let seen = (repeats || plan.multiplies_rows()).then(HashSet::new);
+        let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
         let pending = (0..plan.node_count()).map(|_| None).collect();
         Decoder { plan, identity, pending, roots: Vec::new(), seen, error: None, origin, rows: 0 }
     }
@@ -199,7 +200,7 @@ impl<'a, P: Model, DB: OrmBackend, R: Row<'a, DB>> RelationVisitor<P>
         }
         if <Rl::Shape as Shape>::COLLECTION {
             let pending = self.state.pending[self.node.id]
-                .get_or_insert_with(|| Box::new(Collect::<Rl>(HashMap::new())));
+                .get_or_insert_with(|| Box::new(Collect::<Rl>(FxHashMap::default())));
             let collect = pending
                 .as_any_mut()
                 .downcast_mut::<Collect<Rl>>()
@@ -255,7 +256,7 @@ trait PendingFill: Any {
 }
 
 /// Rows of relation `Rl` per parent (keyed by the parent's address; the `Arc` keeps it alive).
-type Gathered<P, T> = HashMap<usize, (Arc<P>, Vec<Arc<T>>)>;
+type Gathered<P, T> = FxHashMap<usize, (Arc<P>, Vec<Arc<T>>)>;
 
 struct Collect<Rl: Relation>(Gathered<Rl::Parent, Rl::Target>);
 

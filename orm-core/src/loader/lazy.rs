@@ -1,7 +1,8 @@
 //! `select` (lazy) and `raise`: reading one relation of one object through the session.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::panic::Location;
+use std::sync::Arc;
 
 use crate::detect::Strictness;
 use crate::error::{Error, NotLoadedReason, Result};
@@ -39,7 +40,15 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
         }
     }
     if !held_target::<R, C>(parent, session)? {
-        let plan = plan_for::<R>(&OptionTree::default(), &mut Vec::new())?;
+        let key = (TypeId::of::<R::Parent>(), R::INDEX);
+        let plan = match session.lazy_plans.get(&key) {
+            Some(plan) => Arc::clone(plan),
+            None => {
+                let plan = plan_for::<R>(&OptionTree::default(), &mut Vec::new())?;
+                session.lazy_plans.insert(key, Arc::clone(&plan));
+                plan
+            }
+        };
         let cause = Cause::Lazy(model, relation);
         let target_origin = session.next_origin();
         if plan.has_deferred() {

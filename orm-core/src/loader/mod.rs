@@ -4,8 +4,9 @@ pub(crate) mod decode;
 pub(crate) mod lazy;
 pub(crate) mod selectin;
 
-use std::collections::HashSet;
 use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
 
 use diesel::RunQueryDsl;
 
@@ -84,9 +85,6 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
         limit: statement.limit,
         offset: statement.offset,
     };
-    if !query.filters.is_empty() || !query.order.is_empty() {
-        check_tables(&query)?;
-    }
     let repeats =
         query.joins.iter().any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));
     let identity = std::mem::take(&mut session.identity);
@@ -99,13 +97,20 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     if let Some(error) = decoder.error.take() {
         return Err(error);
     }
-    result.map_err(|e| session.db_error(e))?;
+    if let Err(error) = result {
+        // A filter on a table the query does not join fails in the database with a message
+        // that does not say so; look for that cause before reporting the database's words.
+        if !query.filters.is_empty() || !query.order.is_empty() {
+            check_tables(&query)?;
+        }
+        return Err(session.db_error(error));
+    }
     decoder.finish();
     Ok(std::mem::take(&mut decoder.roots))
 }
 
-/// Refuses a statement whose filters name a table it does not bring in, before the database
-/// answers with a message that does not say which join is missing.
+/// Finds a table the statement's filters name but never bring in: the likely cause of a failed
+/// statement, reported as such instead of the database's message.
 fn check_tables<DB: crate::backend::OrmBackend>(query: &SelectGraph<'_, DB>) -> Result<()> {
     // A statement that cannot even be rendered (a misused `any`) fails here with its reason.
     let sql = DB::render(query).map_err(|source| crate::error::Error::Database {
@@ -162,7 +167,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C
 
 /// The distinct objects the loaded `R` slots of `parents` point to.
 pub(crate) fn related<R: Relation>(parents: &[Arc<R::Parent>]) -> Vec<Arc<R::Target>> {
-    let mut seen = HashSet::new();
+    let mut seen = FxHashSet::default();
     parents
         .iter()
         .filter_map(|p| R::slot(p).peek())

@@ -1,8 +1,11 @@
 //! `selectin`: one `WHERE key IN (...)` statement per relation (per chunk of keys) for all the
 //! parents at once. Lazy loads use the same path with a single parent.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+use std::collections::hash_map::Entry;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::backend::OrmBackend;
 use crate::error::Result;
@@ -59,7 +62,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     if pending.is_empty() {
         return Ok(());
     }
-    let mut seen = HashSet::new();
+    let mut seen = FxHashSet::default();
     let keys: Vec<R::JoinKey> = pending
         .iter()
         .filter_map(|p| R::parent_key(p))
@@ -67,48 +70,78 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         .cloned()
         .collect();
 
-    let (found, targets) = fetch_targets::<R, C>(session, &plan, &keys, cause, origin)?;
-    for parent in pending {
-        let rows = R::parent_key(parent).and_then(|k| found.get(k));
-        if <R::Shape as Shape>::COLLECTION {
+    // The distinct targets, for the loads below them and the detector.
+    let mut targets = Targets::new(plan.has_deferred() || session.detector.enabled);
+    if <R::Shape as Shape>::COLLECTION {
+        let mut found: FxHashMap<R::JoinKey, Vec<Arc<R::Target>>> = FxHashMap::default();
+        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, |key, target| {
+            targets.add(&target);
+            found.entry(key).or_default().push(target);
+        })?;
+        for parent in pending {
+            let rows = R::parent_key(parent).and_then(|k| found.get(k));
             fill_collection::<R>(parent, rows.cloned().unwrap_or_default());
-        } else {
-            let first = rows.and_then(|rows| rows.iter().min_by(|a, b| a.key().cmp(b.key())));
-            match <R::Shape as Shape>::from_row(first.cloned()) {
+        }
+    } else {
+        // One row per parent: no list per key (has_one keeps the row with the smallest key).
+        let mut found: FxHashMap<R::JoinKey, Arc<R::Target>> =
+            FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
+        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, |key, target| {
+            targets.add(&target);
+            match found.entry(key) {
+                Entry::Occupied(mut held) if target.key() < held.get().key() => {
+                    held.insert(target);
+                }
+                Entry::Occupied(_) => {}
+                Entry::Vacant(slot) => {
+                    slot.insert(target);
+                }
+            }
+        })?;
+        for parent in pending {
+            let row = R::parent_key(parent).and_then(|k| found.get(k)).cloned();
+            match <R::Shape as Shape>::from_row(row) {
                 Some(value) => R::slot(parent).fill(value),
                 None => return Err(dangling::<R>(parent)),
             }
         }
     }
-    load_deferred::<R::Target, C>(session, &plan, &targets, origin)?;
-    session.detector.record_eager::<R::Target>(&plan, &targets);
+    load_deferred::<R::Target, C>(session, &plan, &targets.list, origin)?;
+    session.detector.record_eager::<R::Target>(&plan, &targets.list);
     Ok(())
 }
 
-/// The targets matching `keys`, grouped by join key, and each distinct target once.
-type Found<R> = (
-    HashMap<<R as Relation>::JoinKey, Vec<Arc<<R as Relation>::Target>>>,
-    Vec<Arc<<R as Relation>::Target>>,
-);
+/// The distinct objects a load reached, when something needs them.
+struct Targets<T> {
+    wanted: bool,
+    list: Vec<Arc<T>>,
+    seen: FxHashSet<usize>,
+}
 
+impl<T> Targets<T> {
+    fn new(wanted: bool) -> Self {
+        Targets { wanted, list: Vec::new(), seen: FxHashSet::default() }
+    }
+
+    fn add(&mut self, target: &Arc<T>) {
+        if self.wanted && self.seen.insert(Arc::as_ptr(target) as usize) {
+            self.list.push(Arc::clone(target));
+        }
+    }
+}
+
+/// Runs the statements loading the targets of `keys` (one per chunk of keys), handing each row
+/// to `add` with the join key it matched.
 fn fetch_targets<R: Relation, C: SessionConnection>(
     session: &mut Session<'_, C>,
     plan: &Arc<PlanNode>,
     keys: &[R::JoinKey],
     cause: Cause,
     origin: u64,
-) -> Result<Found<R>> {
+    mut add: impl FnMut(R::JoinKey, Arc<R::Target>),
+) -> Result<()> {
     let target_table = <R::Target as Model>::TABLE;
     let target_key = <R::Target as Model>::COLUMNS[<R::Target as Model>::KEY_COLUMN];
-    let mut found: HashMap<R::JoinKey, Vec<Arc<R::Target>>> = HashMap::with_capacity(keys.len());
-    let mut targets = Vec::new();
-    let mut distinct = HashSet::new();
-    let mut add = |key: R::JoinKey, target: Arc<R::Target>| {
-        if distinct.insert(Arc::as_ptr(&target) as usize) {
-            targets.push(Arc::clone(&target));
-        }
-        found.entry(key).or_default().push(target);
-    };
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
         match R::info().link {
             Link::Through { table, parent_column, target_column } => {
@@ -149,5 +182,5 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
             }
         }
     }
-    Ok((found, targets))
+    Ok(())
 }
