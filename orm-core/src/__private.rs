@@ -14,6 +14,15 @@ pub use crate::options::RelationOf;
 pub use crate::rel::{Rel, Shape};
 
 pub use crate::__for_each_backend as for_each_backend;
+pub use crate::__impl_required_shape as impl_required_shape;
+
+/// Compile-time check that a field of type `T` holds the column's SQL type `ST` on `DB`.
+pub fn assert_column<ST, T, DB>()
+where
+    DB: diesel::backend::Backend,
+    T: diesel::deserialize::FromSql<ST, DB>,
+{
+}
 
 /// Compile-time check that a column of SQL type `ST` holds keys of type `K`.
 #[allow(clippy::extra_unused_type_parameters)]

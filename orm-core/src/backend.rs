@@ -127,8 +127,12 @@ pub trait OrmBackend: Backend + Sized + 'static {
         index: usize,
     ) -> deserialize::Result<Option<K>>;
 
-    /// Decodes the model whose first column is at `offset`.
-    fn decode<'a, M: Model, R: Row<'a, Self>>(row: &R, offset: usize) -> deserialize::Result<M>;
+    /// Decodes the model whose first column is at `offset`, with its key already read.
+    fn decode<'a, M: Model, R: Row<'a, Self>>(
+        row: &R,
+        offset: usize,
+        key: M::Key,
+    ) -> deserialize::Result<M>;
 }
 
 impl OrmBackend for Sqlite {
@@ -186,8 +190,12 @@ impl OrmBackend for Sqlite {
         <K as KeyFor<Sqlite>>::decode(field.value())
     }
 
-    fn decode<'a, M: Model, R: Row<'a, Self>>(row: &R, offset: usize) -> deserialize::Result<M> {
-        <M as Decode<Sqlite>>::decode_at(row, offset)
+    fn decode<'a, M: Model, R: Row<'a, Self>>(
+        row: &R,
+        offset: usize,
+        key: M::Key,
+    ) -> deserialize::Result<M> {
+        <M as Decode<Sqlite>>::decode_at(row, offset, key)
     }
 }
 
@@ -272,8 +280,9 @@ pub(crate) mod pg {
         fn decode<'a, M: Model, R: Row<'a, Self>>(
             row: &R,
             offset: usize,
+            key: M::Key,
         ) -> deserialize::Result<M> {
-            <M as Decode<Pg>>::decode_at(row, offset)
+            <M as Decode<Pg>>::decode_at(row, offset, key)
         }
     }
 }

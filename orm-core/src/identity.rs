@@ -4,6 +4,7 @@
 
 use rustc_hash::FxHashMap;
 use std::any::{Any, TypeId};
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Weak};
 
 use crate::model::Model;
@@ -14,14 +15,14 @@ pub(crate) struct IdentityMap {
     maps: FxHashMap<TypeId, Box<dyn Any + Send>>,
 }
 
-struct Entry<M> {
+struct Slot<M> {
     object: Weak<M>,
     origin: u64,
 }
 
 /// The identity map of one model.
 pub(crate) struct ModelMap<M: Model> {
-    entries: FxHashMap<M::Key, Entry<M>>,
+    entries: FxHashMap<M::Key, Slot<M>>,
     // Dead entries are pruned when the map reaches this size.
     prune_at: usize,
 }
@@ -31,12 +32,38 @@ impl<M: Model> ModelMap<M> {
         self.entries.get(key).and_then(|e| e.object.upgrade())
     }
 
-    pub(crate) fn insert(&mut self, key: M::Key, object: &Arc<M>, origin: u64) {
+    /// The held object with `key`, or the one `decode` makes, held from now on (one hash probe
+    /// either way). The flag says whether it is new.
+    pub(crate) fn get_or_decode<E>(
+        &mut self,
+        key: M::Key,
+        origin: u64,
+        decode: impl FnOnce(M::Key) -> Result<M, E>,
+    ) -> Result<(Arc<M>, bool), E> {
+        self.prune();
+        match self.entries.entry(key) {
+            Entry::Occupied(mut held) => match held.get().object.upgrade() {
+                Some(object) => Ok((object, false)),
+                None => {
+                    let object = Arc::new(decode(held.key().clone())?);
+                    held.insert(Slot { object: Arc::downgrade(&object), origin });
+                    Ok((object, true))
+                }
+            },
+            Entry::Vacant(slot) => {
+                let object = Arc::new(decode(slot.key().clone())?);
+                slot.insert(Slot { object: Arc::downgrade(&object), origin });
+                Ok((object, true))
+            }
+        }
+    }
+
+    /// Drops the entries of objects nobody holds, when the map has doubled since the last time.
+    fn prune(&mut self) {
         if self.entries.len() >= self.prune_at {
             self.entries.retain(|_, e| e.object.strong_count() > 0);
             self.prune_at = (self.entries.len() * 2).max(1024);
         }
-        self.entries.insert(key, Entry { object: Arc::downgrade(object), origin });
     }
 
     /// The load the object with `key` first came from.

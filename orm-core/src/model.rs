@@ -66,8 +66,15 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
 /// Positional row decoding on backend `DB`. Implemented by `#[derive(Model)]` for every
 /// backend whose SQL types the fields can hold.
 pub trait Decode<DB: Backend>: Sized {
-    /// Decodes the model whose first column is at `offset` of `row`.
-    fn decode_at<'a, R: Row<'a, DB>>(row: &R, offset: usize) -> deserialize::Result<Self>;
+    /// Decodes the model whose first column is at `offset` of `row`; its primary key, already
+    /// read by the loader, is `key`.
+    fn decode_at<'a, R: Row<'a, DB>>(
+        row: &R,
+        offset: usize,
+        key: <Self as Model>::Key,
+    ) -> deserialize::Result<Self>
+    where
+        Self: Model;
 }
 
 /// The four relation kinds.

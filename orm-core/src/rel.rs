@@ -179,27 +179,39 @@ impl<M: Send + Sync + 'static> Shape for Option<M> {
     }
 }
 
-impl<M: Model> Shape for M {
-    type Target = M;
-    type Stored = Arc<M>;
-    type View<'a> = &'a M;
-    const COLLECTION: bool = false;
+/// `Rel<T>` for a required single row: implemented by `#[derive(Model)]` for each model (through
+/// this macro), not by a blanket impl, so a field type that is no shape is one error at the field.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __impl_required_shape {
+    ($model:ty) => {
+        impl $crate::Shape for $model {
+            type Target = $model;
+            type Stored = ::std::sync::Arc<$model>;
+            type View<'a> = &'a $model;
+            const COLLECTION: bool = false;
 
-    fn from_rows(rows: Vec<Arc<M>>) -> Option<Self::Stored> {
-        rows.into_iter().next()
-    }
+            fn from_rows(
+                rows: ::std::vec::Vec<::std::sync::Arc<$model>>,
+            ) -> ::std::option::Option<Self::Stored> {
+                rows.into_iter().next()
+            }
 
-    fn from_row(row: Option<Arc<M>>) -> Option<Self::Stored> {
-        row
-    }
+            fn from_row(
+                row: ::std::option::Option<::std::sync::Arc<$model>>,
+            ) -> ::std::option::Option<Self::Stored> {
+                row
+            }
 
-    fn view(stored: &Self::Stored) -> &M {
-        stored
-    }
+            fn view(stored: &Self::Stored) -> &$model {
+                stored
+            }
 
-    fn rows(stored: &Self::Stored) -> &[Arc<M>] {
-        std::slice::from_ref(stored)
-    }
+            fn rows(stored: &Self::Stored) -> &[::std::sync::Arc<$model>] {
+                ::std::slice::from_ref(stored)
+            }
+        }
+    };
 }
 
 impl<M: Send + Sync + 'static> Shape for Vec<M> {

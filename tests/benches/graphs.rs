@@ -601,6 +601,10 @@ fn workload(
     name: &str,
     pairs: Vec<(&str, Run<'_>, usize, Run<'_>)>,
 ) {
+    // `ORM_BENCH_ONLY=decode-person-address` runs one workload (for profiling).
+    if std::env::var("ORM_BENCH_ONLY").is_ok_and(|only| only != name) {
+        return;
+    }
     let mut group = c.benchmark_group(name);
     group.sample_size(if n >= 100_000 { 10 } else { 20 });
     group.warm_up_time(Duration::from_millis(500));

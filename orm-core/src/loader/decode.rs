@@ -156,22 +156,19 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     let Some(key) = DB::key_at::<T::Key, R>(row, node.offset + T::KEY_COLUMN)? else {
         return Ok(None);
     };
-    let map = state.identity.model::<T>();
-    let object = match map.get(&key) {
-        // An object the session holds keeps its state: only its unloaded relations that this
-        // statement joins are filled below, as SQLAlchemy does for existing instances.
-        Some(held) => held,
-        None => {
-            let object = Arc::new(DB::decode::<T, R>(row, node.offset)?);
-            map.insert(key, &object, state.origin);
-            for &(relation, raise) in &node.unloaded {
-                if raise {
-                    T::visit_relation(relation, MarkRaise { parent: &object });
-                }
+    // An object the session holds keeps its state: only its unloaded relations that this
+    // statement joins are filled below, as SQLAlchemy does for existing instances.
+    let (object, new) = state
+        .identity
+        .model::<T>()
+        .get_or_decode(key, state.origin, |key| DB::decode::<T, R>(row, node.offset, key))?;
+    if new {
+        for &(relation, raise) in &node.unloaded {
+            if raise {
+                T::visit_relation(relation, MarkRaise { parent: &object });
             }
-            object
         }
-    };
+    }
     for child in &node.joined {
         let visitor = JoinRow { row, node: &child.node, parent: &object, state, _db: PhantomData };
         T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;

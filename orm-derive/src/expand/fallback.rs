@@ -11,8 +11,13 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
     let errors = error.map(|e| e.to_compile_error());
     let ident = &input.ident;
     let p = private();
-    // A generic struct or an enum has no sensible impl to fake: the error alone is enough.
-    if !input.generics.params.is_empty() || !matches!(input.data, syn::Data::Struct(_)) {
+    // A generic struct or an enum has no sensible impl to fake: the error alone is enough. Nor
+    // has a struct with a `Rel<..>` of no known shape: rustc already rejects that field, and any
+    // impl would repeat the error once per bound that needs the struct to be well-formed.
+    if !input.generics.params.is_empty()
+        || !matches!(input.data, syn::Data::Struct(_))
+        || has_unknown_shape(input)
+    {
         return quote!(#errors);
     }
     let (markers, relations) = relation_dummies(input);
@@ -41,12 +46,17 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
                     unreachable!()
                 }
             }
+            #p::impl_required_shape!(#ident);
             #[automatically_derived]
             impl<__DB: #p::diesel::backend::Backend> #p::Decode<__DB> for #ident {
                 fn decode_at<'__a, __R: #p::diesel::row::Row<'__a, __DB>>(
                     _: &__R,
                     _: usize,
-                ) -> #p::diesel::deserialize::Result<Self> {
+                    _: <Self as #p::Model>::Key,
+                ) -> #p::diesel::deserialize::Result<Self>
+                where
+                    Self: #p::Model,
+                {
                     unreachable!()
                 }
             }
@@ -107,4 +117,16 @@ fn relation_dummies(input: &DeriveInput) -> (TokenStream, TokenStream) {
         }
     };
     (markers, relations)
+}
+
+/// Whether a relation field is a `Rel<..>` of no shape `Rel` supports (`Rel<Box<T>>`).
+fn has_unknown_shape(input: &DeriveInput) -> bool {
+    let syn::Data::Struct(data) = &input.data else { return false };
+    data.fields.iter().filter(|f| f.attrs.iter().any(|a| a.path().is_ident("relation"))).any(|f| {
+        matches!(
+            crate::model::FieldShape::from_type(&f.ty),
+            Some(crate::model::FieldShape::Required(syn::Type::Path(p)))
+                if p.path.segments.iter().any(|s| !s.arguments.is_none())
+        )
+    })
 }

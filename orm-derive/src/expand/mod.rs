@@ -36,6 +36,7 @@ fn expand(model: &Model<'_>) -> TokenStream {
     let model_impl = model_impl::expand_model(model);
     let decode_impl = model_impl::expand_decode(model);
     let relation_impls = relations::expand_relations(model);
+    let ident = model.ident;
     quote! {
         #markers
         #[doc(hidden)]
@@ -45,6 +46,7 @@ fn expand(model: &Model<'_>) -> TokenStream {
             #model_impl
             #decode_impl
             #relation_impls
+            ::orm_core::__private::impl_required_shape!(#ident);
         };
     }
 }

@@ -88,12 +88,22 @@ pub fn expand_decode(model: &Model<'_>) -> TokenStream {
     let p = private();
     let ident = model.ident;
     let model_name = ident.to_string();
+    let mut key_check = TokenStream::new();
     let columns = model.columns.iter().enumerate().map(|(index, c)| {
         let field = c.ident;
         let ty = c.ty;
         let column = column_alias(field);
         // Located at the field's type for the error, resolved at the call site for hygiene.
         let at_ty = proc_macro2::Span::call_site().located_at(ty.span());
+        if *field == model.primary_key {
+            // The loader reads the key first; check its type against the column all the same.
+            key_check = quote_spanned! {at_ty=>
+                const _: fn() = || {
+                    #p::assert_column::<<#column as #p::diesel::Expression>::SqlType, #ty, $db>();
+                };
+            };
+            return quote!(#field: __key,);
+        }
         let decode = quote_spanned! {at_ty=>
             #p::field_at::<__DB, <#column as #p::diesel::Expression>::SqlType, #ty, __R>(
                 __row,
@@ -104,6 +114,7 @@ pub fn expand_decode(model: &Model<'_>) -> TokenStream {
         };
         quote!(#field: #decode?,)
     });
+    let columns: Vec<TokenStream> = columns.collect();
     let relations = model.relations.iter().map(|r| {
         let field = r.ident;
         quote!(#field: #p::Rel::new(),)
@@ -116,7 +127,11 @@ pub fn expand_decode(model: &Model<'_>) -> TokenStream {
                     fn decode_at<'__a, __R: #p::diesel::row::Row<'__a, $db>>(
                         __row: &__R,
                         __offset: usize,
-                    ) -> #p::diesel::deserialize::Result<Self> {
+                        __key: <Self as #p::Model>::Key,
+                    ) -> #p::diesel::deserialize::Result<Self>
+                    where
+                        Self: #p::Model,
+                    {
                         type __DB = $db;
                         #p::Result::Ok(#ident {
                             #(#columns)*
@@ -124,6 +139,7 @@ pub fn expand_decode(model: &Model<'_>) -> TokenStream {
                         })
                     }
                 }
+                #key_check
             };
         }
         #p::for_each_backend!(__orm_decode);
