@@ -215,7 +215,8 @@ impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
                 parents.iter().filter_map(Weak::upgrade).any(|p| R::slot(&p).was_read())
             }),
         });
-        if let Some(node) = self.node {
+        // Below a joined relation, only if it has eager loads of its own to record.
+        if let Some(node) = self.node.filter(|n| !n.joined.is_empty() || !n.deferred.is_empty()) {
             let children = related::<R>(self.parents);
             self.detector.record_eager::<R::Target>(node, &children);
         }

@@ -18,11 +18,12 @@ pub fn column_alias(field: &Ident) -> Ident {
 /// reported once, where it is named, however many places use it.
 pub fn expand_columns(model: &Model<'_>) -> TokenStream {
     let table = &model.table;
-    let table_alias = quote_spanned!(table.span()=> __orm_table);
+    // Imported under its own name, so rustc's messages name the user's module.
+    let table_alias = table_module(model);
     let aliases = model.columns.iter().map(|c| {
         let alias = column_alias(c.ident);
         let field = c.ident;
-        quote_spanned!(field.span()=> type #alias = __orm_table::#field;)
+        quote_spanned!(field.span()=> type #alias = #table_alias::#field;)
     });
     quote! {
         #[allow(unused_imports)]
@@ -31,9 +32,16 @@ pub fn expand_columns(model: &Model<'_>) -> TokenStream {
     }
 }
 
+/// The `table!` module's name, as imported in the generated block.
+fn table_module(model: &Model<'_>) -> Ident {
+    let last = model.table.segments.last().map(|s| s.ident.clone());
+    last.unwrap_or_else(|| format_ident!("__orm_table"))
+}
+
 pub fn expand_model(model: &Model<'_>) -> TokenStream {
     let p = private();
     let ident = model.ident;
+    let table_module = table_module(model);
     let table_name = model.table_name();
     let Some((key_index, key)) = model.key_column() else {
         return TokenStream::new();
@@ -58,7 +66,7 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
         #[automatically_derived]
         impl #p::Model for #ident {
             type Key = #key_ty;
-            type Table = __orm_table::table;
+            type Table = #table_module::table;
             const NAME: &'static str = stringify!(#ident);
             const TABLE: &'static str = #table_name;
             const COLUMNS: &'static [&'static str] = &[#(#columns),*];
