@@ -127,6 +127,15 @@ pub trait OrmBackend: Backend + Sized + 'static {
         index: usize,
     ) -> deserialize::Result<Option<K>>;
 
+    /// Reads an integer for a field of `bits` bits as 64 bits and fails if it does not fit
+    /// (SQLite narrows silently). `Ok(None)` where the backend's typed values need no check
+    /// (PostgreSQL); `Ok(Some(None))` for `NULL`.
+    #[allow(clippy::type_complexity)]
+    fn read_narrow_integer(
+        value: Option<Self::RawValue<'_>>,
+        bits: u32,
+    ) -> Result<Option<Option<i64>>, Box<dyn std::error::Error + Send + Sync>>;
+
     /// Decodes the model whose first column is at `offset`, with its key already read.
     fn decode<'a, M: Model, R: Row<'a, Self>>(
         row: &R,
@@ -187,7 +196,26 @@ impl OrmBackend for Sqlite {
         index: usize,
     ) -> deserialize::Result<Option<K>> {
         let field = Row::get(row, index).ok_or("column index out of range")?;
+        if let Some(bits) = crate::model::narrow_integer_bits::<K>() {
+            // Read once, as 64 bits, and refuse a key the field cannot hold.
+            let wide = Self::read_narrow_integer(field.value(), bits)?.flatten();
+            return Ok(wide.and_then(|w| crate::model::narrow_into::<K>(Some(w))));
+        }
         <K as KeyFor<Sqlite>>::decode(field.value())
+    }
+
+    fn read_narrow_integer(
+        value: Option<Self::RawValue<'_>>,
+        bits: u32,
+    ) -> Result<Option<Option<i64>>, Box<dyn std::error::Error + Send + Sync>> {
+        let Some(value) = value else { return Ok(Some(None)) };
+        let wide = <i64 as FromSql<BigInt, Sqlite>>::from_sql(value)?;
+        let limit = 1i64 << (bits - 1);
+        if (-limit..limit).contains(&wide) {
+            Ok(Some(Some(wide)))
+        } else {
+            Err(format!("value {wide} does not fit in a {bits}-bit integer field").into())
+        }
     }
 
     fn decode<'a, M: Model, R: Row<'a, Self>>(
@@ -267,6 +295,14 @@ pub(crate) mod pg {
             K::push_array(keys, out)?;
             out.push_sql(")");
             Ok(())
+        }
+
+        fn read_narrow_integer(
+            _: Option<Self::RawValue<'_>>,
+            _: u32,
+        ) -> Result<Option<Option<i64>>, Box<dyn std::error::Error + Send + Sync>> {
+            // PostgreSQL values carry their width: diesel refuses a wider one itself.
+            Ok(None)
         }
 
         fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(

@@ -4,7 +4,7 @@ use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql};
 use diesel::row::{Field, Row};
 
-use crate::backend::{AllBackends, KeyValue};
+use crate::backend::{AllBackends, KeyValue, OrmBackend};
 use crate::error::DecodeFailure;
 use crate::rel::{Rel, Shape};
 
@@ -220,16 +220,58 @@ pub fn field_at<'a, DB, ST, T, R>(
     column: &'static str,
 ) -> deserialize::Result<T>
 where
-    DB: Backend,
-    T: FromSql<ST, DB>,
+    DB: OrmBackend,
+    T: FromSql<ST, DB> + 'static,
     R: Row<'a, DB>,
 {
     let field =
         Row::get(row, index).ok_or_else(|| failure(model, column, "missing column".into()))?;
+    // SQLite stores 64-bit integers in any integer column and diesel narrows them silently; a
+    // value the field cannot hold is an error, not a wrapped number. (Compiled away for other
+    // field types.)
+    if let Some(bits) = narrow_integer_bits::<T>() {
+        let checked = DB::read_narrow_integer(field.value(), bits)
+            .map_err(|source| failure(model, column, source))?;
+        if let Some(wide) = checked {
+            return narrow_into::<T>(wide).ok_or_else(|| {
+                failure(model, column, "unexpected NULL in a non-null field".into())
+            });
+        }
+    }
     T::from_nullable_sql(field.value()).map_err(|source| failure(model, column, source))
 }
 
-fn failure(
+/// A narrow integer field (`i16`, `i32`, or their `Option`s) from a value already checked to fit;
+/// `None` when the value is `NULL` and the field is not an `Option`.
+pub(crate) fn narrow_into<T: 'static>(wide: Option<i64>) -> Option<T> {
+    let mut out: Option<T> = None;
+    let slot = &mut out as &mut dyn std::any::Any;
+    if let Some(out) = slot.downcast_mut::<Option<i32>>() {
+        *out = wide.map(|w| w as i32);
+    } else if let Some(out) = slot.downcast_mut::<Option<Option<i32>>>() {
+        *out = Some(wide.map(|w| w as i32));
+    } else if let Some(out) = slot.downcast_mut::<Option<i16>>() {
+        *out = wide.map(|w| w as i16);
+    } else if let Some(out) = slot.downcast_mut::<Option<Option<i16>>>() {
+        *out = Some(wide.map(|w| w as i16));
+    }
+    out
+}
+
+/// The width of `T` if it is a narrow integer field (`i16`, `i32`, or their `Option`s).
+pub(crate) fn narrow_integer_bits<T: 'static>() -> Option<u32> {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    if t == TypeId::of::<i32>() || t == TypeId::of::<Option<i32>>() {
+        Some(32)
+    } else if t == TypeId::of::<i16>() || t == TypeId::of::<Option<i16>>() {
+        Some(16)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn failure(
     model: &'static str,
     column: &'static str,
     source: Box<dyn std::error::Error + Send + Sync>,

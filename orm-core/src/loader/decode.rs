@@ -153,7 +153,9 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     node: &PlanNode,
     state: &mut State<'_>,
 ) -> deserialize::Result<Option<Arc<T>>> {
-    let Some(key) = DB::key_at::<T::Key, R>(row, node.offset + T::KEY_COLUMN)? else {
+    let key = DB::key_at::<T::Key, R>(row, node.offset + T::KEY_COLUMN)
+        .map_err(|e| crate::model::failure(T::NAME, T::COLUMNS[T::KEY_COLUMN], e))?;
+    let Some(key) = key else {
         return Ok(None);
     };
     // An object the session holds keeps its state: only its unloaded relations that this

@@ -1,0 +1,137 @@
+//! Bad data and failures: integers a field cannot hold, hostile strings, and a statement failing
+//! in the middle of a multi-statement load.
+#![allow(missing_docs)] // `diesel::table!` declares undocumented items
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use orm_core::prelude::*;
+use orm_tests::*;
+
+diesel::table! {
+    counter (id) {
+        id -> Integer,
+        hits -> Integer,
+    }
+}
+
+/// A row whose `hits` column holds more than an `i32` in the database.
+#[derive(Model, Debug)]
+#[orm(table = counter)]
+pub struct Counter {
+    pub id: i32,
+    pub hits: i32,
+}
+
+diesel::table! {
+    ghost (id) {
+        id -> Integer,
+        person_id -> Integer,
+    }
+}
+
+/// A model over a table the database does not have.
+#[derive(Model, Debug)]
+#[orm(table = ghost)]
+pub struct Ghost {
+    pub id: i32,
+    pub person_id: i32,
+}
+
+/// `person` with a selectin relation to the missing table.
+#[derive(Model, Debug)]
+#[orm(table = person)]
+pub struct Haunted {
+    pub id: i32,
+    pub address_id: Option<i32>,
+    #[relation(belongs_to = Address, foreign_key = address_id, lazy = "selectin")]
+    pub address: Rel<Option<Address>>,
+    #[relation(has_many = Ghost, foreign_key = person_id, lazy = "selectin")]
+    pub ghosts: Rel<Vec<Ghost>>,
+}
+
+orm_tests::backend_tests! {
+    #[test]
+    fn an_integer_the_field_cannot_hold_is_an_error_naming_model_and_column() {
+        // SQLite keeps 5,000,000,000 in any integer column and diesel would narrow it to an
+        // `i32` silently; PostgreSQL's BIGINT is refused by diesel. Both are the same error here.
+        let mut conn = empty();
+        conn.batch_execute(
+            "CREATE TABLE counter (id INTEGER PRIMARY KEY NOT NULL, hits BIGINT NOT NULL);
+             INSERT INTO counter VALUES (2, 5000000000);",
+        )
+        .unwrap();
+        let mut session = Session::new(&mut conn);
+        let error = Counter::query().load(&mut session).unwrap_err();
+        assert!(
+            matches!(error, Error::Decode { model: "Counter", column: "hits", .. }),
+            "{error:?}"
+        );
+        drop(session);
+        // The key column too: 5,000,000,000 is no `i32` key.
+        let mut conn = empty();
+        conn.batch_execute(
+            "CREATE TABLE counter (id BIGINT PRIMARY KEY NOT NULL, hits INTEGER NOT NULL);
+             INSERT INTO counter VALUES (5000000000, 1);",
+        )
+        .unwrap();
+        let mut session = Session::new(&mut conn);
+        let error = Counter::query().load(&mut session).unwrap_err();
+        assert!(matches!(error, Error::Decode { model: "Counter", column: "id", .. }), "{error:?}");
+    }
+
+    #[test]
+    fn hostile_strings_round_trip_as_bound_parameters() {
+        let mut conn = empty();
+        let long = "ab'c".repeat(5_000);
+        let hostile = [
+            "O'Brien",
+            "Robert'); DROP TABLE person;--",
+            "100% _match_",
+            r"back\slash \' \\",
+            "\"double\" `tick`",
+            "ünïcödé 名前 🚀",
+            long.as_str(),
+        ];
+        for (i, name) in hostile.iter().enumerate() {
+            diesel::insert_into(person::table)
+                .values((
+                    person::id.eq(i as i32 + 1),
+                    person::firstname.eq(*name),
+                    person::lastname.eq(*name),
+                ))
+                .execute(&mut conn)
+                .unwrap();
+        }
+        let mut session = Session::new(&mut conn);
+        for name in hostile {
+            let found = Person::query().filter(person::firstname.eq(name.to_owned())).load(&mut session).unwrap();
+            assert_eq!(found.len(), 1, "{name}");
+            assert_eq!(found[0].lastname, name);
+            let sql = session.queries().pop().unwrap();
+            let text = sql.split(" -- binds: ").next().unwrap();
+            let head: String = name.chars().take(12).collect();
+            assert!(!text.contains(&head), "the value reached the SQL text: {text}");
+        }
+        // LIKE wildcards in a value match themselves only when bound as written.
+        let like = Person::query().filter(person::firstname.like("100\\% \\_match\\_").escape('\\')).load(&mut session).unwrap();
+        assert_eq!(like.len(), 1);
+    }
+
+    #[test]
+    fn a_failing_statement_mid_load_returns_no_graph_and_leaves_the_session_usable() {
+        let (mut conn, _) = seeded(30);
+        let mut session = Session::new(&mut conn);
+        let error = Haunted::query().load(&mut session).unwrap_err();
+        match &error {
+            Error::Database { sql, .. } => assert!(sql.contains(&q("FROM `ghost`")), "{sql}"),
+            other => panic!("expected the ghost statement's error, got {other:?}"),
+        }
+        let log = session.statement_log();
+        assert!(log.last().unwrap().sql.starts_with("ROLLBACK"), "{log:#?}");
+        // The session goes on: the identity map holds nothing half-loaded that a later load
+        // would take for loaded.
+        let people = Person::query().options(selectin(Person::address)).load(&mut session).unwrap();
+        assert_eq!(people.len(), 30);
+        assert!(people.iter().all(|p| p.address.is_loaded()));
+    }
+}
