@@ -90,6 +90,13 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         self
     }
 
+    /// Turns the SQL echo (one `tracing` event per statement) on or off; on by default, and
+    /// silent anyway unless a subscriber listens. The statement log is kept either way.
+    pub fn echo(&mut self, enabled: bool) -> &mut Self {
+        self.recorder.lock().quiet = !enabled;
+        self
+    }
+
     /// What the N+1 detector found so far; eager loads are judged unused if nothing read them
     /// yet.
     pub fn reports(&self) -> Vec<Report> {

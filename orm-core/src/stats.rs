@@ -68,6 +68,8 @@ pub(crate) struct Log {
     started: Option<Instant>,
     /// Set while the loader runs a statement: it echoes the statement itself, with its rows.
     loader: Option<Cause>,
+    /// Whether statements are `tracing` events (on unless turned off, for measuring).
+    pub(crate) quiet: bool,
 }
 
 /// The statement log shared with the connection's instrumentation.
@@ -126,11 +128,11 @@ impl Recorder {
     fn finish(&self, error: Option<String>) {
         let mut log = self.lock();
         let elapsed = log.started.take().map(|t| t.elapsed());
-        let loader = log.loader.is_some();
+        let echoes = log.loader.is_none() && !log.quiet;
         if let Some(last) = log.statements.last_mut() {
             last.duration = elapsed;
             last.error = error;
-            if !loader {
+            if echoes {
                 echo(last);
             }
         }
@@ -145,9 +147,12 @@ impl Recorder {
     pub(crate) fn end_fetch(&self, rows: Option<usize>) {
         let mut log = self.lock();
         log.loader = None;
+        let quiet = log.quiet;
         if let Some(last) = log.statements.last_mut() {
             last.rows = rows;
-            echo(last);
+            if !quiet {
+                echo(last);
+            }
         }
     }
 }

@@ -200,8 +200,19 @@ fn orm_people(
     lazy: bool,
     detect: bool,
 ) -> (u64, usize) {
+    orm_people_echo(conn, options, lazy, detect, true)
+}
+
+fn orm_people_echo(
+    conn: &mut Conn,
+    options: impl IntoOptions<Person>,
+    lazy: bool,
+    detect: bool,
+    echo: bool,
+) -> (u64, usize) {
     let mut session = Session::new(conn);
     session.detect_n_plus_one(detect);
+    session.echo(echo);
     let people = Person::query().order_by(person::id).options(options).load(&mut session).unwrap();
     if lazy {
         for p in &people {
@@ -731,6 +742,31 @@ fn graphs(c: &mut Criterion) {
                             false,
                             false,
                         )
+                    }),
+                ),
+            ],
+        );
+        let selectin_both = || (selectin(Person::address), selectin(Person::manager));
+        workload(
+            c,
+            &mut conn,
+            n,
+            "echo-overhead",
+            vec![
+                (
+                    "joined+echo",
+                    Box::new(move |c: &mut Conn| orm_people_echo(c, both(), false, false, true)),
+                    1,
+                    Box::new(move |c: &mut Conn| orm_people_echo(c, both(), false, false, false)),
+                ),
+                (
+                    "selectin+echo",
+                    Box::new(move |c: &mut Conn| {
+                        orm_people_echo(c, selectin_both(), false, false, true)
+                    }),
+                    1 + chunks(addresses) + chunks(managers),
+                    Box::new(move |c: &mut Conn| {
+                        orm_people_echo(c, selectin_both(), false, false, false)
                     }),
                 ),
             ],
