@@ -1,41 +1,18 @@
+#![allow(unused_imports)] // the derive fails before it uses the schema in most cases
 use orm_core::prelude::*;
+use orm_examples::Address;
 
 diesel::table! {
-    person (id) {
+    resident (id) {
         id -> Integer,
-        name -> Text,
         home_id -> Integer,
-        address_id -> Nullable<Integer>,
-        manager_id -> Nullable<Integer>,
-    }
-}
-diesel::table! {
-    address (id) {
-        id -> Integer,
-        city -> Text,
-    }
-}
-diesel::table! {
-    person_project (person_id, project_id) {
-        person_id -> Integer,
-        project_id -> Integer,
     }
 }
 
 #[derive(Model)]
-#[orm(table = address)]
-pub struct Address {
+#[orm(table = resident)]
+pub struct Resident {
     pub id: i32,
-    pub city: String,
-}
-
-#[derive(Model)]
-#[orm(table = person)]
-pub struct Person {
-    pub id: i32,
-    pub name: String,
-    pub address_id: Option<i32>,
-    pub manager_id: Option<i32>,
     pub home_id: i32,
     #[relation(belongs_to = Address, foreign_key = home_id)]
     pub home: Rel<Option<Address>>,
