@@ -102,6 +102,10 @@ pub trait OrmBackend: Backend + Sized + 'static {
     /// The identifier quote of the backend's SQL.
     const QUOTE: char;
 
+    /// What makes a new transaction one snapshot for all its statements, run right after its
+    /// `BEGIN` (`None` where every transaction already is one, as on SQLite).
+    const SNAPSHOT: Option<&'static str>;
+
     /// The SQL text of `query`, with placeholders.
     fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String>;
 
@@ -148,6 +152,8 @@ impl OrmBackend for Sqlite {
     // Bundled SQLite allows 32,766 bound parameters; keep headroom for the query's own binds.
     const MAX_KEYS_PER_STATEMENT: usize = 32_000;
     const QUOTE: char = '`';
+    // A deferred transaction reads one snapshot from its first read on (WAL or rollback journal).
+    const SNAPSHOT: Option<&'static str> = None;
 
     fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
         diesel::debug_query::<Sqlite, _>(query).to_string()
@@ -263,6 +269,9 @@ pub(crate) mod pg {
         // One array parameter holds any number of keys: no chunking.
         const MAX_KEYS_PER_STATEMENT: usize = usize::MAX;
         const QUOTE: char = '"';
+        // READ COMMITTED would give each statement of a multi-statement load its own snapshot.
+        const SNAPSHOT: Option<&'static str> =
+            Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
         const NO_LIMIT: &'static str = "";
 
         fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {

@@ -193,7 +193,17 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// Runs `f` inside a transaction (a savepoint if one is already open): committed if `f`
     /// returns `Ok`, rolled back otherwise. Loads inside it read one snapshot.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let outermost = matches!(
+            C::TransactionManager::transaction_manager_status_mut(self.conn).transaction_depth(),
+            Ok(None)
+        );
         C::TransactionManager::begin_transaction(self.conn).map_err(|e| self.db_error(e))?;
+        if let (true, Some(snapshot)) = (outermost, <Db<C> as OrmBackend>::SNAPSHOT) {
+            if let Err(error) = self.conn.batch_execute(snapshot) {
+                let _ = C::TransactionManager::rollback_transaction(self.conn);
+                return Err(self.db_error(error));
+            }
+        }
         match f(self) {
             Ok(value) => {
                 C::TransactionManager::commit_transaction(self.conn)

@@ -191,10 +191,13 @@ fn echo(statement: &Statement) {
 }
 
 fn is_transaction_control(sql: &str) -> bool {
-    let head = sql.split_whitespace().next().unwrap_or("");
+    let mut words = sql.split_whitespace();
+    let head = words.next().unwrap_or("");
     ["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "END"]
         .iter()
         .any(|kw| head.eq_ignore_ascii_case(kw))
+        || (head.eq_ignore_ascii_case("SET")
+            && words.next().is_some_and(|w| w.eq_ignore_ascii_case("TRANSACTION")))
 }
 
 /// Bound parameters in `sql`: `?` placeholders (SQLite) or the highest `$n` (PostgreSQL),

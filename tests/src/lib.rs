@@ -71,9 +71,21 @@ pub mod sqlite {
             .expect("seeding succeeds");
         let pool = Pool::builder()
             .max_size(size)
+            .connection_customizer(Box::new(Wal))
             .build(ConnectionManager::<Conn>::new(url))
             .expect("pool builds");
         (dir, pool)
+    }
+
+    /// Readers that do not wait for the writer, and a writer that waits for the lock.
+    #[derive(Debug)]
+    struct Wal;
+
+    impl diesel::r2d2::CustomizeConnection<Conn, diesel::r2d2::Error> for Wal {
+        fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
+            conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")
+                .map_err(diesel::r2d2::Error::QueryError)
+        }
     }
 
     /// `sql` with identifiers quoted as this backend quotes them (tests write backticks).

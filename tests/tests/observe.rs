@@ -1,43 +1,12 @@
-//! Seeing and stopping N+1: the SQL echo, statement assertions, strict sessions, the N+1 and
-//! unused-eager-load detector, and `to_sql`.
+//! Seeing and stopping N+1: statement assertions, strict sessions, the N+1 and unused-eager-load
+//! detector, and `to_sql` (the SQL echo is in echo.rs).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
 use orm_core::prelude::*;
 use orm_core::Report;
 use orm_tests::*;
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
-
-/// One event's fields, as `(name, value)`.
-type Fields = Vec<(String, String)>;
-
-/// The `orm_core::sql` events a test subscriber saw.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<Fields>>>);
-
-impl<S: tracing::Subscriber> Layer<S> for Captured {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        struct Visitor(Fields);
-        impl Visit for Visitor {
-            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-                self.0.push((field.name().to_owned(), format!("{value:?}")));
-            }
-        }
-        if event.metadata().target() == "orm_core::sql" {
-            let mut fields = Visitor(Vec::new());
-            event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
-        }
-    }
-}
-
-fn field<'a>(event: &'a [(String, String)], name: &str) -> &'a str {
-    event.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("")
-}
 
 orm_tests::backend_tests! {
     #[test]
@@ -156,36 +125,6 @@ orm_tests::backend_tests! {
         assert!(message.starts_with("expected exactly 1 statements, 2 ran:"), "{message}");
         assert!(message.contains(&q("1. SELECT `address`.`id`")), "{message}");
         assert!(message.contains("Person.address lazy load"), "{message}");
-    }
-
-    #[test]
-    fn echo_emits_one_event_per_statement() {
-        let (mut conn, _) = seeded(30);
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::registry().with(captured.clone());
-        let log = tracing::subscriber::with_default(subscriber, || {
-            let mut session = Session::new(&mut conn);
-            let people = Person::query()
-                .filter(person::id.le(10))
-                .options(selectin(Person::reports))
-                .load(&mut session)
-                .unwrap();
-            people[0].load(Person::address, &mut session).unwrap();
-            session.statement_log()
-        });
-        let events = captured.0.lock().unwrap();
-        // BEGIN, people, reports, COMMIT, then the lazy load.
-        assert_eq!(events.len(), log.len());
-        assert_eq!(events.len(), 5);
-        let people = &events[1];
-        assert!(field(people, "sql").contains(&q("FROM `person`")));
-        assert_eq!(field(people, "rows"), "10");
-        assert_eq!(field(people, "binds"), "1");
-        assert_eq!(field(people, "cause"), "Person query");
-        assert_eq!(field(&events[2], "cause"), "Person.reports selectin");
-        assert_eq!(field(&events[3], "cause"), "transaction");
-        assert_eq!(field(&events[4], "cause"), "Person.address lazy load");
-        assert!(field(&events[4], "duration_us").parse::<u64>().is_ok());
     }
 
     #[test]
