@@ -176,9 +176,7 @@ impl OrmBackend for Sqlite {
         keys: &'b [K],
         out: &mut AstPass<'_, 'b, Self>,
     ) -> QueryResult<()> {
-        out.push_identifier(table)?;
-        out.push_sql(".");
-        out.push_identifier(column)?;
+        crate::sql::column(out, (table, column))?;
         if let [key] = keys {
             // One key (a lazy load): `= ?` keeps the statement cacheable.
             out.push_sql(" = ");
@@ -296,9 +294,7 @@ pub(crate) mod pg {
             keys: &'b [K],
             out: &mut AstPass<'_, 'b, Self>,
         ) -> QueryResult<()> {
-            out.push_identifier(table)?;
-            out.push_sql(".");
-            out.push_identifier(column)?;
+            crate::sql::column(out, (table, column))?;
             // As diesel's `eq_any` renders it: one statement and one cache entry for any count.
             out.push_sql(" = ANY(");
             K::push_array(keys, out)?;

@@ -13,6 +13,7 @@ use diesel::QueryResult;
 use crate::backend::OrmBackend;
 use crate::error::Error;
 use crate::model::{Link, Model, Relation};
+use crate::sql;
 
 /// An explicit join of the query (`.join(Person::address)`, `.join_as(Person::manager, manager)`).
 #[derive(Debug, Clone)]
@@ -120,58 +121,18 @@ pub(crate) fn walk_user_join<DB: OrmBackend>(
 ) -> QueryResult<()> {
     let kind = if join.left { " LEFT OUTER JOIN " } else { " INNER JOIN " };
     let parent = (join.parent_name.as_str(), join.parent_key);
+    let target = (join.table, join.name.as_str());
     match join.link {
         Link::ParentColumn(column) => {
-            table_as(out, kind, join.table, &join.name)?;
-            on(out, (&join.name, join.target_key), (parent.0, column))
+            sql::join(out, kind, target, (&join.name, join.target_key), (parent.0, column))
         }
-        Link::TargetColumn(column) => {
-            table_as(out, kind, join.table, &join.name)?;
-            on(out, (&join.name, column), parent)
-        }
+        Link::TargetColumn(column) => sql::join(out, kind, target, (&join.name, column), parent),
         Link::Through { table, parent_column, target_column } => {
             let through = join.through_name(table);
-            table_as(out, kind, table, &through)?;
-            on(out, (&through, parent_column), parent)?;
-            table_as(out, kind, join.table, &join.name)?;
-            on(out, (&join.name, join.target_key), (&through, target_column))
+            sql::join(out, kind, (table, &through), (&through, parent_column), parent)?;
+            sql::join(out, kind, target, (&join.name, join.target_key), (&through, target_column))
         }
     }
-}
-
-fn table_as<DB: OrmBackend>(
-    out: &mut AstPass<'_, '_, DB>,
-    kind: &str,
-    table: &str,
-    name: &str,
-) -> QueryResult<()> {
-    out.push_sql(kind);
-    out.push_identifier(table)?;
-    if name != table {
-        out.push_sql(" AS ");
-        out.push_identifier(name)?;
-    }
-    Ok(())
-}
-
-fn on<DB: OrmBackend>(
-    out: &mut AstPass<'_, '_, DB>,
-    left: (&str, &str),
-    right: (&str, &str),
-) -> QueryResult<()> {
-    out.push_sql(" ON ");
-    column(out, left)?;
-    out.push_sql(" = ");
-    column(out, right)
-}
-
-fn column<DB: OrmBackend>(
-    out: &mut AstPass<'_, '_, DB>,
-    (table, column): (&str, &str),
-) -> QueryResult<()> {
-    out.push_identifier(table)?;
-    out.push_sql(".");
-    out.push_identifier(column)
 }
 
 /// `EXISTS (SELECT 1 FROM target WHERE <link to the parent row> AND (filter))`: SQLAlchemy's
@@ -213,32 +174,32 @@ where
         out.push_sql("EXISTS (SELECT 1 FROM ");
         match info.link {
             Link::ParentColumn(column) => {
-                from_as(&mut out, table, name)?;
+                sql::table_as(&mut out, table, name)?;
                 out.push_sql(" WHERE ");
-                self::column(&mut out, (name, target_key))?;
+                sql::column(&mut out, (name, target_key))?;
                 out.push_sql(" = ");
-                self::column(&mut out, (parent, column))?;
+                sql::column(&mut out, (parent, column))?;
             }
             Link::TargetColumn(column) => {
-                from_as(&mut out, table, name)?;
+                sql::table_as(&mut out, table, name)?;
                 out.push_sql(" WHERE ");
-                self::column(&mut out, (name, column))?;
+                sql::column(&mut out, (name, column))?;
                 out.push_sql(" = ");
-                self::column(&mut out, (parent, parent_key))?;
+                sql::column(&mut out, (parent, parent_key))?;
             }
             Link::Through { table: through, parent_column, target_column } => {
                 let link = format!("{name}_{through}");
-                from_as(&mut out, through, &link)?;
+                sql::table_as(&mut out, through, &link)?;
                 out.push_sql(" INNER JOIN ");
-                from_as(&mut out, table, name)?;
+                sql::table_as(&mut out, table, name)?;
                 out.push_sql(" ON ");
-                self::column(&mut out, (name, target_key))?;
+                sql::column(&mut out, (name, target_key))?;
                 out.push_sql(" = ");
-                self::column(&mut out, (&link, target_column))?;
+                sql::column(&mut out, (&link, target_column))?;
                 out.push_sql(" WHERE ");
-                self::column(&mut out, (&link, parent_column))?;
+                sql::column(&mut out, (&link, parent_column))?;
                 out.push_sql(" = ");
-                self::column(&mut out, (parent, parent_key))?;
+                sql::column(&mut out, (parent, parent_key))?;
             }
         }
         out.push_sql(" AND (");
@@ -246,19 +207,6 @@ where
         out.push_sql("))");
         Ok(())
     }
-}
-
-fn from_as<DB: OrmBackend>(
-    out: &mut AstPass<'_, '_, DB>,
-    table: &str,
-    name: &str,
-) -> QueryResult<()> {
-    out.push_identifier(table)?;
-    if name != table {
-        out.push_sql(" AS ");
-        out.push_identifier(name)?;
-    }
-    Ok(())
 }
 
 /// Filters through a relation handle, in SQL: `Person::reports.any(person_alias.field(..).eq(..))`.

@@ -25,6 +25,8 @@ pub(crate) struct ThroughLink {
     pub(crate) target_column: &'static str,
 }
 
+const LEFT: &str = " LEFT OUTER JOIN ";
+
 /// The alias of the association table in a linked (many-to-many selectin) statement.
 pub(crate) const LINK_ALIAS: &str = "t0";
 
@@ -68,15 +70,27 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
             let target_key = target.columns[target.key_column];
             match child.link {
                 Link::ParentColumn(column) => {
-                    join(out, target.table, alias, (alias, target_key), (parent, column))?;
+                    join(out, LEFT, (target.table, alias), (alias, target_key), (parent, column))?;
                 }
                 Link::TargetColumn(column) => {
-                    join(out, target.table, alias, (alias, column), (parent, parent_key))?;
+                    join(out, LEFT, (target.table, alias), (alias, column), (parent, parent_key))?;
                 }
                 Link::Through { table, parent_column, target_column } => {
                     let through = child.through_name.as_deref().unwrap_or(table);
-                    join(out, table, through, (through, parent_column), (parent, parent_key))?;
-                    join(out, target.table, alias, (alias, target_key), (through, target_column))?;
+                    join(
+                        out,
+                        LEFT,
+                        (table, through),
+                        (through, parent_column),
+                        (parent, parent_key),
+                    )?;
+                    join(
+                        out,
+                        LEFT,
+                        (target.table, alias),
+                        (alias, target_key),
+                        (through, target_column),
+                    )?;
                 }
             }
         }
@@ -130,24 +144,38 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
     }
 }
 
-fn join<DB: OrmBackend>(
+/// ` KIND JOIN table [AS name] ON left = right`.
+pub(crate) fn join<DB: OrmBackend>(
     out: &mut AstPass<'_, '_, DB>,
-    table: &str,
-    alias: &str,
+    kind: &str,
+    (table, name): (&str, &str),
     left: (&str, &str),
     right: (&str, &str),
 ) -> QueryResult<()> {
-    out.push_sql(" LEFT OUTER JOIN ");
-    out.push_identifier(table)?;
-    out.push_sql(" AS ");
-    out.push_identifier(alias)?;
+    out.push_sql(kind);
+    table_as(out, table, name)?;
     out.push_sql(" ON ");
     column(out, left)?;
     out.push_sql(" = ");
     column(out, right)
 }
 
-fn column<DB: OrmBackend>(
+/// `table`, or `table AS name` when the names differ.
+pub(crate) fn table_as<DB: OrmBackend>(
+    out: &mut AstPass<'_, '_, DB>,
+    table: &str,
+    name: &str,
+) -> QueryResult<()> {
+    out.push_identifier(table)?;
+    if name != table {
+        out.push_sql(" AS ");
+        out.push_identifier(name)?;
+    }
+    Ok(())
+}
+
+/// `table.column`.
+pub(crate) fn column<DB: OrmBackend>(
     out: &mut AstPass<'_, '_, DB>,
     (table, column): (&str, &str),
 ) -> QueryResult<()> {
