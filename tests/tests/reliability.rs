@@ -1,5 +1,6 @@
-//! Bad data and failures: integers a field cannot hold, hostile strings, and a statement failing
-//! in the middle of a multi-statement load.
+//! Bad data, bind limits and failures: integers a field cannot hold, hostile strings, 100,000
+//! many-to-many links, a statement failing in the middle of a multi-statement load, a busy
+//! database.
 #![allow(missing_docs)] // `diesel::table!` declares undocumented items
 
 use diesel::connection::SimpleConnection;
@@ -134,4 +135,48 @@ orm_tests::backend_tests! {
         assert_eq!(people.len(), 30);
         assert!(people.iter().all(|p| p.address.is_loaded()));
     }
+}
+
+mod links {
+    use super::*;
+
+    orm_tests::backend_tests! {
+    #[test]
+    fn selectin_many_to_many_over_100000_links() {
+        let (mut conn, counts) = seeded(100_000);
+        assert!(counts.memberships > 100_000, "{counts:?}");
+        let mut session = Session::new(&mut conn);
+        let people = Person::query().options(selectin(Person::projects)).load(&mut session).unwrap();
+        let links: usize = people.iter().map(|p| p.projects.get().unwrap().len()).sum();
+        assert_eq!(links, counts.memberships);
+        let chunks = 100_000usize
+            .div_ceil(<<Conn as diesel::Connection>::Backend as orm_core::OrmBackend>::MAX_KEYS_PER_STATEMENT);
+        assert_eq!(session.statements(), 1 + chunks);
+    }
+    }
+}
+
+/// SQLite only: a database locked by another connection past the busy timeout fails the load
+/// with the database's error, and the same session loads again once the lock is gone.
+#[test]
+fn a_busy_database_fails_the_load_and_the_session_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("busy.db").to_str().unwrap().to_owned();
+    let mut writer = SqliteConnection::establish(&url).unwrap();
+    populate(&mut writer, 50).unwrap();
+    let mut reader = SqliteConnection::establish(&url).unwrap();
+    reader.batch_execute("PRAGMA busy_timeout = 50").unwrap();
+    writer.batch_execute("BEGIN EXCLUSIVE").unwrap();
+    let mut session = Session::new(&mut reader);
+    let error = Person::query().options(selectin(Person::reports)).load(&mut session).unwrap_err();
+    match &error {
+        Error::Database { source, .. } => {
+            assert!(source.to_string().contains("locked"), "{source}")
+        }
+        other => panic!("expected the busy database's error, got {other:?}"),
+    }
+    writer.batch_execute("COMMIT").unwrap();
+    let people = Person::query().options(selectin(Person::reports)).load(&mut session).unwrap();
+    assert_eq!(people.len(), 50);
+    assert!(people.iter().all(|p| p.reports.is_loaded()));
 }
