@@ -63,6 +63,9 @@ pub(crate) struct Decoder<M: Model, L> {
     pub(crate) error: Option<Error>,
     /// The load the objects reached belong to (for the N+1 detector).
     origin: u64,
+    /// Whether this is the statement of the user's query, whose options also apply to the root
+    /// objects the session already held.
+    query_root: bool,
     /// Rows read.
     pub(crate) rows: usize,
 }
@@ -74,10 +77,21 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         identity: IdentityMap,
         repeats: bool,
         origin: u64,
+        query_root: bool,
     ) -> Self {
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
         let pending = (0..plan.node_count()).map(|_| None).collect();
-        Decoder { plan, identity, pending, roots: Vec::new(), seen, error: None, origin, rows: 0 }
+        Decoder {
+            plan,
+            identity,
+            pending,
+            roots: Vec::new(),
+            seen,
+            error: None,
+            origin,
+            query_root,
+            rows: 0,
+        }
     }
 
     fn row<'a, DB: OrmBackend, R: Row<'a, DB>>(&mut self, row: &R) -> deserialize::Result<()> {
@@ -88,6 +102,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             pending: &mut self.pending,
             error: &mut self.error,
             origin: self.origin,
+            query_root: self.query_root,
         };
         let Some(object) = decode_node::<DB, R, M>(row, &self.plan, &mut state)? else {
             return Err("the root row has a NULL primary key".into());
@@ -145,6 +160,7 @@ struct State<'s> {
     pending: &'s mut [Option<Box<dyn PendingFill>>],
     error: &'s mut Option<Error>,
     origin: u64,
+    query_root: bool,
 }
 
 /// Decodes the model of `node` and its joined relations; `None` when its key is `NULL`.
@@ -164,10 +180,14 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
         .identity
         .model::<T>()
         .get_or_decode(key, state.origin, |key| DB::decode::<T, R>(row, node.offset, key))?;
-    if new {
+    // A new object takes the strategies this statement leaves unloaded (lazy is its default); a
+    // held object keeps its own, except that the user's query decides for its own roots, so the
+    // same query gives the same graph whatever other loads reached those objects first.
+    let roots_of_query = state.query_root && node.id == 0;
+    if new || roots_of_query {
         for &(relation, raise) in &node.unloaded {
-            if raise {
-                T::visit_relation(relation, MarkRaise { parent: &object });
+            if raise || !new {
+                T::visit_relation(relation, SetRaise { parent: &object, raise });
             }
         }
     }
@@ -236,15 +256,16 @@ pub(crate) fn dangling<Rl: Relation>(parent: &Rl::Parent) -> Error {
     }
 }
 
-struct MarkRaise<'p, P> {
+struct SetRaise<'p, P> {
     parent: &'p Arc<P>,
+    raise: bool,
 }
 
-impl<P: Model> RelationVisitor<P> for MarkRaise<'_, P> {
+impl<P: Model> RelationVisitor<P> for SetRaise<'_, P> {
     type Output = ();
 
     fn visit<Rl: Relation<Parent = P>>(self) {
-        Rl::slot(self.parent).set_raise(true);
+        Rl::slot(self.parent).set_raise(self.raise);
     }
 }
 

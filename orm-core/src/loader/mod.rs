@@ -88,7 +88,8 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     let repeats =
         query.joins.iter().any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));
     let identity = std::mem::take(&mut session.identity);
-    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity, repeats, origin);
+    let query_root = matches!(cause, Cause::Query(_));
+    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity, repeats, origin, query_root);
     session.recorder().begin_fetch(cause);
     let (mut decoder, result) =
         with_decoder(decoder, || query.load::<RowSink<M, L>>(session.conn()));
