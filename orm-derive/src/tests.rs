@@ -152,3 +152,81 @@ fn malformed_attributes_are_errors_not_panics() {
         assert!(!errors(&output).is_empty(), "{}", quote::quote!(#input));
     }
 }
+
+/// Arbitrary attribute token streams never panic the derive: they expand or they are errors.
+mod fuzz {
+    use proptest::prelude::*;
+
+    use crate::expand::derive;
+
+    const WORDS: &[&str] = &[
+        "belongs_to",
+        "has_one",
+        "has_many",
+        "many_to_many",
+        "foreign_key",
+        "target_key",
+        "through",
+        "lazy",
+        "join_depth",
+        "table",
+        "primary_key",
+        "Person",
+        "Self",
+        "person",
+        "id",
+        "manager_id",
+        "\"joined\"",
+        "\"selectin\"",
+        "\"raise\"",
+        "\"select\"",
+        "\"eagre\"",
+        "0",
+        "1",
+        "4294967296",
+        "-1",
+        "=",
+        ",",
+        "::",
+        "(1)",
+        "(Person)",
+        "[x]",
+        "#",
+        "'a",
+        "\"\"",
+        "true",
+    ];
+
+    const TYPES: &[&str] = &[
+        "Option<Person>",
+        "Vec<Person>",
+        "Person",
+        "Box<Person>",
+        "Option<Vec<Person>>",
+        "i32",
+        "()",
+    ];
+
+    fn tokens() -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(WORDS), 0..12).prop_map(|w| w.join(" "))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_parser_never_panics(
+            orm in tokens(),
+            relation in tokens(),
+            ty in proptest::sample::select(TYPES),
+        ) {
+            let source = format!(
+                "#[orm({orm})] pub struct Person {{ pub id: i32, pub manager_id: Option<i32>, \
+                 #[relation({relation})] pub manager: Rel<{ty}> }}"
+            );
+            // Delimiters are balanced, so every input is a struct: the derive sees them all.
+            let input = syn::parse_str::<syn::DeriveInput>(&source).expect("a struct");
+            let _ = derive(&input);
+        }
+    }
+}
