@@ -95,7 +95,7 @@ pub trait AllBackends: Decode<Sqlite> + Decode<Pg> {}
 impl<M: Decode<Sqlite> + Decode<Pg>> AllBackends for M {}
 
 /// A diesel backend the runtime can load graphs on.
-pub trait OrmBackend: Backend + Sized + 'static {
+pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static {
     /// How many keys one `IN (...)` list may hold, leaving room for the statement's other binds.
     const MAX_KEYS_PER_STATEMENT: usize;
 
@@ -107,7 +107,11 @@ pub trait OrmBackend: Backend + Sized + 'static {
     const SNAPSHOT: Option<&'static str>;
 
     /// The SQL text of `query`, with placeholders.
-    fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String>;
+    fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String> {
+        let mut builder = Self::QueryBuilder::default();
+        query.to_sql(&mut builder, &Self::default())?;
+        Ok(diesel::query_builder::QueryBuilder::finish(builder))
+    }
 
     /// The SQL text of `query` followed by its bound values, as diesel's `debug_query` shows it.
     fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String;
@@ -157,12 +161,6 @@ impl OrmBackend for Sqlite {
 
     fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
         diesel::debug_query::<Sqlite, _>(query).to_string()
-    }
-
-    fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String> {
-        let mut builder = diesel::sqlite::SqliteQueryBuilder::new();
-        query.to_sql(&mut builder, &Sqlite)?;
-        Ok(diesel::query_builder::QueryBuilder::finish(builder))
     }
 
     const NO_LIMIT: &'static str = " LIMIT -1";
@@ -274,12 +272,6 @@ pub(crate) mod pg {
 
         fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
             diesel::debug_query::<Pg, _>(query).to_string()
-        }
-
-        fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String> {
-            let mut builder = diesel::pg::PgQueryBuilder::default();
-            query.to_sql(&mut builder, &Pg)?;
-            Ok(diesel::query_builder::QueryBuilder::finish(builder))
         }
 
         fn push_key<'b, K: KeyValue>(
