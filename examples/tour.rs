@@ -14,11 +14,17 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use orm_core::prelude::*;
 use orm_examples::schema::person;
-use orm_examples::{populate, Person};
+use orm_examples::{person_rel, populate, Person};
+
+/// A function that needs `address` loaded says so in its type, and reads it with no `Result`:
+/// passing a person whose query did not load `address` does not compile.
+fn city(p: &Loaded<Person, impl Has<person_rel::address>>) -> &str {
+    p.get(Person::address).map_or("-", |a| a.city.as_str())
+}
 
 /// The loop of the article: read two relations of every person.
-fn the_loop(
-    people: &[std::sync::Arc<Person>],
+fn the_loop<S>(
+    people: &[Loaded<Person, S>],
     session: &mut Session<'_, SqliteConnection>,
 ) -> orm_core::Result<usize> {
     let mut checksum = 0;
@@ -33,7 +39,7 @@ fn the_loop(
 fn run(
     conn: &mut SqliteConnection,
     name: &str,
-    options: impl IntoOptions<Person>,
+    options: impl QueryOptions<Person>,
     note: &str,
 ) -> orm_core::Result<usize> {
     let mut session = Session::new(conn);
@@ -119,5 +125,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let projects: Vec<&str> =
         pauline.projects.get().unwrap_or_default().iter().map(|p| p.name.as_str()).collect();
     println!("  with `selectin(Person::projects)`: {projects:?}");
+
+    println!("\ntyped state: the query's type records what it loaded");
+    let typed = Person::query()
+        .filter(person::id.le(3))
+        .options(joined(Person::address))
+        .load(&mut session)?;
+    let cities: Vec<&str> = typed.iter().map(city).collect();
+    println!("  `city` requires `address` loaded, so it runs no SQL: {cities:?}");
+    let bare = Person::query().filter(person::id.eq(2)).first(&mut session)?.ok_or("person 2")?;
+    // `city(&bare)` would not compile: "relation `address` is not loaded in `PersonState`".
+    let upgraded = bare.upgrade(Person::address, &mut session)?;
+    println!("  after `upgrade(Person::address)`: {}", city(&upgraded));
     Ok(())
 }

@@ -10,8 +10,10 @@ pub use crate::model::{
     field_at, AsKey, Decode, Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor,
     Strategy,
 };
-pub use crate::options::RelationOf;
+pub use crate::options::{RelOption, RelationOf};
 pub use crate::rel::{Rel, Shape};
+pub use crate::typed::{kind, view as typed_view, Apply, Has, InnerOr, No, SlotFor, State, Yes};
+pub use std::marker::PhantomData;
 
 pub use crate::__for_each_backend as for_each_backend;
 pub use crate::__impl_required_shape as impl_required_shape;

@@ -68,6 +68,7 @@ mod rel;
 mod session;
 mod sql;
 mod stats;
+mod typed;
 
 #[doc(hidden)]
 pub mod __private;
@@ -80,13 +81,17 @@ pub use crate::error::{Error, NotLoadedReason, Result};
 pub use crate::join::{Exists, RelationExt};
 pub use crate::model::{Decode, Link, Model, Relation, RelationInfo, RelationKind, Strategy};
 pub use crate::options::{
-    contains_eager, joined, lazy, raise, raise_all, selectin, IntoOptions, OptionTree, RaiseAll,
-    RelOption, RelationOf,
+    contains_eager, joined, lazy, raise, raise_all, selectin, IntoOptions, OptionTree, Options,
+    RaiseAll, RelOption, RelationOf,
 };
 pub use crate::query::Query;
 pub use crate::rel::{Rel, Shape};
 pub use crate::session::{Session, SessionConnection};
 pub use crate::stats::Statement;
+pub use crate::typed::{
+    kind, Apply, Has, Joined, Loaded, LoadedIn, Loads, No, QueryOptions, Selectin, SlotFor, State,
+    Yes,
+};
 
 #[doc = include_str!("../../docs/attributes.md")]
 pub use orm_derive::Model;
@@ -94,7 +99,7 @@ pub use orm_derive::Model;
 /// `use orm_core::prelude::*;` brings the derive, the runtime types and the load options.
 pub mod prelude {
     pub use crate::{
-        contains_eager, joined, lazy, raise, raise_all, selectin, Error, IntoOptions, Model, Query,
-        Rel, Relation, RelationExt, Session,
+        contains_eager, joined, lazy, raise, raise_all, selectin, Error, Has, IntoOptions, Loaded,
+        Model, Options, Query, QueryOptions, Rel, Relation, RelationExt, Session,
     };
 }

@@ -19,6 +19,12 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
     type Key: KeyValue;
     /// The diesel `table!` type (`person::table`); `alias!`es of it name this model in joins.
     type Table: 'static;
+    /// The [typed state](crate::Loaded) a query starts from: the relations declared
+    /// `lazy = "joined"` or `"selectin"` are loaded, their objects in the [`Bare`](Model::Bare)
+    /// state of their model.
+    type Base: crate::State<Model = Self>;
+    /// The [typed state](crate::Loaded) with no relation loaded (`PersonState`).
+    type Bare: crate::State<Model = Self>;
 
     /// The struct's name, for messages.
     const NAME: &'static str;
@@ -39,7 +45,7 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
     fn visit_relation<V: RelationVisitor<Self>>(index: usize, visitor: V) -> Option<V::Output>;
 
     /// A query over this model's table.
-    fn query<DB: crate::OrmBackend>() -> crate::Query<Self, DB> {
+    fn query<DB: crate::OrmBackend>() -> crate::Query<Self, DB, Self::Base> {
         crate::Query::new()
     }
 

@@ -8,6 +8,7 @@
 use std::marker::PhantomData;
 
 use crate::model::{Model, Relation, Strategy};
+use crate::typed::{kind, Apply};
 
 /// The options of one query level: a strategy per named relation, nested options, a wildcard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,25 +56,68 @@ pub trait IntoOptions<M: Model> {
     fn add_to(self, tree: &mut OptionTree);
 }
 
-/// An option on relation `R`, built by [`joined`], [`selectin`], [`lazy`] or [`raise`].
+/// An option on relation `R`, built by [`joined`], [`selectin`], [`contains_eager`], [`lazy`] or
+/// [`raise`]. `K` is its strategy as a type ([`kind`](crate::kind)) and `Sub` its nested options,
+/// from which the query's [typed state](crate::Loaded) is computed.
 #[must_use = "pass the option to `.options(..)`"]
 #[derive(Debug, Clone)]
-pub struct RelOption<R> {
+pub struct RelOption<R, K, Sub = ()> {
     strategy: Strategy,
     children: OptionTree,
-    _relation: PhantomData<fn() -> R>,
+    #[allow(clippy::type_complexity)] // three phantom types, named by the struct's parameters
+    _types: PhantomData<fn() -> (R, K, Sub)>,
 }
 
-impl<R: Relation> RelOption<R> {
+impl<R: Relation, K> RelOption<R, K> {
     fn new(strategy: Strategy) -> Self {
-        RelOption { strategy, children: OptionTree::default(), _relation: PhantomData }
+        RelOption { strategy, children: OptionTree::default(), _types: PhantomData }
     }
+}
 
+impl<R: Relation, K, Sub> RelOption<R, K, Sub> {
     /// Options for the related objects' own relations:
     /// `selectin(Person::reports).then(joined(Person::address))`.
-    pub fn then(mut self, options: impl IntoOptions<R::Target>) -> Self {
+    pub fn then<O>(mut self, options: O) -> RelOption<R, K, (Sub, O)>
+    where
+        O: Apply<<R::Target as Model>::Bare>,
+    {
         options.add_to(&mut self.children);
+        RelOption { strategy: self.strategy, children: self.children, _types: PhantomData }
+    }
+}
+
+/// Options put together at run time, for code that picks them conditionally:
+/// `Options::new().with(joined(Person::address))`. Their [typed state](crate::Loaded) records no
+/// relation, since the type cannot know which were added.
+#[must_use = "pass the options to `.options(..)`"]
+#[derive(Debug, Clone)]
+pub struct Options<M> {
+    tree: OptionTree,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model> Options<M> {
+    /// No options.
+    pub fn new() -> Self {
+        Options { tree: OptionTree::default(), _model: PhantomData }
+    }
+
+    /// Adds `options`; options on the same relation merge, the later strategy winning.
+    pub fn with(mut self, options: impl IntoOptions<M>) -> Self {
+        options.add_to(&mut self.tree);
         self
+    }
+}
+
+impl<M: Model> Default for Options<M> {
+    fn default() -> Self {
+        Options::new()
+    }
+}
+
+impl<M: Model> IntoOptions<M> for Options<M> {
+    fn add_to(self, tree: &mut OptionTree) {
+        tree.merge(self.tree);
     }
 }
 
@@ -86,7 +130,7 @@ impl<R: Relation> RelOption<R> {
 )]
 pub trait RelationOf<M> {}
 
-impl<M: Model, R: Relation + RelationOf<M>> IntoOptions<M> for RelOption<R> {
+impl<M: Model, R: Relation + RelationOf<M>, K, Sub> IntoOptions<M> for RelOption<R, K, Sub> {
     fn add_to(self, tree: &mut OptionTree) {
         tree.add(OptionEntry {
             relation: R::INDEX,
@@ -97,13 +141,13 @@ impl<M: Model, R: Relation + RelationOf<M>> IntoOptions<M> for RelOption<R> {
 }
 
 /// Load `rel` with a `LEFT OUTER JOIN` in the same statement.
-pub fn joined<R: Relation>(rel: R) -> RelOption<R> {
+pub fn joined<R: Relation>(rel: R) -> RelOption<R, kind::Joined> {
     let _ = rel;
     RelOption::new(Strategy::Joined)
 }
 
 /// Load `rel` with one `WHERE key IN (...)` statement after the parents.
-pub fn selectin<R: Relation>(rel: R) -> RelOption<R> {
+pub fn selectin<R: Relation>(rel: R) -> RelOption<R, kind::Selectin> {
     let _ = rel;
     RelOption::new(Strategy::Selectin)
 }
@@ -111,19 +155,19 @@ pub fn selectin<R: Relation>(rel: R) -> RelOption<R> {
 /// Fill `rel` from the query's explicit `.join(rel)` (or `.join_as(rel, alias)`): one join
 /// serves both the filter and the loading. The relation holds the joined rows only, so an inner
 /// join with a filter loads the matching related rows.
-pub fn contains_eager<R: Relation>(rel: R) -> RelOption<R> {
+pub fn contains_eager<R: Relation>(rel: R) -> RelOption<R, kind::ContainsEager> {
     let _ = rel;
     RelOption::new(Strategy::ContainsEager)
 }
 
 /// Do not load `rel`; it loads on first access through the session.
-pub fn lazy<R: Relation>(rel: R) -> RelOption<R> {
+pub fn lazy<R: Relation>(rel: R) -> RelOption<R, kind::Lazy> {
     let _ = rel;
     RelOption::new(Strategy::Lazy)
 }
 
 /// Do not load `rel`; reading it is [`Error::NotLoaded`](crate::Error::NotLoaded).
-pub fn raise<R: Relation>(rel: R) -> RelOption<R> {
+pub fn raise<R: Relation>(rel: R) -> RelOption<R, kind::Raise> {
     let _ = rel;
     RelOption::new(Strategy::Raise)
 }

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use diesel::expression::Expression;
 use diesel::query_builder::QueryFragment;
@@ -14,10 +13,11 @@ use crate::error::{Error, Result};
 use crate::join::{user_join, UserJoin};
 use crate::loader::{self, Statement};
 use crate::model::{Model, Relation};
-use crate::options::{IntoOptions, OptionTree};
+use crate::options::OptionTree;
 use crate::plan::PlanBuilder;
 use crate::session::{Session, SessionConnection};
 use crate::sql::{Fragment, KeyEq, SelectGraph};
+use crate::typed::{Apply, Loaded, State};
 
 /// A query over model `M`'s table on backend `DB`; start one with `M::query()`.
 ///
@@ -28,8 +28,10 @@ use crate::sql::{Fragment, KeyEq, SelectGraph};
 ///     .options((joined(Person::address), selectin(Person::reports)))
 ///     .load(&mut session)?;
 /// ```
+///
+/// `S` is the [typed state](crate::Loaded) of the results: which relations the query loads.
 #[must_use = "a query does nothing until `.load(&mut session)`"]
-pub struct Query<M, DB> {
+pub struct Query<M: Model, DB, S = <M as Model>::Base> {
     pub(crate) joins: Vec<UserJoin>,
     /// The first invalid join, reported by `load`.
     pub(crate) error: Option<Error>,
@@ -38,7 +40,7 @@ pub struct Query<M, DB> {
     pub(crate) limit: Option<i64>,
     pub(crate) offset: Option<i64>,
     pub(crate) options: OptionTree,
-    _model: PhantomData<fn() -> M>,
+    _types: PhantomData<fn() -> (M, S)>,
 }
 
 impl<M: Model, DB: OrmBackend> Query<M, DB> {
@@ -52,10 +54,12 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
             limit: None,
             offset: None,
             options: OptionTree::default(),
-            _model: PhantomData,
+            _types: PhantomData,
         }
     }
+}
 
+impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
     /// Keeps the rows where `predicate`, a boolean diesel expression, holds. Repeated calls
     /// are joined with `AND`.
     pub fn filter<E>(mut self, predicate: E) -> Self
@@ -91,9 +95,23 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
 
     /// Load options overriding the relations' declared strategies for this query:
     /// `.options((joined(Person::address), selectin(Person::reports).then(raise_all())))`.
-    pub fn options(mut self, options: impl IntoOptions<M>) -> Self {
+    ///
+    /// The results' typed state records the relations the options load, whatever their order.
+    pub fn options<O>(mut self, options: O) -> Query<M, DB, O::Out>
+    where
+        O: Apply<S>,
+    {
         options.add_to(&mut self.options);
-        self
+        Query {
+            joins: self.joins,
+            error: self.error,
+            filters: self.filters,
+            order: self.order,
+            limit: self.limit,
+            offset: self.offset,
+            options: self.options,
+            _types: PhantomData,
+        }
     }
 
     /// `INNER JOIN`s relation `rel`'s table under its own name, so diesel filters on that table
@@ -116,35 +134,35 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
     /// `INNER JOIN`s `rel` under a diesel alias of its table, for self-joins:
     /// `diesel::alias!(person as manager: Manager)`, then
     /// `.join_as(Person::manager, manager).filter(manager.field(person::firstname).eq("Pierre"))`.
-    pub fn join_as<R, S>(self, rel: R, alias: Alias<S>) -> Self
+    pub fn join_as<R, A>(self, rel: R, alias: Alias<A>) -> Self
     where
         R: Relation,
-        S: AliasSource<Target = <R::Target as Model>::Table>,
+        A: AliasSource<Target = <R::Target as Model>::Table>,
     {
         let _ = (rel, alias);
-        self.add_join::<R>(false, None, Some(S::NAME))
+        self.add_join::<R>(false, None, Some(A::NAME))
     }
 
     /// [`join_as`](Query::join_as) as a `LEFT OUTER JOIN`.
-    pub fn left_join_as<R, S>(self, rel: R, alias: Alias<S>) -> Self
+    pub fn left_join_as<R, A>(self, rel: R, alias: Alias<A>) -> Self
     where
         R: Relation,
-        S: AliasSource<Target = <R::Target as Model>::Table>,
+        A: AliasSource<Target = <R::Target as Model>::Table>,
     {
         let _ = (rel, alias);
-        self.add_join::<R>(true, None, Some(S::NAME))
+        self.add_join::<R>(true, None, Some(A::NAME))
     }
 
     /// `INNER JOIN`s `rel` of the rows joined as `from`, under `alias`: the manager's manager is
     /// `.join_as(Person::manager, manager).join_from_as(manager, Person::manager, grand)`.
-    pub fn join_from_as<R, P, S>(self, from: Alias<P>, rel: R, alias: Alias<S>) -> Self
+    pub fn join_from_as<R, P, A>(self, from: Alias<P>, rel: R, alias: Alias<A>) -> Self
     where
         R: Relation,
         P: AliasSource<Target = <R::Parent as Model>::Table>,
-        S: AliasSource<Target = <R::Target as Model>::Table>,
+        A: AliasSource<Target = <R::Target as Model>::Table>,
     {
         let _ = (from, rel, alias);
-        self.add_join::<R>(false, Some(P::NAME), Some(S::NAME))
+        self.add_join::<R>(false, Some(P::NAME), Some(A::NAME))
     }
 
     fn add_join<R: Relation>(
@@ -174,7 +192,7 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
 
     /// Runs the query and its eager loads: one statement, plus one per `selectin` relation per
     /// level (inside one transaction when there are several).
-    pub fn load<C>(self, session: &mut Session<'_, C>) -> Result<Vec<Arc<M>>>
+    pub fn load<C>(self, session: &mut Session<'_, C>) -> Result<Vec<Loaded<M, S>>>
     where
         C: SessionConnection<Backend = DB>,
     {
@@ -188,7 +206,8 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
             limit: self.limit,
             offset: self.offset,
         };
-        loader::load_root::<M, C>(session, statement, &self.options)
+        let roots = loader::load_root::<M, C>(session, statement, &self.options)?;
+        Ok(roots.into_iter().map(Loaded::new).collect())
     }
 
     /// The SQL and bound values of the statement `load` would run first, without running it.
@@ -221,7 +240,7 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
     }
 
     /// The first result, if any.
-    pub fn first<C>(self, session: &mut Session<'_, C>) -> Result<Option<Arc<M>>>
+    pub fn first<C>(self, session: &mut Session<'_, C>) -> Result<Option<Loaded<M, S>>>
     where
         C: SessionConnection<Backend = DB>,
     {
@@ -235,7 +254,7 @@ impl<M: Model, DB: OrmBackend> Default for Query<M, DB> {
     }
 }
 
-impl<M: Model, DB> fmt::Debug for Query<M, DB> {
+impl<M: Model, DB, S> fmt::Debug for Query<M, DB, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Query")
             .field("model", &M::NAME)

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::model::Model;
+use crate::typed::Loaded;
 
 /// A relation field: `Rel<Option<T>>` or `Rel<T>` for a single related row, `Rel<Vec<T>>` for a
 /// collection.
@@ -139,6 +140,9 @@ pub trait Shape: 'static {
     type Stored: Send + Sync + 'static;
     /// What a read returns.
     type View<'a>;
+    /// What a typed read returns, the related objects being in state `I` (see
+    /// [`Loaded::get`](crate::Loaded::get)).
+    type Typed<'a, I: 'a>;
     /// Whether this is a collection.
     const COLLECTION: bool;
 
@@ -154,12 +158,16 @@ pub trait Shape: 'static {
 
     /// The related rows held.
     fn rows(stored: &Self::Stored) -> &[Arc<Self::Target>];
+
+    /// A typed read view of the stored value.
+    fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> Self::Typed<'a, I>;
 }
 
 impl<M: Send + Sync + 'static> Shape for Option<M> {
     type Target = M;
     type Stored = Option<Arc<M>>;
     type View<'a> = Option<&'a M>;
+    type Typed<'a, I: 'a> = Option<&'a Loaded<M, I>>;
     const COLLECTION: bool = false;
 
     fn from_rows(rows: Vec<Arc<M>>) -> Option<Self::Stored> {
@@ -177,6 +185,10 @@ impl<M: Send + Sync + 'static> Shape for Option<M> {
     fn rows(stored: &Self::Stored) -> &[Arc<M>] {
         stored.as_slice()
     }
+
+    fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> Option<&'a Loaded<M, I>> {
+        stored.as_ref().map(crate::typed::view)
+    }
 }
 
 /// `Rel<T>` for a required single row: implemented by `#[derive(Model)]` for each model (through
@@ -189,6 +201,7 @@ macro_rules! __impl_required_shape {
             type Target = $model;
             type Stored = ::std::sync::Arc<$model>;
             type View<'a> = &'a $model;
+            type Typed<'a, I: 'a> = &'a $crate::Loaded<$model, I>;
             const COLLECTION: bool = false;
 
             fn from_rows(
@@ -210,6 +223,10 @@ macro_rules! __impl_required_shape {
             fn rows(stored: &Self::Stored) -> &[::std::sync::Arc<$model>] {
                 ::std::slice::from_ref(stored)
             }
+
+            fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> &'a $crate::Loaded<$model, I> {
+                $crate::__private::typed_view(stored)
+            }
         }
     };
 }
@@ -218,6 +235,7 @@ impl<M: Send + Sync + 'static> Shape for Vec<M> {
     type Target = M;
     type Stored = Vec<Arc<M>>;
     type View<'a> = &'a [Arc<M>];
+    type Typed<'a, I: 'a> = &'a [Loaded<M, I>];
     const COLLECTION: bool = true;
 
     fn from_rows(rows: Vec<Arc<M>>) -> Option<Self::Stored> {
@@ -234,5 +252,9 @@ impl<M: Send + Sync + 'static> Shape for Vec<M> {
 
     fn rows(stored: &Self::Stored) -> &[Arc<M>] {
         stored
+    }
+
+    fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> &'a [Loaded<M, I>] {
+        crate::typed::view_slice(stored)
     }
 }

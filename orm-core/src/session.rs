@@ -182,7 +182,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
             return Ok(Some(found));
         }
         let query = crate::Query::<M, Db<C>>::new().filter_key(key);
-        Ok(query.load(self)?.into_iter().next())
+        Ok(query.load(self)?.into_iter().next().map(crate::Loaded::into_arc))
     }
 
     /// Drops the identity map: later loads decode rows again instead of reusing held objects.

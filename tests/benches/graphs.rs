@@ -130,7 +130,7 @@ fn address_sum(a: Option<(i32, &str)>) -> u64 {
     a.map_or(7, |(id, city)| id as u64 * 17 + city.len() as u64)
 }
 
-fn orm_people_sum(people: &[Arc<Person>]) -> u64 {
+fn orm_people_sum<S>(people: &[Loaded<Person, S>]) -> u64 {
     people
         .iter()
         .map(|p| {
@@ -159,8 +159,8 @@ fn hand_people_sum(people: &[HandPerson]) -> u64 {
         .sum()
 }
 
-fn orm_collection_sum<T>(
-    people: &[Arc<Person>],
+fn orm_collection_sum<T, S>(
+    people: &[Loaded<Person, S>],
     each: impl Fn(&Person) -> &[Arc<T>],
     item: impl Fn(&T) -> u64,
 ) -> u64 {
@@ -196,7 +196,7 @@ fn project_sum(id: i32, name: &str) -> u64 {
 
 fn orm_people(
     conn: &mut Conn,
-    options: impl IntoOptions<Person>,
+    options: impl QueryOptions<Person>,
     lazy: bool,
     detect: bool,
 ) -> (u64, usize) {
@@ -205,7 +205,7 @@ fn orm_people(
 
 fn orm_people_echo(
     conn: &mut Conn,
-    options: impl IntoOptions<Person>,
+    options: impl QueryOptions<Person>,
     lazy: bool,
     detect: bool,
     echo: bool,
@@ -337,7 +337,7 @@ fn hand_selectin_people(conn: &mut Conn) -> (u64, usize) {
 fn orm_reports(
     conn: &mut Conn,
     n: usize,
-    options: impl IntoOptions<Person>,
+    options: impl QueryOptions<Person>,
     lazy: bool,
 ) -> (u64, usize) {
     let mut session = Session::new(conn);
@@ -432,7 +432,7 @@ fn hand_selectin_reports(conn: &mut Conn, n: usize) -> (u64, usize) {
 // ---------------------------------------------------------------------------------------------
 // Workload 3: all people with their projects (many-to-many).
 
-fn orm_projects(conn: &mut Conn, options: impl IntoOptions<Person>) -> (u64, usize) {
+fn orm_projects(conn: &mut Conn, options: impl QueryOptions<Person>) -> (u64, usize) {
     let mut session = Session::new(conn);
     let people = Person::query().order_by(person::id).options(options).load(&mut session).unwrap();
     let sum = orm_collection_sum(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 use orm_core::prelude::*;
-use orm_core::{IntoOptions, OrmBackend};
+use orm_core::{OrmBackend, QueryOptions};
 use orm_tests::variants::{Boss, Depth1, Depth2, Depth3, Home, Resident};
 use orm_tests::*;
 
@@ -44,7 +44,7 @@ orm_tests::backend_tests! {
     /// Loads with `options`, checks the statement count, then reads `spec` with no further SQL.
     fn eager_trees(
         conn: &mut Conn,
-        options: impl IntoOptions<Person>,
+        options: impl QueryOptions<Person>,
         spec: &Spec,
         statements: usize,
     ) -> Vec<PersonTree> {
@@ -163,7 +163,10 @@ orm_tests::backend_tests! {
     #[test]
     fn related_rows_are_decoded_once_and_shared() {
         let (mut conn, _) = seeded(200);
-        for options in [joined(Person::address), selectin(Person::address)] {
+        for options in [
+            Options::new().with(joined(Person::address)),
+            Options::new().with(selectin(Person::address)),
+        ] {
             let mut session = Session::new(&mut conn);
             let people = Person::query().options(options).load(&mut session).unwrap();
             // Take the most shared address.

@@ -17,7 +17,7 @@ orm_tests::backend_tests! {
         person as t1: T1Alias
     );
 
-    fn ids(people: &[std::sync::Arc<Person>]) -> Vec<i32> {
+    fn ids<S>(people: &[Loaded<Person, S>]) -> Vec<i32> {
         people.iter().map(|p| p.id).collect()
     }
 

@@ -77,7 +77,9 @@ orm_tests::backend_tests! {
             parent.load(BigParent::children, &mut session).unwrap().iter().map(|c| c.id).collect();
         assert_eq!(children, vec![BASE * 2 + 1, BASE * 2 + 4, BASE * 2 + 7]);
 
-        for options in [joined(BigChild::parent), selectin(BigChild::parent)] {
+        for options in
+            [Options::new().with(joined(BigChild::parent)), Options::new().with(selectin(BigChild::parent))]
+        {
             session.clear_identity_map();
             let children = BigChild::query().order_by(big_child::id).options(options).load(&mut session).unwrap();
             let parents: Vec<i64> =

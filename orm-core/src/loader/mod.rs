@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::join::UserJoin;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::options::OptionTree;
-use crate::plan::{PlanBuilder, PlanNode};
+use crate::plan::{JoinedChild, PlanBuilder, PlanNode};
 use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
 use crate::sql::{Fragment, SelectGraph, ThroughLink};
@@ -149,6 +149,45 @@ pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
     Ok(())
 }
 
+/// Loads the relations `node` joins for `objects` that did not come from `node`'s own statement,
+/// where not loaded yet: one `selectin` statement per relation (recursively below). Without
+/// this, an object reached again by a deeper path of the same load (a self-managed person is
+/// their own report), or loaded by an earlier query, would miss what the options load there.
+pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
+    session: &mut Session<'_, C>,
+    node: &PlanNode,
+    objects: &[Arc<T>],
+    origin: u64,
+) -> Result<()> {
+    if objects.is_empty() {
+        return Ok(());
+    }
+    for child in node.joined.iter().filter(|c| !c.external) {
+        let visitor = CompleteJoined { session: &mut *session, objects, child, origin };
+        T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
+    }
+    Ok(())
+}
+
+/// Loads one joined relation of [`complete_joined`] with a `selectin` statement.
+struct CompleteJoined<'a, 'c, P, C: SessionConnection> {
+    session: &'a mut Session<'c, C>,
+    objects: &'a [Arc<P>],
+    child: &'a JoinedChild,
+    origin: u64,
+}
+
+impl<P: Model, C: SessionConnection> RelationVisitor<P> for CompleteJoined<'_, '_, P, C> {
+    type Output = Result<()>;
+
+    fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
+        let plan = selectin::plan_for::<R>(&self.child.options, &mut self.child.path.clone())?;
+        let parents: Vec<&P> = self.objects.iter().map(|p| &**p).collect();
+        let cause = Cause::Selectin(P::NAME, R::info().name);
+        selectin::load_relation::<R, C>(self.session, &parents, plan, cause, self.origin)
+    }
+}
+
 /// Follows a joined relation to run the `selectin` loads below it.
 struct Descend<'a, 'c, P, C: SessionConnection> {
     session: &'a mut Session<'c, C>,
@@ -168,9 +207,15 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C
 
 /// The distinct objects the loaded `R` slots of `parents` point to.
 pub(crate) fn related<R: Relation>(parents: &[Arc<R::Parent>]) -> Vec<Arc<R::Target>> {
+    related_of::<R>(parents.iter().map(|p| &**p))
+}
+
+/// [`related`] over borrowed parents.
+pub(crate) fn related_of<'p, R: Relation>(
+    parents: impl Iterator<Item = &'p R::Parent>,
+) -> Vec<Arc<R::Target>> {
     let mut seen = FxHashSet::default();
     parents
-        .iter()
         .filter_map(|p| R::slot(p).peek())
         .flat_map(<R::Shape as Shape>::rows)
         .filter(|child| seen.insert(Arc::as_ptr(child) as usize))

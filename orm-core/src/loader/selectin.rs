@@ -57,9 +57,18 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     cause: Cause,
     origin: u64,
 ) -> Result<()> {
-    let pending: Vec<&R::Parent> =
-        parents.iter().copied().filter(|p| !R::slot(p).is_loaded()).collect();
+    let (pending, loaded): (Vec<&R::Parent>, Vec<&R::Parent>) =
+        parents.iter().copied().partition(|p| !R::slot(p).is_loaded());
+    // Loaded before (by an earlier load, or another path of this one: a self-managed person is
+    // their own report): their related objects still get what the plan loads below them.
+    let nested = plan.has_deferred() || !plan.joined.is_empty();
+    let existing = match nested && !loaded.is_empty() {
+        true => super::related_of::<R>(loaded.into_iter()),
+        false => Vec::new(),
+    };
+    super::complete_joined::<R::Target, C>(session, &plan, &existing, origin)?;
     if pending.is_empty() {
+        super::load_deferred::<R::Target, C>(session, &plan, &existing, origin)?;
         return Ok(());
     }
     let mut seen = FxHashSet::default();
@@ -72,6 +81,9 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
 
     // The distinct targets, for the loads below them and the detector.
     let mut targets = Targets::new(plan.has_deferred() || session.detector.enabled);
+    for object in &existing {
+        targets.add(object);
+    }
     if <R::Shape as Shape>::COLLECTION {
         let mut found: FxHashMap<R::JoinKey, Vec<Arc<R::Target>>> = FxHashMap::default();
         fetch_targets::<R, C>(session, &plan, &keys, cause, origin, |key, target| {

@@ -21,9 +21,13 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
         return quote!(#errors);
     }
     let (markers, relations) = relation_dummies(input);
+    let vis = &input.vis;
+    let state = quote::format_ident!("{}State", ident);
     quote! {
         #errors
         #markers
+        #[doc(hidden)]
+        #vis struct #state;
         #[allow(unreachable_code, non_upper_case_globals, clippy::all)]
         const _: () = {
             #relations
@@ -31,6 +35,8 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
             impl #p::Model for #ident {
                 type Key = i64;
                 type Table = ();
+                type Base = #state;
+                type Bare = #state;
                 const NAME: &'static str = stringify!(#ident);
                 const TABLE: &'static str = "";
                 const COLUMNS: &'static [&'static str] = &[];
@@ -47,6 +53,10 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
                 }
             }
             #p::impl_required_shape!(#ident);
+            #[automatically_derived]
+            impl #p::State for #state {
+                type Model = #ident;
+            }
             #[automatically_derived]
             impl<__DB: #p::diesel::backend::Backend> #p::Decode<__DB> for #ident {
                 fn decode_at<'__a, __R: #p::diesel::row::Row<'__a, __DB>>(
@@ -81,6 +91,7 @@ fn relation_dummies(input: &DeriveInput) -> (TokenStream, TokenStream) {
     }
     let p = private();
     let ident = &input.ident;
+    let state = quote::format_ident!("{}State", ident);
     let vis = &input.vis;
     let module = quote::format_ident!("{}_rel", crate::case::snake_case(&ident.to_string()));
     let markers = quote! {
@@ -110,6 +121,12 @@ fn relation_dummies(input: &DeriveInput) -> (TokenStream, TokenStream) {
                 fn target_key(_: &#ident) -> #p::Option<&i64> {
                     unreachable!()
                 }
+            }
+        )*
+        #(
+            #[automatically_derived]
+            impl<__K, __Sub> #p::Apply<#state> for #p::RelOption<#module::#fields, __K, __Sub> {
+                type Out = #state;
             }
         )*
         impl #ident {

@@ -3,6 +3,7 @@
 mod fallback;
 mod model_impl;
 mod relations;
+mod state;
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -36,9 +37,12 @@ fn expand(model: &Model<'_>) -> TokenStream {
     let model_impl = model_impl::expand_model(model);
     let decode_impl = model_impl::expand_decode(model);
     let relation_impls = relations::expand_relations(model);
+    let state = state::expand_state_struct(model);
+    let state_impls = state::expand_state_impls(model);
     let ident = model.ident;
     quote! {
         #markers
+        #state
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::all)]
         const _: () = {
@@ -46,6 +50,7 @@ fn expand(model: &Model<'_>) -> TokenStream {
             #model_impl
             #decode_impl
             #relation_impls
+            #state_impls
             ::orm_core::__private::impl_required_shape!(#ident);
         };
     }

@@ -56,6 +56,7 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
     let infos = model.relations.iter().map(relation_info);
     let module = marker_module(model);
     let visitor = quote!(__visitor);
+    let state_types = super::state::expand_base_types(model);
     let arms = model.relations.iter().enumerate().map(|(index, r)| {
         let marker = r.ident;
         // At the target: a target that is not a model is reported there only.
@@ -67,6 +68,7 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
         impl #p::Model for #ident {
             type Key = #key_ty;
             type Table = #table_module::table;
+            #state_types
             const NAME: &'static str = stringify!(#ident);
             const TABLE: &'static str = #table_name;
             const COLUMNS: &'static [&'static str] = &[#(#columns),*];
