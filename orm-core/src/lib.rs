@@ -42,6 +42,10 @@
 //! assert_eq!(pauline.manager.get().flatten().map(|m| m.name.as_str()), Some("Pierre")); // no SQL
 //! assert_eq!(people[0].reports.get().map(|r| r.len()), Some(2));
 //!
+//! // The results' type records what the query loaded: reading that needs no `Result`, and
+//! // reading what it did not load (`address`, say) does not compile.
+//! assert_eq!(pauline.get(Person::manager).map(|m| m.name.as_str()), Some("Pierre"));
+//!
 //! // Not loaded by the query: one statement on first access, none after.
 //! let reports = pauline.load(Person::reports, &mut session)?;
 //! assert!(reports.is_empty());
