@@ -8,6 +8,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Weak};
 
+use crate::identity::Origin;
 use crate::loader::related;
 use crate::model::{Model, Relation, RelationVisitor, Strategy};
 use crate::plan::PlanNode;
@@ -86,7 +87,7 @@ pub(crate) struct Detector {
     /// Whether reports are collected (lazy loads are counted regardless, for `NPlusOneOnly`).
     pub(crate) enabled: bool,
     /// Lazy loads that ran SQL, per (origin, parent model, relation), and their report.
-    lazy: HashMap<(u64, TypeId, usize), (usize, Option<usize>)>,
+    lazy: HashMap<(Origin, TypeId, usize), (usize, Option<usize>)>,
     n_plus_one: Vec<Report>,
     eager: Vec<EagerLoad>,
 }
@@ -104,14 +105,14 @@ impl Default for Detector {
 
 impl Detector {
     /// Lazy loads of `R` so far for objects from load `origin`.
-    pub(crate) fn lazy_count<R: Relation>(&self, origin: u64) -> usize {
+    pub(crate) fn lazy_count<R: Relation>(&self, origin: Origin) -> usize {
         self.lazy.get(&(origin, TypeId::of::<R::Parent>(), R::INDEX)).map_or(0, |(n, _)| *n)
     }
 
     /// Records a lazy load of `R` that ran SQL, for an object from load `origin`.
     pub(crate) fn record_lazy<R: Relation>(
         &mut self,
-        origin: u64,
+        origin: Origin,
         location: &'static Location<'static>,
     ) {
         let entry = self.lazy.entry((origin, TypeId::of::<R::Parent>(), R::INDEX)).or_default();

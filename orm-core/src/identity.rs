@@ -9,15 +9,35 @@ use std::sync::{Arc, Weak};
 
 use crate::model::Model;
 
+/// A load's number, for the N+1 detector (32 bits keep an identity entry at 16 bytes for 32-bit
+/// keys: the map is probed once per decoded row).
+pub(crate) type Origin = u32;
+
 /// Every model's map.
 #[derive(Default)]
 pub(crate) struct IdentityMap {
-    maps: FxHashMap<TypeId, Box<dyn Any + Send>>,
+    maps: FxHashMap<TypeId, Box<dyn AnyMap>>,
+}
+
+/// A model's map, type-erased.
+trait AnyMap: Send {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn prune(&mut self);
+}
+
+impl<M: Model> AnyMap for ModelMap<M> {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn prune(&mut self) {
+        ModelMap::prune(self);
+    }
 }
 
 struct Slot<M> {
     object: Weak<M>,
-    origin: u64,
+    origin: Origin,
 }
 
 /// The identity map of one model.
@@ -37,10 +57,9 @@ impl<M: Model> ModelMap<M> {
     pub(crate) fn get_or_decode<E>(
         &mut self,
         key: M::Key,
-        origin: u64,
+        origin: Origin,
         decode: impl FnOnce(M::Key) -> Result<M, E>,
     ) -> Result<(Arc<M>, bool), E> {
-        self.prune();
         match self.entries.entry(key) {
             Entry::Occupied(mut held) => match held.get().object.upgrade() {
                 Some(object) => Ok((object, false)),
@@ -59,6 +78,8 @@ impl<M: Model> ModelMap<M> {
     }
 
     /// Drops the entries of objects nobody holds, when the map has doubled since the last time.
+    /// Run between statements, not per row: during a statement every object it reached is held,
+    /// and checking them all (a cache miss each) would find nothing to drop.
     fn prune(&mut self) {
         if self.entries.len() >= self.prune_at {
             self.entries.retain(|_, e| e.object.strong_count() > 0);
@@ -67,7 +88,7 @@ impl<M: Model> ModelMap<M> {
     }
 
     /// The load the object with `key` first came from.
-    pub(crate) fn origin(&self, key: &M::Key) -> Option<u64> {
+    pub(crate) fn origin(&self, key: &M::Key) -> Option<Origin> {
         self.entries.get(key).filter(|e| e.object.strong_count() > 0).map(|e| e.origin)
     }
 }
@@ -79,8 +100,16 @@ impl IdentityMap {
             .or_insert_with(|| {
                 Box::new(ModelMap::<M> { entries: FxHashMap::default(), prune_at: 1024 })
             })
+            .as_any_mut()
             .downcast_mut::<ModelMap<M>>()
             .expect("identity map entries are keyed by their model's TypeId")
+    }
+
+    /// Prunes every model's map that has doubled since its last pruning.
+    pub(crate) fn prune(&mut self) {
+        for map in self.maps.values_mut() {
+            map.prune();
+        }
     }
 
     pub(crate) fn get<M: Model>(&mut self, key: &M::Key) -> Option<Arc<M>> {

@@ -10,6 +10,7 @@ use diesel::connection::{
     get_default_instrumentation, Connection, LoadConnection, TransactionManager,
 };
 
+use crate::identity::Origin;
 use crate::backend::OrmBackend;
 use crate::detect::{Detector, Report, Strictness};
 use crate::error::{Error, Result};
@@ -45,7 +46,7 @@ pub struct Session<'c, C: SessionConnection> {
     pub(crate) strictness: Strictness,
     /// The plans of lazy loads, per relation: the same for every object.
     pub(crate) lazy_plans: FxHashMap<(TypeId, usize), Arc<PlanNode>>,
-    next_origin: u64,
+    next_origin: Origin,
 }
 
 impl<'c, C: SessionConnection> Session<'c, C> {
@@ -227,7 +228,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     }
 
     /// A new load's origin: the objects it reaches are "from one query" for the detector.
-    pub(crate) fn next_origin(&mut self) -> u64 {
+    pub(crate) fn next_origin(&mut self) -> Origin {
         self.next_origin += 1;
         self.next_origin
     }

@@ -16,6 +16,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use diesel::deserialize::{self, QueryableByName};
 use diesel::row::{NamedRow, Row};
 
+use crate::identity::Origin;
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Error;
 use crate::identity::IdentityMap;
@@ -62,7 +63,7 @@ pub(crate) struct Decoder<M: Model, L> {
     seen: Option<FxHashSet<(L, M::Key)>>,
     pub(crate) error: Option<Error>,
     /// The load the objects reached belong to (for the N+1 detector).
-    origin: u64,
+    origin: Origin,
     /// Whether this is the statement of the user's query, whose options also apply to the root
     /// objects the session already held.
     query_root: bool,
@@ -76,7 +77,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         plan: Arc<PlanNode>,
         identity: IdentityMap,
         repeats: bool,
-        origin: u64,
+        origin: Origin,
         query_root: bool,
     ) -> Self {
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
@@ -159,7 +160,7 @@ struct State<'s> {
     identity: &'s mut IdentityMap,
     pending: &'s mut [Option<Box<dyn PendingFill>>],
     error: &'s mut Option<Error>,
-    origin: u64,
+    origin: Origin,
     query_root: bool,
 }
 

@@ -10,6 +10,7 @@ use rustc_hash::FxHashSet;
 
 use diesel::RunQueryDsl;
 
+use crate::identity::Origin;
 use crate::error::Result;
 use crate::join::UserJoin;
 use crate::model::{Model, Relation, RelationVisitor};
@@ -74,7 +75,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     statement: &Statement<Db<C>>,
     link: Option<ThroughLink>,
     cause: Cause,
-    origin: u64,
+    origin: Origin,
 ) -> Result<Vec<(L, Arc<M>)>> {
     let query = SelectGraph {
         plan: &plan,
@@ -87,7 +88,8 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     };
     let repeats =
         query.joins.iter().any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));
-    let identity = std::mem::take(&mut session.identity);
+    let mut identity = std::mem::take(&mut session.identity);
+    identity.prune();
     let query_root = matches!(cause, Cause::Query(_));
     let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity, repeats, origin, query_root);
     session.recorder().begin_fetch(cause);
@@ -129,7 +131,7 @@ pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
     session: &mut Session<'_, C>,
     node: &PlanNode,
     objects: &[Arc<T>],
-    origin: u64,
+    origin: Origin,
 ) -> Result<()> {
     if objects.is_empty() || !node.has_deferred() {
         return Ok(());
@@ -157,7 +159,7 @@ pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
     session: &mut Session<'_, C>,
     node: &PlanNode,
     objects: &[Arc<T>],
-    origin: u64,
+    origin: Origin,
 ) -> Result<()> {
     if objects.is_empty() {
         return Ok(());
@@ -174,7 +176,7 @@ struct CompleteJoined<'a, 'c, P, C: SessionConnection> {
     session: &'a mut Session<'c, C>,
     objects: &'a [Arc<P>],
     child: &'a JoinedChild,
-    origin: u64,
+    origin: Origin,
 }
 
 impl<P: Model, C: SessionConnection> RelationVisitor<P> for CompleteJoined<'_, '_, P, C> {
@@ -193,7 +195,7 @@ struct Descend<'a, 'c, P, C: SessionConnection> {
     session: &'a mut Session<'c, C>,
     parents: &'a [Arc<P>],
     node: &'a PlanNode,
-    origin: u64,
+    origin: Origin,
 }
 
 impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C> {

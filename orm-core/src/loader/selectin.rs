@@ -7,6 +7,7 @@ use std::collections::hash_map::Entry;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::identity::Origin;
 use crate::backend::OrmBackend;
 use crate::error::Result;
 use crate::model::{Link, Model, Relation, RelationVisitor};
@@ -26,7 +27,7 @@ pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
     pub(crate) parents: &'a [Arc<P>],
     pub(crate) deferred: &'a Deferred,
     /// The load the parents came from; the targets belong to it too.
-    pub(crate) origin: u64,
+    pub(crate) origin: Origin,
 }
 
 impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, C> {
@@ -55,7 +56,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     parents: &[&R::Parent],
     plan: Arc<PlanNode>,
     cause: Cause,
-    origin: u64,
+    origin: Origin,
 ) -> Result<()> {
     let (pending, loaded): (Vec<&R::Parent>, Vec<&R::Parent>) =
         parents.iter().copied().partition(|p| !R::slot(p).is_loaded());
@@ -149,7 +150,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     plan: &Arc<PlanNode>,
     keys: &[R::JoinKey],
     cause: Cause,
-    origin: u64,
+    origin: Origin,
     mut add: impl FnMut(R::JoinKey, Arc<R::Target>),
 ) -> Result<()> {
     let target_table = <R::Target as Model>::TABLE;
