@@ -10,11 +10,11 @@ use diesel::connection::{
     get_default_instrumentation, Connection, LoadConnection, TransactionManager,
 };
 
-use crate::identity::Origin;
 use crate::backend::OrmBackend;
 use crate::detect::{Detector, Report, Strictness};
 use crate::error::{Error, Result};
 use crate::identity::IdentityMap;
+use crate::identity::Origin;
 use crate::model::Model;
 use crate::plan::PlanNode;
 use crate::stats::{Recorder, Statement};
@@ -111,20 +111,18 @@ impl<'c, C: SessionConnection> Session<'c, C> {
 
     /// Every statement run so far, in order, transaction control included.
     pub fn statement_log(&self) -> Vec<Statement> {
-        self.recorder.lock().statements.clone()
+        self.recorder.lock().statements().to_vec()
     }
 
     /// The SQL of the queries run so far (transaction control excluded).
     pub fn queries(&self) -> Vec<String> {
-        let log = self.recorder.lock();
-        log.statements.iter().filter(|s| !s.transaction_control).map(|s| s.sql.clone()).collect()
+        let mut log = self.recorder.lock();
+        log.statements().iter().filter(|s| !s.transaction_control).map(|s| s.sql.clone()).collect()
     }
 
     /// Forgets the statements run so far; the counter starts again at zero.
     pub fn reset_statements(&self) {
-        let mut log = self.recorder.lock();
-        log.statements.clear();
-        log.queries = 0;
+        self.recorder.lock().clear();
     }
 
     /// Runs `f` and panics, listing the statements it ran, unless it ran exactly `expected`
@@ -152,14 +150,14 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         expected: &str,
     ) -> T {
         let (start, queries) = {
-            let log = self.recorder.lock();
-            (log.statements.len(), log.queries)
+            let mut log = self.recorder.lock();
+            (log.statements().len(), log.queries)
         };
         let value = f(self);
-        let log = self.recorder.lock();
+        let mut log = self.recorder.lock();
         let ran = log.queries - queries;
         if !ok(ran) {
-            let list: String = log.statements[start..]
+            let list: String = log.statements()[start..]
                 .iter()
                 .filter(|s| !s.transaction_control)
                 .enumerate()
@@ -235,7 +233,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
 
     pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
         Error::from_diesel(source, || {
-            self.recorder.lock().statements.last().map(|s| s.sql.clone()).unwrap_or_default()
+            self.recorder.lock().statements().last().map(|s| s.sql.clone()).unwrap_or_default()
         })
     }
 }

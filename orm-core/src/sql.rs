@@ -257,6 +257,7 @@ impl<DB> Query for SelectGraph<'_, DB> {
 impl<DB, Conn> RunQueryDsl<Conn> for SelectGraph<'_, DB> {}
 
 /// `table.column IN (?, ?, ...)` over a list of keys, as bound parameters.
+#[derive(Clone)]
 pub(crate) struct KeyIn<K> {
     pub(crate) table: &'static str,
     pub(crate) column: &'static str,

@@ -61,15 +61,56 @@ impl fmt::Display for Cause {
     }
 }
 
-#[derive(Debug, Default)]
+/// Renders the SQL of a statement the loader ran, when the log is first read.
+pub(crate) type Render = Box<dyn Fn() -> String + Send>;
+
+#[derive(Default)]
 pub(crate) struct Log {
-    pub(crate) statements: Vec<Statement>,
+    statements: Vec<Statement>,
+    /// Statements whose SQL is rendered when first read (index in `statements`): rendering it
+    /// per statement cost more than a lazy load's own statement building.
+    deferred: Vec<(usize, Render)>,
     pub(crate) queries: usize,
     started: Option<Instant>,
     /// Set while the loader runs a statement: it echoes the statement itself, with its rows.
     loader: Option<Cause>,
+    /// The loader's renderer for its next statement.
+    next_render: Option<Render>,
     /// Whether statements are `tracing` events (on unless turned off, for measuring).
     pub(crate) quiet: bool,
+}
+
+impl fmt::Debug for Log {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Log")
+            .field("statements", &self.statements.len())
+            .field("queries", &self.queries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Every statement so far, with the deferred ones rendered.
+    pub(crate) fn statements(&mut self) -> &[Statement] {
+        for (index, render) in self.deferred.drain(..) {
+            let mut sql = Capped(String::new());
+            let full = render();
+            if sql.write_str(&full).is_err() {
+                sql.0.push_str(" ...");
+            }
+            let statement = &mut self.statements[index];
+            statement.binds = count_placeholders(full.split(" -- binds: ").next().unwrap_or(""));
+            statement.sql = sql.0;
+        }
+        &self.statements
+    }
+
+    /// Forgets every statement.
+    pub(crate) fn clear(&mut self) {
+        self.statements.clear();
+        self.deferred.clear();
+        self.queries = 0;
+    }
 }
 
 /// The statement log shared with the connection's instrumentation.
@@ -86,6 +127,11 @@ impl Recorder {
         let recorder = self.clone();
         conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
             InstrumentationEvent::StartQuery { query, .. } => {
+                let render = recorder.lock().next_render.take();
+                if let Some(render) = render {
+                    recorder.start_deferred(render);
+                    return;
+                }
                 let mut sql = Capped(String::new());
                 let rendered = write!(sql, "{query}");
                 let mut sql = sql.0;
@@ -125,6 +171,25 @@ impl Recorder {
         log.started = Some(Instant::now());
     }
 
+    /// A loader statement, rendered when the log is read.
+    fn start_deferred(&self, render: Render) {
+        let mut log = self.lock();
+        log.queries += 1;
+        let cause = log.loader.map(|c| c.to_string()).unwrap_or_default();
+        let index = log.statements.len();
+        log.statements.push(Statement {
+            sql: String::new(),
+            binds: 0,
+            transaction_control: false,
+            duration: None,
+            rows: None,
+            cause,
+            error: None,
+        });
+        log.deferred.push((index, render));
+        log.started = Some(Instant::now());
+    }
+
     fn finish(&self, error: Option<String>) {
         let mut log = self.lock();
         let elapsed = log.started.take().map(|t| t.elapsed());
@@ -138,19 +203,24 @@ impl Recorder {
         }
     }
 
-    /// The loader runs the next statement for `cause`.
-    pub(crate) fn begin_fetch(&self, cause: Cause) {
-        self.lock().loader = Some(cause);
+    /// The loader runs the next statement for `cause`; `render` renders its SQL on demand
+    /// (otherwise it is rendered as it runs).
+    pub(crate) fn begin_fetch(&self, cause: Cause, render: Option<Render>) {
+        let mut log = self.lock();
+        log.loader = Some(cause);
+        log.next_render = render;
     }
 
     /// The loader's statement read `rows` rows (`None` when it failed).
     pub(crate) fn end_fetch(&self, rows: Option<usize>) {
         let mut log = self.lock();
         log.loader = None;
-        let quiet = log.quiet;
+        log.next_render = None;
         if let Some(last) = log.statements.last_mut() {
             last.rows = rows;
-            if !quiet {
+        }
+        if !log.quiet && tracing::enabled!(target: "orm_core::sql", tracing::Level::DEBUG) {
+            if let Some(last) = log.statements().last() {
                 echo(last);
             }
         }

@@ -16,10 +16,10 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use diesel::deserialize::{self, QueryableByName};
 use diesel::row::{NamedRow, Row};
 
-use crate::identity::Origin;
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Error;
 use crate::identity::IdentityMap;
+use crate::identity::Origin;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::plan::PlanNode;
 use crate::rel::Shape;

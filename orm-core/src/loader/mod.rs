@@ -10,8 +10,8 @@ use rustc_hash::FxHashSet;
 
 use diesel::RunQueryDsl;
 
-use crate::identity::Origin;
 use crate::error::Result;
+use crate::identity::Origin;
 use crate::join::UserJoin;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::options::OptionTree;
@@ -19,7 +19,7 @@ use crate::plan::{JoinedChild, PlanBuilder, PlanNode};
 use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
 use crate::sql::{Fragment, SelectGraph, ThroughLink};
-use crate::stats::Cause;
+use crate::stats::{Cause, Render};
 
 use self::decode::{with_decoder, Decoder, RowLink, RowSink};
 
@@ -54,7 +54,8 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     let origin = session.next_origin();
     let run = |session: &mut Session<'_, C>| {
         let cause = Cause::Query(M::NAME);
-        let roots = fetch::<M, (), C>(session, Arc::clone(&plan), &statement, None, cause, origin)?;
+        let roots =
+            fetch::<M, (), C>(session, Arc::clone(&plan), &statement, None, cause, origin, None)?;
         let roots: Vec<Arc<M>> = roots.into_iter().map(|((), object)| object).collect();
         load_deferred::<M, C>(session, &plan, &roots, origin)?;
         session.detector.record_eager::<M>(&plan, &roots);
@@ -76,6 +77,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     link: Option<ThroughLink>,
     cause: Cause,
     origin: Origin,
+    render: Option<Render>,
 ) -> Result<Vec<(L, Arc<M>)>> {
     let query = SelectGraph {
         plan: &plan,
@@ -92,7 +94,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     identity.prune();
     let query_root = matches!(cause, Cause::Query(_));
     let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity, repeats, origin, query_root);
-    session.recorder().begin_fetch(cause);
+    session.recorder().begin_fetch(cause, render);
     let (mut decoder, result) =
         with_decoder(decoder, || query.load::<RowSink<M, L>>(session.conn()));
     session.recorder().end_fetch(result.is_ok().then_some(decoder.rows));

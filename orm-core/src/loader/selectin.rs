@@ -7,16 +7,16 @@ use std::collections::hash_map::Entry;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::identity::Origin;
-use crate::backend::OrmBackend;
+use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Result;
+use crate::identity::Origin;
 use crate::model::{Link, Model, Relation, RelationVisitor};
 use crate::options::OptionTree;
 use crate::plan::{Deferred, PathStep, PlanBuilder, PlanNode};
 use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
-use crate::sql::{KeyIn, ThroughLink, LINK_ALIAS};
-use crate::stats::Cause;
+use crate::sql::{Fragment, KeyIn, SelectGraph, ThroughLink, LINK_ALIAS};
+use crate::stats::{Cause, Render};
 
 use super::decode::{dangling, fill_collection, LinkKey};
 use super::{fetch, load_deferred, Statement};
@@ -161,6 +161,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                 let filter =
                     KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.to_vec() };
                 let link = ThroughLink { table, parent_column, target_column };
+                let render = renderer::<Db<C>, _>(plan, Some(link), &filter);
                 let rows = fetch::<R::Target, LinkKey<R::JoinKey>, C>(
                     session,
                     Arc::clone(plan),
@@ -168,6 +169,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     Some(link),
                     cause,
                     origin,
+                    Some(render),
                 )?;
                 for (LinkKey(key), target) in rows {
                     add(key, target);
@@ -179,6 +181,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     _ => target_key,
                 };
                 let filter = KeyIn { table: target_table, column, keys: chunk.to_vec() };
+                let render = renderer::<Db<C>, _>(plan, None, &filter);
                 let rows = fetch::<R::Target, (), C>(
                     session,
                     Arc::clone(plan),
@@ -186,6 +189,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     None,
                     cause,
                     origin,
+                    Some(render),
                 )?;
                 for ((), target) in rows {
                     if let Some(key) = R::target_key(&target) {
@@ -196,4 +200,27 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
         }
     }
     Ok(())
+}
+
+/// Renders the statement `fetch_targets` runs, for the statement log, when the log is read.
+fn renderer<DB: OrmBackend, K: KeyValue>(
+    plan: &Arc<PlanNode>,
+    link: Option<ThroughLink>,
+    filter: &KeyIn<K>,
+) -> Render {
+    let plan = Arc::clone(plan);
+    let filter = filter.clone();
+    Box::new(move || {
+        let filters: [Fragment<DB>; 1] = [Box::new(filter.clone())];
+        let query = SelectGraph {
+            plan: &plan,
+            joins: &[],
+            link,
+            filters: &filters,
+            order: &[],
+            limit: None,
+            offset: None,
+        };
+        DB::debug_sql(&query)
+    })
 }
