@@ -4,6 +4,8 @@
 //! table keeps its name so the user's diesel filters resolve; eager joins use anonymous
 //! aliases `t1..tN`.
 
+use std::marker::PhantomData;
+
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::Untyped;
 use diesel::{QueryResult, RunQueryDsl};
@@ -255,6 +257,62 @@ impl<DB> Query for SelectGraph<'_, DB> {
 }
 
 impl<DB, Conn> RunQueryDsl<Conn> for SelectGraph<'_, DB> {}
+
+/// Which prepared statement a [`SelectGraph`] is: a static id lets diesel prepare it once per
+/// connection and reuse it without building its SQL again.
+pub(crate) trait StatementId: 'static {
+    /// Whether the id names one SQL text.
+    const STATIC: bool;
+}
+
+/// A statement built from the load plan and the query: its SQL is built per execution.
+pub(crate) struct Dynamic;
+
+impl StatementId for Dynamic {
+    const STATIC: bool = false;
+}
+
+/// The lazy load of relation `R` for one parent: the relation's default plan and one key, so one
+/// SQL text per relation and backend.
+pub(crate) struct LazyLoad<R>(PhantomData<R>);
+
+impl<R: 'static> StatementId for LazyLoad<R> {
+    const STATIC: bool = true;
+}
+
+/// A [`SelectGraph`] under statement id `Id`.
+pub(crate) struct Identified<'a, DB, Id>(pub(crate) SelectGraph<'a, DB>, PhantomData<Id>);
+
+impl<'a, DB, Id> Identified<'a, DB, Id> {
+    pub(crate) fn new(query: SelectGraph<'a, DB>) -> Self {
+        Identified(query, PhantomData)
+    }
+}
+
+impl<DB, Id> Clone for Identified<'_, DB, Id> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB, Id> Copy for Identified<'_, DB, Id> {}
+
+impl<DB: OrmBackend, Id> QueryFragment<DB> for Identified<'_, DB, Id> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+impl<DB, Id: StatementId> QueryId for Identified<'_, DB, Id> {
+    type QueryId = Id;
+    const HAS_STATIC_QUERY_ID: bool = Id::STATIC;
+}
+
+impl<DB, Id> Query for Identified<'_, DB, Id> {
+    type SqlType = Untyped;
+}
+
+impl<DB, Id, Conn> RunQueryDsl<Conn> for Identified<'_, DB, Id> {}
 
 /// `table.column IN (?, ?, ...)` over a list of keys, as bound parameters.
 #[derive(Clone)]

@@ -52,10 +52,11 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
         let cause = Cause::Lazy(model, relation);
         let target_origin = session.next_origin();
         if plan.has_deferred() {
-            session
-                .transaction(|s| load_relation::<R, C>(s, &[parent], plan, cause, target_origin))?;
+            session.transaction(|s| {
+                load_relation::<R, C>(s, &[parent], plan, cause, target_origin, true)
+            })?;
         } else {
-            load_relation::<R, C>(session, &[parent], plan, cause, target_origin)?;
+            load_relation::<R, C>(session, &[parent], plan, cause, target_origin, true)?;
         }
         if let Some(origin) = origin {
             session.detector.record_lazy::<R>(origin, location);

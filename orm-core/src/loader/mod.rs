@@ -18,7 +18,7 @@ use crate::options::OptionTree;
 use crate::plan::{JoinedChild, PlanBuilder, PlanNode};
 use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
-use crate::sql::{Fragment, SelectGraph, ThroughLink};
+use crate::sql::{Dynamic, Fragment, Identified, SelectGraph, StatementId, ThroughLink};
 use crate::stats::{Cause, Render};
 
 use self::decode::{with_decoder, Decoder, RowLink, RowSink};
@@ -54,8 +54,15 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     let origin = session.next_origin();
     let run = |session: &mut Session<'_, C>| {
         let cause = Cause::Query(M::NAME);
-        let roots =
-            fetch::<M, (), C>(session, Arc::clone(&plan), &statement, None, cause, origin, None)?;
+        let roots = fetch::<M, (), C, Dynamic>(
+            session,
+            Arc::clone(&plan),
+            &statement,
+            None,
+            cause,
+            origin,
+            None,
+        )?;
         let roots: Vec<Arc<M>> = roots.into_iter().map(|((), object)| object).collect();
         load_deferred::<M, C>(session, &plan, &roots, origin)?;
         session.detector.record_eager::<M>(&plan, &roots);
@@ -69,8 +76,9 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     }
 }
 
-/// Runs one statement over `plan` and returns its roots, each with its link column.
-pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
+/// Runs one statement over `plan` and returns its roots, each with its link column. `Id` names
+/// the prepared statement when its SQL is fixed (see [`StatementId`]).
+pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>(
     session: &mut Session<'_, C>,
     plan: Arc<PlanNode>,
     statement: &Statement<Db<C>>,
@@ -95,8 +103,9 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection>(
     let query_root = matches!(cause, Cause::Query(_));
     let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity, repeats, origin, query_root);
     session.recorder().begin_fetch(cause, render);
-    let (mut decoder, result) =
-        with_decoder(decoder, || query.load::<RowSink<M, L>>(session.conn()));
+    let (mut decoder, result) = with_decoder(decoder, || {
+        Identified::<_, Id>::new(query).load::<RowSink<M, L>>(session.conn())
+    });
     session.recorder().end_fetch(result.is_ok().then_some(decoder.rows));
     session.identity = std::mem::take(&mut decoder.identity);
     if let Some(error) = decoder.error.take() {
@@ -188,7 +197,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for CompleteJoined<'_, '
         let plan = selectin::plan_for::<R>(&self.child.options, &mut self.child.path.clone())?;
         let parents: Vec<&P> = self.objects.iter().map(|p| &**p).collect();
         let cause = Cause::Selectin(P::NAME, R::info().name);
-        selectin::load_relation::<R, C>(self.session, &parents, plan, cause, self.origin)
+        selectin::load_relation::<R, C>(self.session, &parents, plan, cause, self.origin, false)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::options::OptionTree;
 use crate::plan::{Deferred, PathStep, PlanBuilder, PlanNode};
 use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
-use crate::sql::{Fragment, KeyIn, SelectGraph, ThroughLink, LINK_ALIAS};
+use crate::sql::{Dynamic, Fragment, KeyIn, LazyLoad, SelectGraph, ThroughLink, LINK_ALIAS};
 use crate::stats::{Cause, Render};
 
 use super::decode::{dangling, fill_collection, LinkKey};
@@ -37,7 +37,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
         let plan = plan_for::<R>(&self.deferred.options, &mut self.deferred.path.clone())?;
         let parents: Vec<&P> = self.parents.iter().map(|p| &**p).collect();
         let cause = Cause::Selectin(P::NAME, R::info().name);
-        load_relation::<R, C>(self.session, &parents, plan, cause, self.origin)
+        load_relation::<R, C>(self.session, &parents, plan, cause, self.origin, false)
     }
 }
 
@@ -51,12 +51,15 @@ pub(crate) fn plan_for<R: Relation>(
 }
 
 /// Loads relation `R` of every parent whose slot is not loaded yet, with `plan` for the targets.
+/// `lazy`: the lazy load of one parent with the relation's default plan, whose statement is
+/// prepared once per connection.
 pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     session: &mut Session<'_, C>,
     parents: &[&R::Parent],
     plan: Arc<PlanNode>,
     cause: Cause,
     origin: Origin,
+    lazy: bool,
 ) -> Result<()> {
     let (pending, loaded): (Vec<&R::Parent>, Vec<&R::Parent>) =
         parents.iter().copied().partition(|p| !R::slot(p).is_loaded());
@@ -87,7 +90,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     }
     if <R::Shape as Shape>::COLLECTION {
         let mut found: FxHashMap<R::JoinKey, Vec<Arc<R::Target>>> = FxHashMap::default();
-        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, |key, target| {
+        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, lazy, |key, target| {
             targets.add(&target);
             found.entry(key).or_default().push(target);
         })?;
@@ -99,7 +102,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
         let mut found: FxHashMap<R::JoinKey, Arc<R::Target>> =
             FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, |key, target| {
+        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, lazy, |key, target| {
             targets.add(&target);
             match found.entry(key) {
                 Entry::Occupied(mut held) if target.key() < held.get().key() => {
@@ -151,6 +154,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     keys: &[R::JoinKey],
     cause: Cause,
     origin: Origin,
+    lazy: bool,
     mut add: impl FnMut(R::JoinKey, Arc<R::Target>),
 ) -> Result<()> {
     let target_table = <R::Target as Model>::TABLE;
@@ -162,7 +166,11 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.to_vec() };
                 let link = ThroughLink { table, parent_column, target_column };
                 let render = renderer::<Db<C>, _>(plan, Some(link), &filter);
-                let rows = fetch::<R::Target, LinkKey<R::JoinKey>, C>(
+                let fetch = match lazy && chunk.len() == 1 {
+                    true => fetch::<R::Target, LinkKey<R::JoinKey>, C, LazyLoad<R>>,
+                    false => fetch::<R::Target, LinkKey<R::JoinKey>, C, Dynamic>,
+                };
+                let rows = fetch(
                     session,
                     Arc::clone(plan),
                     &Statement::filtered(Box::new(filter)),
@@ -182,7 +190,11 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                 };
                 let filter = KeyIn { table: target_table, column, keys: chunk.to_vec() };
                 let render = renderer::<Db<C>, _>(plan, None, &filter);
-                let rows = fetch::<R::Target, (), C>(
+                let fetch = match lazy && chunk.len() == 1 {
+                    true => fetch::<R::Target, (), C, LazyLoad<R>>,
+                    false => fetch::<R::Target, (), C, Dynamic>,
+                };
+                let rows = fetch(
                     session,
                     Arc::clone(plan),
                     &Statement::filtered(Box::new(filter)),
