@@ -99,9 +99,11 @@ orm_tests::backend_tests! {
                 selectin(Person::reports),
                 selectin(Person::projects),
             );
-            // people, address, manager, reports, projects. Every manager is also a root, whose
-            // address the first selectin loaded: `manager.address` finds nothing left to load.
-            let actual = eager_trees(&mut conn, options, &spec, 5);
+            // people, address, reports, projects. Every manager is also a root: the session
+            // holds them all, so `manager` needs no statement (as in SQLAlchemy, a many-to-one
+            // selectin queries only the keys the identity map lacks), nor does `manager.address`,
+            // which the first selectin loaded.
+            let actual = eager_trees(&mut conn, options, &spec, 4);
             assert_eq!(actual, expected, "size {size}");
         }
     }
@@ -434,5 +436,34 @@ orm_tests::backend_tests! {
         assert!(log[0].starts_with("BEGIN") && log[1].starts_with("SAVEPOINT"), "{log:#?}");
         assert!(log[4].starts_with("RELEASE SAVEPOINT") && log[5].starts_with("COMMIT"), "{log:#?}");
         assert_eq!(session.statements(), 2);
+    }
+
+    #[test]
+    fn many_to_one_selectin_queries_only_the_targets_the_session_lacks() {
+        let (mut conn, _) = seeded(300);
+        let distinct: Vec<Option<i32>> =
+            person::table.select(person::address_id).distinct().load(&mut conn).unwrap();
+        let distinct: Vec<i32> = distinct.into_iter().flatten().collect();
+        let mut session = Session::new(&mut conn);
+        // The session holds (while these are alive) the addresses with ids up to 10.
+        let held = Address::query().filter(address::id.le(10)).load(&mut session).unwrap();
+        assert_eq!(held.len(), 10);
+        session.reset_statements();
+        let people = Person::query().options(selectin(Person::address)).load(&mut session).unwrap();
+        let log = session.statement_log();
+        let selectin = log.iter().filter(|s| s.cause == "Person.address selectin").collect::<Vec<_>>();
+        assert_eq!(selectin.len(), 1, "{log:#?}");
+        let missing = distinct.iter().filter(|&&id| id > 10).count();
+        // The bound keys (`[11, 12, ..]` on SQLite, one array `[[11, 12, ..]]` on PostgreSQL).
+        let binds = selectin[0].sql.split(" -- binds: ").nth(1).unwrap();
+        assert_eq!(binds.split(',').count(), missing, "only the keys the session lacks: {binds}");
+        for p in &people {
+            let address = p.address.get().expect("loaded");
+            assert_eq!(address.map(|a| a.id), p.address_id);
+            if let Some(a) = address.filter(|a| a.id <= 10) {
+                let same = held.iter().any(|h| std::ptr::eq(&**h, a));
+                assert!(same, "a held address is shared, not decoded again");
+            }
+        }
     }
 }

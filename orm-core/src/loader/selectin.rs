@@ -10,7 +10,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Result;
 use crate::identity::Origin;
-use crate::model::{Link, Model, Relation, RelationVisitor};
+use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor};
 use crate::options::OptionTree;
 use crate::plan::{Deferred, PathStep, PlanBuilder, PlanNode};
 use crate::rel::Shape;
@@ -61,15 +61,35 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     origin: Origin,
     lazy: bool,
 ) -> Result<()> {
-    let (pending, loaded): (Vec<&R::Parent>, Vec<&R::Parent>) =
+    let (mut pending, loaded): (Vec<&R::Parent>, Vec<&R::Parent>) =
         parents.iter().copied().partition(|p| !R::slot(p).is_loaded());
     // Loaded before (by an earlier load, or another path of this one: a self-managed person is
     // their own report): their related objects still get what the plan loads below them.
     let nested = plan.has_deferred() || !plan.joined.is_empty();
-    let existing = match nested && !loaded.is_empty() {
+    let mut existing = match nested && !loaded.is_empty() {
         true => super::related_of::<R>(loaded.into_iter()),
         false => Vec::new(),
     };
+    // A many-to-one whose target the session holds is filled from the identity map, as
+    // SQLAlchemy's selectin does: only the missing keys are queried.
+    if R::info().kind == RelationKind::BelongsTo {
+        let mut seen: FxHashSet<usize> = existing.iter().map(|t| Arc::as_ptr(t) as usize).collect();
+        // Many parents share a target: one identity-map probe per distinct key.
+        let mut held: FxHashMap<&R::JoinKey, Option<Arc<R::Target>>> = FxHashMap::default();
+        let identity = &mut session.identity;
+        pending.retain(|parent| {
+            let Some(key) = R::parent_key(parent) else { return true };
+            let target = held.entry(key).or_insert_with(|| held_target::<R>(key, identity));
+            let Some(target) = target.clone() else { return true };
+            if let Some(value) = <R::Shape as Shape>::from_row(Some(Arc::clone(&target))) {
+                R::slot(parent).fill(value);
+            }
+            if nested && seen.insert(Arc::as_ptr(&target) as usize) {
+                existing.push(target);
+            }
+            false
+        });
+    }
     super::complete_joined::<R::Target, C>(session, &plan, &existing, origin)?;
     if pending.is_empty() {
         super::load_deferred::<R::Target, C>(session, &plan, &existing, origin)?;
@@ -235,4 +255,14 @@ fn renderer<DB: OrmBackend, K: KeyValue>(
         };
         DB::debug_sql(&query)
     })
+}
+
+/// The target of many-to-one `R` with join key `key`, if the session holds it.
+fn held_target<R: Relation>(
+    key: &R::JoinKey,
+    identity: &mut crate::identity::IdentityMap,
+) -> Option<Arc<R::Target>> {
+    // For a many-to-one the join key is the target's primary key.
+    let key = (key as &dyn std::any::Any).downcast_ref::<<R::Target as Model>::Key>()?;
+    identity.get::<R::Target>(key)
 }
