@@ -47,10 +47,9 @@ pub(crate) struct JoinedChild {
     /// The query's own join provides the rows (`contains_eager`): nothing to render.
     pub(crate) external: bool,
     pub(crate) node: PlanNode,
-    /// The options and path the node was built from, to load the same relation with a
-    /// `selectin` for objects that come from elsewhere (see `loader::complete`).
-    pub(crate) options: OptionTree,
-    pub(crate) path: Vec<PathStep>,
+    /// The same relation as a `selectin` load, for objects that come from elsewhere (see
+    /// `loader::complete_joined`).
+    pub(crate) as_selectin: Deferred,
 }
 
 /// A relation loaded by a `selectin` statement after this one.
@@ -246,8 +245,11 @@ impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_, '_> {
         let source = self.external.map(Some);
         let node = self.builder.node::<R::Target>(name, source, self.options, self.path);
         JoinedChild {
-            options: self.options.cloned().unwrap_or_default(),
-            path: self.path.clone(),
+            as_selectin: Deferred {
+                relation: R::INDEX,
+                options: self.options.cloned().unwrap_or_default(),
+                path: self.path.clone(),
+            },
             relation: R::INDEX,
             link: info.link,
             through_name,

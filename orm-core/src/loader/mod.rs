@@ -15,7 +15,7 @@ use crate::identity::Origin;
 use crate::join::UserJoin;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::options::OptionTree;
-use crate::plan::{JoinedChild, PlanBuilder, PlanNode};
+use crate::plan::{PlanBuilder, PlanNode};
 use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
 use crate::sql::{Dynamic, Fragment, Identified, SelectGraph, StatementId, ThroughLink};
@@ -176,29 +176,12 @@ pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
         return Ok(());
     }
     for child in node.joined.iter().filter(|c| !c.external) {
-        let visitor = CompleteJoined { session: &mut *session, objects, child, origin };
+        let deferred = &child.as_selectin;
+        let visitor =
+            selectin::Selectin { session: &mut *session, parents: objects, deferred, origin };
         T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
     }
     Ok(())
-}
-
-/// Loads one joined relation of [`complete_joined`] with a `selectin` statement.
-struct CompleteJoined<'a, 'c, P, C: SessionConnection> {
-    session: &'a mut Session<'c, C>,
-    objects: &'a [Arc<P>],
-    child: &'a JoinedChild,
-    origin: Origin,
-}
-
-impl<P: Model, C: SessionConnection> RelationVisitor<P> for CompleteJoined<'_, '_, P, C> {
-    type Output = Result<()>;
-
-    fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
-        let plan = selectin::plan_for::<R>(&self.child.options, &mut self.child.path.clone())?;
-        let parents: Vec<&P> = self.objects.iter().map(|p| &**p).collect();
-        let cause = Cause::Selectin(P::NAME, R::info().name);
-        selectin::load_relation::<R, C>(self.session, &parents, plan, cause, self.origin, false)
-    }
 }
 
 /// Follows a joined relation to run the `selectin` loads below it.
