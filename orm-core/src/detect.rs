@@ -2,8 +2,8 @@
 //! repeated over the objects of one query and eager loads nobody read (after Rails'
 //! `strict_loading`, Bullet and nplusone).
 
+use rustc_hash::FxHashMap;
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Weak};
@@ -87,7 +87,7 @@ pub(crate) struct Detector {
     /// Whether reports are collected (lazy loads are counted regardless, for `NPlusOneOnly`).
     pub(crate) enabled: bool,
     /// Lazy loads that ran SQL, per (origin, parent model, relation), and their report.
-    lazy: HashMap<(Origin, TypeId, usize), (usize, Option<usize>)>,
+    lazy: FxHashMap<(Origin, TypeId, usize), (usize, Option<usize>)>,
     n_plus_one: Vec<Report>,
     eager: Vec<EagerLoad>,
 }
@@ -96,7 +96,7 @@ impl Default for Detector {
     fn default() -> Self {
         Detector {
             enabled: cfg!(debug_assertions),
-            lazy: HashMap::new(),
+            lazy: FxHashMap::default(),
             n_plus_one: Vec::new(),
             eager: Vec::new(),
         }

@@ -29,7 +29,12 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
     }
     let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
     // The query `parent` came from: lazy loads repeated over its objects are the N+1 pattern.
-    let origin = session.identity.model::<R::Parent>().origin(parent.key());
+    // Only the detector and `n_plus_one_only` count them.
+    let counted = session.detector.enabled || session.strictness == Strictness::NPlusOneOnly;
+    let origin = match counted {
+        true => session.identity.model::<R::Parent>().origin(parent.key()),
+        false => None,
+    };
     match session.strictness {
         Strictness::Lazy => {}
         Strictness::Strict => return Err(Error::StrictLazyLoad { model, relation, location }),

@@ -95,13 +95,19 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         super::load_deferred::<R::Target, C>(session, &plan, &existing, origin)?;
         return Ok(());
     }
-    let mut seen = FxHashSet::default();
-    let keys: Vec<R::JoinKey> = pending
-        .iter()
-        .filter_map(|p| R::parent_key(p))
-        .filter(|k| seen.insert(*k))
-        .cloned()
-        .collect();
+    let keys: Vec<R::JoinKey> = match pending.as_slice() {
+        // A lazy load: one parent, nothing to deduplicate.
+        [parent] => R::parent_key(parent).cloned().into_iter().collect(),
+        _ => {
+            let mut seen = FxHashSet::default();
+            pending
+                .iter()
+                .filter_map(|p| R::parent_key(p))
+                .filter(|k| seen.insert(*k))
+                .cloned()
+                .collect()
+        }
+    };
 
     // The distinct targets, for the loads below them and the detector.
     let mut targets = Targets::new(plan.has_deferred() || session.detector.enabled);
@@ -114,9 +120,10 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
             targets.add(&target);
             found.entry(key).or_default().push(target);
         })?;
+        // A collection's join key is its parent's own key: each list has one owner, moved in.
         for parent in pending {
-            let rows = R::parent_key(parent).and_then(|k| found.get(k));
-            fill_collection::<R>(parent, rows.cloned().unwrap_or_default());
+            let rows = R::parent_key(parent).and_then(|k| found.remove(k));
+            fill_collection::<R>(parent, rows.unwrap_or_default());
         }
     } else {
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
