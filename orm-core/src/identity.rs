@@ -13,6 +13,17 @@ use crate::model::Model;
 /// keys: the map is probed once per decoded row).
 pub(crate) type Origin = u32;
 
+/// Where [`ModelMap::get_or_decode`] found its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// Decoded from this row.
+    New,
+    /// Already reached by the same load.
+    ThisLoad,
+    /// Held from an earlier load.
+    Earlier,
+}
+
 /// Every model's map.
 #[derive(Default)]
 pub(crate) struct IdentityMap {
@@ -53,26 +64,27 @@ impl<M: Model> ModelMap<M> {
     }
 
     /// The held object with `key`, or the one `decode` makes, held from now on (one hash probe
-    /// either way). The flag says whether it is new.
+    /// either way), and whether it is new, held from an earlier load, or from this one.
     pub(crate) fn get_or_decode<E>(
         &mut self,
         key: M::Key,
         origin: Origin,
         decode: impl FnOnce(M::Key) -> Result<M, E>,
-    ) -> Result<(Arc<M>, bool), E> {
+    ) -> Result<(Arc<M>, Held), E> {
         match self.entries.entry(key) {
             Entry::Occupied(mut held) => match held.get().object.upgrade() {
-                Some(object) => Ok((object, false)),
+                Some(object) if held.get().origin == origin => Ok((object, Held::ThisLoad)),
+                Some(object) => Ok((object, Held::Earlier)),
                 None => {
                     let object = Arc::new(decode(held.key().clone())?);
                     held.insert(Slot { object: Arc::downgrade(&object), origin });
-                    Ok((object, true))
+                    Ok((object, Held::New))
                 }
             },
             Entry::Vacant(slot) => {
                 let object = Arc::new(decode(slot.key().clone())?);
                 slot.insert(Slot { object: Arc::downgrade(&object), origin });
-                Ok((object, true))
+                Ok((object, Held::New))
             }
         }
     }

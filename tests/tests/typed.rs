@@ -182,4 +182,35 @@ orm_tests::backend_tests! {
         assert!(people[0].get(Person::projects).len() <= 3);
         assert!(!people[0].manager.is_loaded() && people[0].manager.is_raise());
     }
+
+    #[test]
+    fn a_collection_held_from_before_a_data_change_still_gets_the_nested_loads() {
+        let (mut conn, _) = seeded(100);
+        let mut session = Session::new(&mut conn);
+        // Person 1's reports, loaded and held; then one report moves to another manager.
+        let before = Person::query()
+            .filter(person::id.eq(1))
+            .options(selectin(Person::reports))
+            .load(&mut session)
+            .unwrap();
+        let held: Vec<i32> = before[0].get(Person::reports).iter().map(|r| r.id).collect();
+        assert!(held.len() >= 2, "person 1 has reports");
+        diesel::update(person::table.filter(person::id.eq(held[0])))
+            .set(person::manager_id.eq(2))
+            .execute(session.connection())
+            .unwrap();
+        // The held collection keeps the moved report, whose row the join no longer brings: its
+        // address is loaded all the same, so the typed read cannot find it missing.
+        let after = Person::query()
+            .filter(person::id.eq(1))
+            .options(joined(Person::reports).then(joined(Person::address)))
+            .load(&mut session)
+            .unwrap();
+        let reports = after[0].get(Person::reports);
+        assert_eq!(reports.iter().map(|r| r.id).collect::<Vec<_>>(), held);
+        for r in reports {
+            assert!(r.address.is_loaded(), "report {} has its address loaded", r.id);
+            assert_eq!(r.get(Person::address).map(|a| a.id), r.address_id);
+        }
+    }
 }

@@ -18,8 +18,8 @@ use diesel::row::{NamedRow, Row};
 
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Error;
-use crate::identity::IdentityMap;
 use crate::identity::Origin;
+use crate::identity::{Held, IdentityMap};
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::plan::PlanNode;
 use crate::rel::Shape;
@@ -69,6 +69,9 @@ pub(crate) struct Decoder<M: Model, L> {
     query_root: bool,
     /// Rows read.
     pub(crate) rows: usize,
+    /// Whether a row reached an object held from an earlier load at a node that joins
+    /// relations below it (see `loader::fetch`).
+    pub(crate) revisited: bool,
 }
 
 impl<M: Model, L: RowLink> Decoder<M, L> {
@@ -92,6 +95,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             origin,
             query_root,
             rows: 0,
+            revisited: false,
         }
     }
 
@@ -100,6 +104,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         let link = L::read::<DB, R>(row)?;
         let mut state = State {
             identity: &mut self.identity,
+            revisited: &mut self.revisited,
             pending: &mut self.pending,
             error: &mut self.error,
             origin: self.origin,
@@ -158,6 +163,7 @@ impl<DB: OrmBackend, M: Model, L: RowLink> QueryableByName<DB> for RowSink<M, L>
 
 struct State<'s> {
     identity: &'s mut IdentityMap,
+    revisited: &'s mut bool,
     pending: &'s mut [Option<Box<dyn PendingFill>>],
     error: &'s mut Option<Error>,
     origin: Origin,
@@ -177,10 +183,14 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     };
     // An object the session holds keeps its state: only its unloaded relations that this
     // statement joins are filled below, as SQLAlchemy does for existing instances.
-    let (object, new) = state
+    let (object, held) = state
         .identity
         .model::<T>()
         .get_or_decode(key, state.origin, |key| DB::decode::<T, R>(row, node.offset, key))?;
+    let new = held == Held::New;
+    if held == Held::Earlier && !node.joined.is_empty() {
+        *state.revisited = true;
+    }
     // A new object takes the strategies this statement leaves unloaded (lazy is its default); a
     // held object keeps its own, except that the user's query decides for its own roots, so the
     // same query gives the same graph whatever other loads reached those objects first.

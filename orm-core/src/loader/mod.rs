@@ -120,7 +120,15 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         return Err(session.db_error(error));
     }
     decoder.finish();
-    Ok(std::mem::take(&mut decoder.roots))
+    let roots = std::mem::take(&mut decoder.roots);
+    if decoder.revisited {
+        // An object held from an earlier load keeps the collections it had loaded; if the data
+        // changed since, they hold objects this statement's rows did not bring, which miss what
+        // the plan joins below them. Load those where missing, so the typed state holds.
+        let objects: Vec<Arc<M>> = roots.iter().map(|(_, object)| Arc::clone(object)).collect();
+        complete_joined::<M, C>(session, &plan, &objects, origin)?;
+    }
+    Ok(roots)
 }
 
 /// Finds a table the statement's filters name but never bring in: the likely cause of a failed
