@@ -93,14 +93,10 @@ impl Log {
     /// Every statement so far, with the deferred ones rendered.
     pub(crate) fn statements(&mut self) -> &[Statement] {
         for (index, render) in self.deferred.drain(..) {
-            let mut sql = Capped(String::new());
-            let full = render();
-            if sql.write_str(&full).is_err() {
-                sql.0.push_str(" ...");
-            }
+            let sql = logged_sql(render());
             let statement = &mut self.statements[index];
-            statement.binds = count_placeholders(full.split(" -- binds: ").next().unwrap_or(""));
-            statement.sql = sql.0;
+            statement.binds = binds_in(&sql);
+            statement.sql = sql;
         }
         &self.statements
     }
@@ -128,19 +124,10 @@ impl Recorder {
         conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
             InstrumentationEvent::StartQuery { query, .. } => {
                 let render = recorder.lock().next_render.take();
-                if let Some(render) = render {
-                    recorder.start_deferred(render);
-                    return;
+                match render {
+                    Some(render) => recorder.start(Text::Deferred(render)),
+                    None => recorder.start(Text::Rendered(logged_sql(query))),
                 }
-                let mut sql = Capped(String::new());
-                let rendered = write!(sql, "{query}");
-                let mut sql = sql.0;
-                if sql.len() >= SQL_LOG_LIMIT {
-                    sql.push_str(" ...");
-                } else if rendered.is_err() {
-                    sql = "(a statement that could not be rendered)".to_owned();
-                }
-                recorder.start(sql);
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
                 recorder.finish(error.map(ToString::to_string));
@@ -149,8 +136,11 @@ impl Recorder {
         });
     }
 
-    fn start(&self, sql: String) {
-        let transaction_control = is_transaction_control(&sql);
+    fn start(&self, text: Text) {
+        let transaction_control = match &text {
+            Text::Rendered(sql) => is_transaction_control(sql),
+            Text::Deferred(_) => false,
+        };
         let mut log = self.lock();
         log.queries += usize::from(!transaction_control);
         let cause = match log.loader {
@@ -158,35 +148,23 @@ impl Recorder {
             None if transaction_control => "transaction".to_owned(),
             None => "connection".to_owned(),
         };
-        let binds = count_placeholders(sql.split(" -- binds: ").next().unwrap_or(""));
+        let sql = match text {
+            Text::Rendered(sql) => sql,
+            Text::Deferred(render) => {
+                let index = log.statements.len();
+                log.deferred.push((index, render));
+                String::new()
+            }
+        };
         log.statements.push(Statement {
+            binds: binds_in(&sql),
             sql,
-            binds,
             transaction_control,
             duration: None,
             rows: None,
             cause,
             error: None,
         });
-        log.started = Some(Instant::now());
-    }
-
-    /// A loader statement, rendered when the log is read.
-    fn start_deferred(&self, render: Render) {
-        let mut log = self.lock();
-        log.queries += 1;
-        let cause = log.loader.map(|c| c.to_string()).unwrap_or_default();
-        let index = log.statements.len();
-        log.statements.push(Statement {
-            sql: String::new(),
-            binds: 0,
-            transaction_control: false,
-            duration: None,
-            rows: None,
-            cause,
-            error: None,
-        });
-        log.deferred.push((index, render));
         log.started = Some(Instant::now());
     }
 
@@ -225,6 +203,31 @@ impl Recorder {
             }
         }
     }
+}
+
+/// A statement's text for the log: rendered now, or by the loader when the log is read.
+enum Text {
+    Rendered(String),
+    Deferred(Render),
+}
+
+/// `statement` (diesel's SQL ` -- binds: [..]` form) as the log keeps it: cut after
+/// [`SQL_LOG_LIMIT`], formatting no further than that.
+fn logged_sql(statement: impl fmt::Display) -> String {
+    let mut sql = Capped(String::new());
+    let rendered = write!(sql, "{statement}");
+    let mut sql = sql.0;
+    if sql.len() >= SQL_LOG_LIMIT {
+        sql.push_str(" ...");
+    } else if rendered.is_err() {
+        sql = "(a statement that could not be rendered)".to_owned();
+    }
+    sql
+}
+
+/// The bound parameters of a logged statement (its SQL part, before the bind list).
+fn binds_in(sql: &str) -> usize {
+    count_placeholders(sql.split(" -- binds: ").next().unwrap_or(""))
 }
 
 /// How much of a statement's text (SQL and bound values) the log keeps: formatting a 30,000-key
