@@ -30,6 +30,21 @@ pub struct Statement {
     pub error: Option<String>,
 }
 
+impl Statement {
+    /// A statement as it starts.
+    fn new(sql: String, transaction_control: bool, cause: String) -> Self {
+        Statement {
+            binds: binds_in(&sql),
+            sql,
+            transaction_control,
+            duration: None,
+            rows: None,
+            cause,
+            error: None,
+        }
+    }
+}
+
 impl fmt::Display for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} [{}", self.sql, self.cause)?;
@@ -64,12 +79,20 @@ impl fmt::Display for Cause {
 /// Renders the SQL of a statement the loader ran, when the log is first read.
 pub(crate) type Render = Box<dyn Fn() -> String + Send>;
 
+/// A loader's statement whose text is rendered when the log is read.
+struct Deferred {
+    /// Its place in the log.
+    index: usize,
+    cause: Cause,
+    render: Render,
+}
+
 #[derive(Default)]
 pub(crate) struct Log {
     statements: Vec<Statement>,
     /// Statements whose SQL is rendered when first read (index in `statements`): rendering it
     /// per statement cost more than a lazy load's own statement building.
-    deferred: Vec<(usize, Render)>,
+    deferred: Vec<Deferred>,
     pub(crate) queries: usize,
     started: Option<Instant>,
     /// Set while the loader runs a statement: it echoes the statement itself, with its rows.
@@ -92,11 +115,12 @@ impl fmt::Debug for Log {
 impl Log {
     /// Every statement so far, with the deferred ones rendered.
     pub(crate) fn statements(&mut self) -> &[Statement] {
-        for (index, render) in self.deferred.drain(..) {
+        for Deferred { index, cause, render } in self.deferred.drain(..) {
             let sql = logged_sql(render());
             let statement = &mut self.statements[index];
             statement.binds = binds_in(&sql);
             statement.sql = sql;
+            statement.cause = cause.to_string();
         }
         &self.statements
     }
@@ -122,13 +146,7 @@ impl Recorder {
     pub(crate) fn attach<C: Connection>(&self, conn: &mut C) {
         let recorder = self.clone();
         conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
-            InstrumentationEvent::StartQuery { query, .. } => {
-                let render = recorder.lock().next_render.take();
-                match render {
-                    Some(render) => recorder.start(Text::Deferred(render)),
-                    None => recorder.start(Text::Rendered(logged_sql(query))),
-                }
-            }
+            InstrumentationEvent::StartQuery { query, .. } => recorder.start(query),
             InstrumentationEvent::FinishQuery { error, .. } => {
                 recorder.finish(error.map(ToString::to_string));
             }
@@ -136,11 +154,21 @@ impl Recorder {
         });
     }
 
-    fn start(&self, text: Text) {
-        let transaction_control = match &text {
-            Text::Rendered(sql) => is_transaction_control(sql),
-            Text::Deferred(_) => false,
-        };
+    /// Records a statement as it starts. The loader's statements are rendered (SQL, binds and
+    /// cause) when the log is read: one lock and no formatting per lazy load.
+    fn start(&self, query: &dyn fmt::Display) {
+        let mut log = self.lock();
+        if let (Some(render), Some(cause)) = (log.next_render.take(), log.loader) {
+            let index = log.statements.len();
+            log.deferred.push(Deferred { index, cause, render });
+            log.queries += 1;
+            log.statements.push(Statement::new(String::new(), false, String::new()));
+            log.started = Some(Instant::now());
+            return;
+        }
+        drop(log);
+        let sql = logged_sql(query);
+        let transaction_control = is_transaction_control(&sql);
         let mut log = self.lock();
         log.queries += usize::from(!transaction_control);
         let cause = match log.loader {
@@ -148,23 +176,7 @@ impl Recorder {
             None if transaction_control => "transaction".to_owned(),
             None => "connection".to_owned(),
         };
-        let sql = match text {
-            Text::Rendered(sql) => sql,
-            Text::Deferred(render) => {
-                let index = log.statements.len();
-                log.deferred.push((index, render));
-                String::new()
-            }
-        };
-        log.statements.push(Statement {
-            binds: binds_in(&sql),
-            sql,
-            transaction_control,
-            duration: None,
-            rows: None,
-            cause,
-            error: None,
-        });
+        log.statements.push(Statement::new(sql, transaction_control, cause));
         log.started = Some(Instant::now());
     }
 
@@ -205,12 +217,6 @@ impl Recorder {
     }
 }
 
-/// A statement's text for the log: rendered now, or by the loader when the log is read.
-enum Text {
-    Rendered(String),
-    Deferred(Render),
-}
-
 /// `statement` (diesel's SQL ` -- binds: [..]` form) as the log keeps it: cut after
 /// [`SQL_LOG_LIMIT`], formatting no further than that.
 fn logged_sql(statement: impl fmt::Display) -> String {
@@ -227,6 +233,10 @@ fn logged_sql(statement: impl fmt::Display) -> String {
 
 /// The bound parameters of a logged statement (its SQL part, before the bind list).
 fn binds_in(sql: &str) -> usize {
+    if sql.is_empty() {
+        // A deferred statement, counted when rendered.
+        return 0;
+    }
     count_placeholders(sql.split(" -- binds: ").next().unwrap_or(""))
 }
 

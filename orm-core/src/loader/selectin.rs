@@ -98,14 +98,14 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     let keys: Vec<R::JoinKey> = match pending.as_slice() {
         // A lazy load: one parent, nothing to deduplicate.
         [parent] => R::parent_key(parent).cloned().into_iter().collect(),
+        // Sorted: the database builds an index over the `IN` list, and inserting the keys in
+        // order costs SQLite a third of inserting them in the parents' order.
         _ => {
-            let mut seen = FxHashSet::default();
-            pending
-                .iter()
-                .filter_map(|p| R::parent_key(p))
-                .filter(|k| seen.insert(*k))
-                .cloned()
-                .collect()
+            let mut keys: Vec<&R::JoinKey> =
+                pending.iter().filter_map(|p| R::parent_key(p)).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.into_iter().cloned().collect()
         }
     };
 
