@@ -27,7 +27,8 @@ pub(crate) enum Held {
 /// Every model's map.
 #[derive(Default)]
 pub(crate) struct IdentityMap {
-    maps: FxHashMap<TypeId, Box<dyn AnyMap>>,
+    /// By model: a handful, looked up once per decoded object (a scan beats hashing here).
+    maps: Vec<(TypeId, Box<dyn AnyMap>)>,
 }
 
 /// A model's map, type-erased.
@@ -124,11 +125,17 @@ const SORTED_RELEASE_BYTES: usize = 4 << 20;
 
 impl IdentityMap {
     pub(crate) fn model<M: Model>(&mut self) -> &mut ModelMap<M> {
-        self.maps
-            .entry(TypeId::of::<M>())
-            .or_insert_with(|| {
-                Box::new(ModelMap::<M> { entries: FxHashMap::default(), prune_at: 1024 })
-            })
+        let id = TypeId::of::<M>();
+        let index = match self.maps.iter().position(|(model, _)| *model == id) {
+            Some(index) => index,
+            None => {
+                let map = ModelMap::<M> { entries: FxHashMap::default(), prune_at: 1024 };
+                self.maps.push((id, Box::new(map)));
+                self.maps.len() - 1
+            }
+        };
+        self.maps[index]
+            .1
             .as_any_mut()
             .downcast_mut::<ModelMap<M>>()
             .expect("identity map entries are keyed by their model's TypeId")
@@ -136,7 +143,7 @@ impl IdentityMap {
 
     /// Prunes every model's map that has doubled since its last pruning.
     pub(crate) fn prune(&mut self) {
-        for map in self.maps.values_mut() {
+        for (_, map) in &mut self.maps {
             map.prune();
         }
     }

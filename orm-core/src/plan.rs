@@ -70,11 +70,6 @@ impl PlanNode {
     pub(crate) fn has_deferred(&self) -> bool {
         !self.deferred.is_empty() || self.joined.iter().any(|j| j.node.has_deferred())
     }
-
-    /// Number of nodes in this subtree.
-    pub(crate) fn node_count(&self) -> usize {
-        1 + self.joined.iter().map(|j| j.node.node_count()).sum::<usize>()
-    }
 }
 
 /// Builds plans; numbers nodes, aliases and columns.

@@ -5,6 +5,7 @@
 //! aliases `t1..tN`.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::Untyped;
@@ -314,12 +315,13 @@ impl<DB, Id> Query for Identified<'_, DB, Id> {
 
 impl<DB, Id, Conn> RunQueryDsl<Conn> for Identified<'_, DB, Id> {}
 
-/// `table.column IN (?, ?, ...)` over a list of keys, as bound parameters.
+/// `table.column IN (?, ?, ...)` over a list of keys, as bound parameters (shared with the
+/// statement log's renderer).
 #[derive(Clone)]
 pub(crate) struct KeyIn<K> {
     pub(crate) table: &'static str,
     pub(crate) column: &'static str,
-    pub(crate) keys: Vec<K>,
+    pub(crate) keys: Arc<[K]>,
 }
 
 impl<DB: OrmBackend, K: KeyValue> QueryFragment<DB> for KeyIn<K> {

@@ -56,7 +56,7 @@ impl<K: KeyValue> RowLink for LinkKey<K> {
 pub(crate) struct Decoder<M: Model, L> {
     plan: Arc<PlanNode>,
     pub(crate) identity: IdentityMap,
-    /// Joined collections being gathered, by plan node id.
+    /// Joined collections being gathered, by plan node id (grown on the first one).
     pending: Vec<Option<Box<dyn PendingFill>>>,
     pub(crate) roots: Vec<(L, Arc<M>)>,
     /// Roots already returned, when joins can repeat them.
@@ -84,11 +84,11 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         query_root: bool,
     ) -> Self {
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
-        let pending = (0..plan.node_count()).map(|_| None).collect();
+
         Decoder {
             plan,
             identity,
-            pending,
+            pending: Vec::new(),
             roots: Vec::new(),
             seen,
             error: None,
@@ -164,7 +164,7 @@ impl<DB: OrmBackend, M: Model, L: RowLink> QueryableByName<DB> for RowSink<M, L>
 struct State<'s> {
     identity: &'s mut IdentityMap,
     revisited: &'s mut bool,
-    pending: &'s mut [Option<Box<dyn PendingFill>>],
+    pending: &'s mut Vec<Option<Box<dyn PendingFill>>>,
     error: &'s mut Option<Error>,
     origin: Origin,
     query_root: bool,
@@ -229,7 +229,11 @@ impl<'a, P: Model, DB: OrmBackend, R: Row<'a, DB>> RelationVisitor<P>
             return Ok(());
         }
         if <Rl::Shape as Shape>::COLLECTION {
-            let pending = self.state.pending[self.node.id]
+            let pending = &mut self.state.pending;
+            if pending.len() <= self.node.id {
+                pending.resize_with(self.node.id + 1, || None);
+            }
+            let pending = pending[self.node.id]
                 .get_or_insert_with(|| Box::new(Collect::<Rl>(FxHashMap::default())));
             let collect = pending
                 .as_any_mut()

@@ -81,11 +81,11 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
             let Some(key) = R::parent_key(parent) else { return true };
             let target = held.entry(key).or_insert_with(|| held_target::<R>(key, identity));
             let Some(target) = target.clone() else { return true };
-            if let Some(value) = <R::Shape as Shape>::from_row(Some(Arc::clone(&target))) {
-                R::slot(parent).fill(value);
-            }
             if nested && seen.insert(Arc::as_ptr(&target) as usize) {
-                existing.push(target);
+                existing.push(Arc::clone(&target));
+            }
+            if let Some(value) = <R::Shape as Shape>::from_row(Some(target)) {
+                R::slot(parent).fill(value);
             }
             false
         });
@@ -114,7 +114,15 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     for object in &existing {
         targets.add(object);
     }
-    if <R::Shape as Shape>::COLLECTION {
+    if let ([parent], true) = (pending.as_slice(), <R::Shape as Shape>::COLLECTION) {
+        // One parent (a lazy load): every row is its own, no grouping by key.
+        let mut rows = Vec::new();
+        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, lazy, |_, target| {
+            targets.add(&target);
+            rows.push(target);
+        })?;
+        fill_collection::<R>(parent, rows);
+    } else if <R::Shape as Shape>::COLLECTION {
         let mut found: FxHashMap<R::JoinKey, Vec<Arc<R::Target>>> = FxHashMap::default();
         fetch_targets::<R, C>(session, &plan, &keys, cause, origin, lazy, |key, target| {
             targets.add(&target);
@@ -189,8 +197,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
         match R::info().link {
             Link::Through { table, parent_column, target_column } => {
-                let filter =
-                    KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.to_vec() };
+                let filter = KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.into() };
                 let link = ThroughLink { table, parent_column, target_column };
                 let render = renderer::<Db<C>, _>(plan, Some(link), &filter);
                 let fetch = match lazy && chunk.len() == 1 {
@@ -215,7 +222,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     Link::TargetColumn(column) => column,
                     _ => target_key,
                 };
-                let filter = KeyIn { table: target_table, column, keys: chunk.to_vec() };
+                let filter = KeyIn { table: target_table, column, keys: chunk.into() };
                 let render = renderer::<Db<C>, _>(plan, None, &filter);
                 let fetch = match lazy && chunk.len() == 1 {
                     true => fetch::<R::Target, (), C, LazyLoad<R>>,
