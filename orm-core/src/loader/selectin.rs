@@ -1,9 +1,9 @@
 //! `selectin`: one `WHERE key IN (...)` statement per relation (per chunk of keys) for all the
 //! parents at once. Lazy loads use the same path with a single parent.
 
-use std::sync::Arc;
-
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -61,13 +61,17 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     origin: Origin,
     lazy: bool,
 ) -> Result<()> {
-    let (mut pending, loaded): (Vec<&R::Parent>, Vec<&R::Parent>) =
-        parents.iter().copied().partition(|p| !R::slot(p).is_loaded());
+    let loaded = |p: &&R::Parent| R::slot(p).is_loaded();
+    // Borrowed when none is loaded yet (always, for a lazy load): no copy per statement.
+    let mut pending: Cow<'_, [&R::Parent]> = match parents.iter().any(loaded) {
+        true => parents.iter().copied().filter(|p| !loaded(p)).collect(),
+        false => Cow::Borrowed(parents),
+    };
     // Loaded before (by an earlier load, or another path of this one: a self-managed person is
     // their own report): their related objects still get what the plan loads below them.
     let nested = plan.has_deferred() || !plan.joined.is_empty();
-    let mut existing = match nested && !loaded.is_empty() {
-        true => super::related_of::<R>(loaded.into_iter()),
+    let mut existing = match nested {
+        true => super::related_of::<R>(parents.iter().copied().filter(loaded)),
         false => Vec::new(),
     };
     // A many-to-one whose target the session holds is filled from the identity map, as
@@ -77,7 +81,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         // Many parents share a target: one identity-map probe per distinct key.
         let mut held: FxHashMap<&R::JoinKey, Option<Arc<R::Target>>> = FxHashMap::default();
         let identity = &mut session.identity;
-        pending.retain(|parent| {
+        pending.to_mut().retain(|parent| {
             let Some(key) = R::parent_key(parent) else { return true };
             let target = held.entry(key).or_insert_with(|| held_target::<R>(key, identity));
             let Some(target) = target.clone() else { return true };
@@ -95,9 +99,12 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         super::load_deferred::<R::Target, C>(session, &plan, &existing, origin)?;
         return Ok(());
     }
-    let keys: Vec<R::JoinKey> = match pending.as_slice() {
-        // A lazy load: one parent, nothing to deduplicate.
-        [parent] => R::parent_key(parent).cloned().into_iter().collect(),
+    let keys: Cow<'_, [R::JoinKey]> = match &*pending {
+        // A lazy load: one parent, nothing to deduplicate or copy.
+        [parent] => match R::parent_key(parent) {
+            Some(key) => Cow::Borrowed(std::slice::from_ref(key)),
+            None => Cow::Borrowed(&[]),
+        },
         // Sorted: the database builds an index over the `IN` list, and inserting the keys in
         // order costs SQLite a third of inserting them in the parents' order.
         _ => {
@@ -105,7 +112,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
                 pending.iter().filter_map(|p| R::parent_key(p)).collect();
             keys.sort_unstable();
             keys.dedup();
-            keys.into_iter().cloned().collect()
+            keys.into_iter().cloned().collect::<Vec<_>>().into()
         }
     };
 
@@ -114,7 +121,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     for object in &existing {
         targets.add(object);
     }
-    if let ([parent], true) = (pending.as_slice(), <R::Shape as Shape>::COLLECTION) {
+    if let ([parent], true) = (&*pending, <R::Shape as Shape>::COLLECTION) {
         // One parent (a lazy load): every row is its own, no grouping by key.
         let mut rows = Vec::new();
         fetch_targets::<R, C>(session, &plan, &keys, cause, origin, lazy, |_, target| {
@@ -129,7 +136,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
             found.entry(key).or_default().push(target);
         })?;
         // A collection's join key is its parent's own key: each list has one owner, moved in.
-        for parent in pending {
+        for &parent in pending.iter() {
             let rows = R::parent_key(parent).and_then(|k| found.remove(k));
             fill_collection::<R>(parent, rows.unwrap_or_default());
         }
@@ -149,7 +156,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
                 }
             }
         })?;
-        for parent in pending {
+        for &parent in pending.iter() {
             let row = R::parent_key(parent).and_then(|k| found.get(k)).cloned();
             match <R::Shape as Shape>::from_row(row) {
                 Some(value) => R::slot(parent).fill(value),
