@@ -223,6 +223,20 @@ fn orm_people_echo(
     (orm_people_sum(&people), session.statements())
 }
 
+/// [`orm_people`] with the session scoped to the load: it ends before the graph, so each object
+/// is freed once, with its fields (the default order frees the fields with the graph and the
+/// object's block with the session's weak entry).
+fn orm_people_scoped(conn: &mut Conn, options: impl QueryOptions<Person>) -> (u64, usize) {
+    let (people, statements) = {
+        let mut session = Session::new(conn);
+        session.detect_n_plus_one(false);
+        let people =
+            Person::query().order_by(person::id).options(options).load(&mut session).unwrap();
+        (people, session.statements())
+    };
+    (orm_people_sum(&people), statements)
+}
+
 /// The N+1 loop with an identity map of its own: people by id, addresses cached once read.
 fn hand_lazy_people(conn: &mut Conn) -> (u64, usize) {
     let statements = counted(conn);
@@ -740,6 +754,26 @@ fn graphs(c: &mut Criterion) {
             ],
         );
         let selectin_both = || (selectin(Person::address), selectin(Person::manager));
+        workload(
+            c,
+            &mut conn,
+            n,
+            "session-scope",
+            vec![
+                (
+                    "joined",
+                    Box::new(move |c: &mut Conn| orm_people_scoped(c, both())),
+                    1,
+                    Box::new(move |c: &mut Conn| orm_people(c, both(), false, false)),
+                ),
+                (
+                    "selectin",
+                    Box::new(move |c: &mut Conn| orm_people_scoped(c, selectin_both())),
+                    1 + chunks(addresses), // every manager is a root: the identity map answers
+                    Box::new(move |c: &mut Conn| orm_people(c, selectin_both(), false, false)),
+                ),
+            ],
+        );
         workload(
             c,
             &mut conn,
