@@ -457,6 +457,13 @@ orm_tests::backend_tests! {
         // The bound keys (`[11, 12, ..]` on SQLite, one array `[[11, 12, ..]]` on PostgreSQL).
         let binds = selectin[0].sql.split(" -- binds: ").nth(1).unwrap();
         assert_eq!(binds.split(',').count(), missing, "only the keys the session lacks: {binds}");
+        // Ascending, each once: the database indexes the `IN` list, in order at the least cost.
+        let keys: Vec<i32> = binds
+            .split(',')
+            .map(|k| k.trim_matches(|c: char| c == '[' || c == ']' || c.is_whitespace()))
+            .map(|k| k.parse().unwrap())
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys sorted and distinct: {binds}");
         for p in &people {
             let address = p.address.get().expect("loaded");
             assert_eq!(address.map(|a| a.id), p.address_id);
