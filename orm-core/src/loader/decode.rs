@@ -84,7 +84,6 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         query_root: bool,
     ) -> Self {
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
-
         Decoder {
             plan,
             identity,
