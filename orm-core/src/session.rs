@@ -109,15 +109,24 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         self.recorder.lock().queries
     }
 
-    /// Every statement run so far, in order, transaction control included.
+    /// The statements run so far, in order, transaction control included: the last 10,000
+    /// unless [`Session::statement_log_limit`] says otherwise.
     pub fn statement_log(&self) -> Vec<Statement> {
-        self.recorder.lock().statements().to_vec()
+        self.recorder.lock().statements().cloned().collect()
     }
 
-    /// The SQL of the queries run so far (transaction control excluded).
+    /// The SQL of the queries in the statement log (transaction control excluded).
     pub fn queries(&self) -> Vec<String> {
         let mut log = self.recorder.lock();
-        log.statements().iter().filter(|s| !s.transaction_control).map(|s| s.sql.clone()).collect()
+        log.statements().filter(|s| !s.transaction_control).map(|s| s.sql.clone()).collect()
+    }
+
+    /// Keeps the last `limit` statements in the statement log (10,000 unless set; at least the
+    /// latest one), so that a long session does not keep every statement it ever ran.
+    /// [`Session::statements`] and the assertions count every statement whatever the limit.
+    pub fn statement_log_limit(&mut self, limit: usize) -> &mut Self {
+        self.recorder.lock().set_limit(limit);
+        self
     }
 
     /// Forgets the statements run so far; the counter starts again at zero.
@@ -149,22 +158,28 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         ok: impl Fn(usize) -> bool,
         expected: &str,
     ) -> T {
-        let (start, queries) = {
-            let mut log = self.recorder.lock();
-            (log.statements().len(), log.queries)
+        let (mark, queries) = {
+            let log = self.recorder.lock();
+            (log.mark(), log.queries)
         };
         let value = f(self);
         let mut log = self.recorder.lock();
         let ran = log.queries - queries;
         if !ok(ran) {
-            let list: String = log.statements()[start..]
-                .iter()
+            let (dropped, kept) = log.since(mark);
+            let list: String = kept
                 .filter(|s| !s.transaction_control)
                 .enumerate()
                 .map(|(i, s)| format!("\n  {}. {s}", i + 1))
                 .collect();
+            let note = match dropped {
+                0 => String::new(),
+                n => format!(
+                    " (the first {n} of them no longer in the log: see `Session::statement_log_limit`)"
+                ),
+            };
             drop(log);
-            panic!("expected {expected} statements, {ran} ran:{list}");
+            panic!("expected {expected} statements, {ran} ran{note}:{list}");
         }
         value
     }
@@ -233,7 +248,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
 
     pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
         Error::from_diesel(source, || {
-            self.recorder.lock().statements().last().map(|s| s.sql.clone()).unwrap_or_default()
+            self.recorder.lock().last().map(|s| s.sql.clone()).unwrap_or_default()
         })
     }
 }

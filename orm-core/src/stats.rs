@@ -2,6 +2,7 @@
 //! every statement; each one is also a `tracing` event (target `orm_core::sql`, level `DEBUG`),
 //! silent unless a subscriber listens.
 
+use std::collections::VecDeque;
 use std::fmt::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -79,20 +80,39 @@ impl fmt::Display for Cause {
 /// Renders the SQL of a statement the loader ran, when the log is first read.
 pub(crate) type Render = Box<dyn Fn() -> String + Send>;
 
-/// A loader's statement whose text is rendered when the log is read.
-struct Deferred {
-    /// Its place in the log.
-    index: usize,
-    cause: Cause,
-    render: Render,
+/// How many statements a session's log keeps unless told otherwise (Django keeps 9,000).
+pub(crate) const DEFAULT_LOG_LIMIT: usize = 10_000;
+
+/// One statement in the log.
+struct Entry {
+    statement: Statement,
+    /// A loader's statement whose SQL and cause are rendered when the log is read: rendering
+    /// it as it runs cost more than a lazy load's own statement building.
+    deferred: Option<(Cause, Render)>,
 }
 
-#[derive(Default)]
+impl Entry {
+    /// The statement, rendered if it was deferred.
+    fn rendered(&mut self) -> &Statement {
+        if let Some((cause, render)) = self.deferred.take() {
+            let sql = logged_sql(render());
+            self.statement.binds = binds_in(&sql);
+            self.statement.sql = sql;
+            self.statement.cause = cause.to_string();
+        }
+        &self.statement
+    }
+}
+
+/// The statements a session ran: the last [`Log::limit`] of them, and exact counts of all.
 pub(crate) struct Log {
-    statements: Vec<Statement>,
-    /// Statements whose SQL is rendered when first read (index in `statements`): rendering it
-    /// per statement cost more than a lazy load's own statement building.
-    deferred: Vec<Deferred>,
+    entries: VecDeque<Entry>,
+    /// Statements recorded since the last [`Log::clear`], the ones no longer kept included: the
+    /// sequence number of the next one.
+    recorded: usize,
+    /// How many statements are kept (at least the latest one): a session that runs an N+1 loop
+    /// over 100,000 rows must not keep 100,000 entries.
+    limit: usize,
     pub(crate) queries: usize,
     started: Option<Instant>,
     /// Set while the loader runs a statement: it echoes the statement itself, with its rows.
@@ -103,33 +123,78 @@ pub(crate) struct Log {
     pub(crate) quiet: bool,
 }
 
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            entries: VecDeque::new(),
+            recorded: 0,
+            limit: DEFAULT_LOG_LIMIT,
+            queries: 0,
+            started: None,
+            loader: None,
+            next_render: None,
+            quiet: false,
+        }
+    }
+}
+
 impl fmt::Debug for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Log")
-            .field("statements", &self.statements.len())
+            .field("kept", &self.entries.len())
+            .field("recorded", &self.recorded)
             .field("queries", &self.queries)
             .finish_non_exhaustive()
     }
 }
 
 impl Log {
-    /// Every statement so far, with the deferred ones rendered.
-    pub(crate) fn statements(&mut self) -> &[Statement] {
-        for Deferred { index, cause, render } in self.deferred.drain(..) {
-            let sql = logged_sql(render());
-            let statement = &mut self.statements[index];
-            statement.binds = binds_in(&sql);
-            statement.sql = sql;
-            statement.cause = cause.to_string();
-        }
-        &self.statements
+    /// The statements kept, rendered.
+    pub(crate) fn statements(&mut self) -> impl Iterator<Item = &Statement> {
+        self.entries.iter_mut().map(Entry::rendered)
+    }
+
+    /// The sequence number the next statement gets (see [`Log::since`]).
+    pub(crate) fn mark(&self) -> usize {
+        self.recorded
+    }
+
+    /// The statements from sequence number `mark` on that are still kept, rendered, and how
+    /// many of them are no longer kept.
+    pub(crate) fn since(&mut self, mark: usize) -> (usize, impl Iterator<Item = &Statement>) {
+        let first_kept = self.recorded - self.entries.len();
+        let skip = mark.saturating_sub(first_kept).min(self.entries.len());
+        let dropped = first_kept.saturating_sub(mark);
+        (dropped, self.entries.iter_mut().skip(skip).map(Entry::rendered))
+    }
+
+    /// The latest statement, rendered.
+    pub(crate) fn last(&mut self) -> Option<&Statement> {
+        self.entries.back_mut().map(Entry::rendered)
+    }
+
+    /// Keeps the last `limit` statements from now on (at least one).
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
+        let excess = self.entries.len().saturating_sub(self.limit);
+        self.entries.drain(..excess);
     }
 
     /// Forgets every statement.
     pub(crate) fn clear(&mut self) {
-        self.statements.clear();
-        self.deferred.clear();
+        self.entries.clear();
+        self.recorded = 0;
         self.queries = 0;
+    }
+
+    fn push(&mut self, statement: Statement, deferred: Option<(Cause, Render)>) {
+        if self.entries.len() >= self.limit {
+            self.entries.pop_front();
+        }
+        self.queries += usize::from(!statement.transaction_control);
+        self.recorded += 1;
+        self.entries.push_back(Entry { statement, deferred });
+        self.started = Some(Instant::now());
     }
 }
 
@@ -159,36 +224,30 @@ impl Recorder {
     fn start(&self, query: &dyn fmt::Display) {
         let mut log = self.lock();
         if let (Some(render), Some(cause)) = (log.next_render.take(), log.loader) {
-            let index = log.statements.len();
-            log.deferred.push(Deferred { index, cause, render });
-            log.queries += 1;
-            log.statements.push(Statement::new(String::new(), false, String::new()));
-            log.started = Some(Instant::now());
+            log.push(Statement::new(String::new(), false, String::new()), Some((cause, render)));
             return;
         }
         drop(log);
         let sql = logged_sql(query);
         let transaction_control = is_transaction_control(&sql);
         let mut log = self.lock();
-        log.queries += usize::from(!transaction_control);
         let cause = match log.loader {
             Some(cause) => cause.to_string(),
             None if transaction_control => "transaction".to_owned(),
             None => "connection".to_owned(),
         };
-        log.statements.push(Statement::new(sql, transaction_control, cause));
-        log.started = Some(Instant::now());
+        log.push(Statement::new(sql, transaction_control, cause), None);
     }
 
     fn finish(&self, error: Option<String>) {
         let mut log = self.lock();
         let elapsed = log.started.take().map(|t| t.elapsed());
         let echoes = log.loader.is_none() && !log.quiet;
-        if let Some(last) = log.statements.last_mut() {
-            last.duration = elapsed;
-            last.error = error;
+        if let Some(last) = log.entries.back_mut() {
+            last.statement.duration = elapsed;
+            last.statement.error = error;
             if echoes {
-                echo(last);
+                echo(last.rendered());
             }
         }
     }
@@ -206,11 +265,11 @@ impl Recorder {
         let mut log = self.lock();
         log.loader = None;
         log.next_render = None;
-        if let Some(last) = log.statements.last_mut() {
-            last.rows = rows;
+        if let Some(last) = log.entries.back_mut() {
+            last.statement.rows = rows;
         }
         if !log.quiet && tracing::enabled!(target: "orm_core::sql", tracing::Level::DEBUG) {
-            if let Some(last) = log.statements().last() {
+            if let Some(last) = log.last() {
                 echo(last);
             }
         }

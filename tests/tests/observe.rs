@@ -3,6 +3,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use orm_core::prelude::*;
 use orm_core::Report;
@@ -125,6 +126,59 @@ orm_tests::backend_tests! {
         assert!(message.starts_with("expected exactly 1 statements, 2 ran:"), "{message}");
         assert!(message.contains(&q("1. SELECT `address`.`id`")), "{message}");
         assert!(message.contains("Person.address lazy load"), "{message}");
+    }
+
+    #[test]
+    fn the_statement_log_keeps_the_latest_statements_and_counts_every_one() {
+        let (mut conn, _) = seeded(50);
+        let mut session = Session::new(&mut conn);
+        let people = Person::query().filter(person::id.le(10)).order_by(person::id).load(&mut session).unwrap();
+        session.statement_log_limit(3);
+        for p in &people[..6] {
+            p.load(Person::reports, &mut session).unwrap();
+        }
+        assert_eq!(session.statements(), 7, "counted whatever the log keeps");
+        let kept: Vec<(String, &str)> = session
+            .statement_log()
+            .iter()
+            .map(|s| (s.cause.clone(), s.sql.rsplit(" -- binds: ").next().unwrap()))
+            .map(|(cause, binds)| (cause, match binds { "[4]" => "4", "[5]" => "5", "[6]" => "6", _ => "?" }))
+            .collect();
+        let lazy = "Person.reports lazy load".to_owned();
+        assert_eq!(kept, [(lazy.clone(), "4"), (lazy.clone(), "5"), (lazy, "6")]);
+
+        // An assertion that fails after more statements than the log keeps says so.
+        let failure = catch_unwind(AssertUnwindSafe(|| {
+            session.assert_statements(0, |s| {
+                for p in &people[6..] {
+                    p.load(Person::reports, s).unwrap();
+                }
+            })
+        }))
+        .unwrap_err();
+        let message = failure.downcast_ref::<String>().unwrap();
+        assert!(
+            message.starts_with("expected exactly 0 statements, 4 ran (the first 1 of them no longer in the log: see"),
+            "{message}"
+        );
+        assert!(message.contains("1. SELECT") && message.contains("-- binds: [8]"), "{message}");
+        assert!(message.contains("3. SELECT") && message.contains("-- binds: [10]"), "{message}");
+        assert!(!message.contains("-- binds: [7]"), "{message}");
+        assert_eq!(session.statements(), 11);
+
+        session.reset_statements();
+        assert_eq!((session.statements(), session.statement_log().len()), (0, 0));
+    }
+
+    #[test]
+    fn the_statement_log_keeps_ten_thousand_statements_by_default() {
+        let (mut conn, _) = seeded(1);
+        let mut session = Session::new(&mut conn);
+        for _ in 0..10_001 {
+            session.connection().batch_execute("SELECT 1").unwrap();
+        }
+        assert_eq!(session.statements(), 10_001);
+        assert_eq!(session.statement_log().len(), 10_000);
     }
 
     #[test]
