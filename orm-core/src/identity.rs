@@ -35,6 +35,7 @@ pub(crate) struct IdentityMap {
 trait AnyMap: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn prune(&mut self);
+    fn is_empty(&self) -> bool;
 }
 
 impl<M: Model> AnyMap for ModelMap<M> {
@@ -44,6 +45,10 @@ impl<M: Model> AnyMap for ModelMap<M> {
 
     fn prune(&mut self) {
         ModelMap::prune(self);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -146,6 +151,12 @@ impl IdentityMap {
         for (_, map) in &mut self.maps {
             map.prune();
         }
+    }
+
+    /// Whether the map has any entry of model `M` (possibly of objects since dropped).
+    pub(crate) fn holds<M: Model>(&self) -> bool {
+        let id = TypeId::of::<M>();
+        self.maps.iter().any(|(model, map)| *model == id && !map.is_empty())
     }
 
     pub(crate) fn get<M: Model>(&mut self, key: &M::Key) -> Option<Arc<M>> {
