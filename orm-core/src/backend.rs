@@ -22,16 +22,34 @@ use crate::model::{Decode, Model};
 pub trait SqlKey {
     /// The diesel SQL type of the key column.
     type SqlType: SqlType + SingleValue;
+
+    /// The key as an array index, for keys that are small non-negative integers (ids from a
+    /// sequence): the identity map keeps those in key order without hashing. `None` by default.
+    fn as_index(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl SqlKey for i16 {
     type SqlType = SmallInt;
+
+    fn as_index(&self) -> Option<usize> {
+        usize::try_from(*self).ok()
+    }
 }
 impl SqlKey for i32 {
     type SqlType = Integer;
+
+    fn as_index(&self) -> Option<usize> {
+        usize::try_from(*self).ok()
+    }
 }
 impl SqlKey for i64 {
     type SqlType = BigInt;
+
+    fn as_index(&self) -> Option<usize> {
+        usize::try_from(*self).ok()
+    }
 }
 impl SqlKey for String {
     type SqlType = Text;

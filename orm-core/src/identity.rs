@@ -7,6 +7,7 @@ use std::any::{Any, TypeId};
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Weak};
 
+use crate::backend::SqlKey;
 use crate::model::Model;
 
 /// A load's number, for the N+1 detector (32 bits keep an identity entry at 16 bytes for 32-bit
@@ -48,7 +49,7 @@ impl<M: Model> AnyMap for ModelMap<M> {
     }
 
     fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 }
 
@@ -58,18 +59,74 @@ struct Slot<M> {
 }
 
 /// The identity map of one model.
+///
+/// Keys that are small non-negative integers (ids from a sequence: see [`SqlKey::as_index`])
+/// are slots of a vector indexed by the key: no hashing, and a statement that reads rows in key
+/// order fills it front to back instead of touching a hash table at random (decoding 100,000
+/// people: a cache miss per row). It covers the keys below about twice the number of entries;
+/// every other key is hashed. A key is in one of the two, never both: when the vector grows,
+/// the hashed keys it now covers move into it.
 pub(crate) struct ModelMap<M: Model> {
-    entries: FxHashMap<M::Key, Slot<M>>,
+    dense: Vec<Option<Slot<M>>>,
+    sparse: FxHashMap<M::Key, Slot<M>>,
+    /// Entries in both.
+    len: usize,
     // Dead entries are pruned when the map reaches this size.
     prune_at: usize,
 }
 
+/// The vector of a [`ModelMap`] covers at least this many keys once it is used.
+const DENSE_MIN: usize = 1024;
+
 impl<M: Model> ModelMap<M> {
-    pub(crate) fn get(&self, key: &M::Key) -> Option<Arc<M>> {
-        self.entries.get(key).and_then(|e| e.object.upgrade())
+    fn new() -> Self {
+        ModelMap { dense: Vec::new(), sparse: FxHashMap::default(), len: 0, prune_at: 1024 }
     }
 
-    /// The held object with `key`, or the one `decode` makes, held from now on (one hash probe
+    /// The slot of `key`'s entry, if it is (or now belongs) in the vector.
+    fn dense_index(&mut self, key: &M::Key) -> Option<usize> {
+        let index = key.as_index()?;
+        if index < self.dense.len() {
+            return Some(index);
+        }
+        // Cover the key if the vector stays within about twice the entries (ids far beyond
+        // the rows held, such as generated 64-bit ids, are hashed).
+        let bound = 2 * self.len + DENSE_MIN;
+        if index >= bound {
+            return None;
+        }
+        let old = self.dense.len();
+        let new = (index + 1).max((2 * old).min(bound));
+        self.dense.resize_with(new, || None);
+        // Hashed keys the vector now covers move into it.
+        if !self.sparse.is_empty() {
+            let covered: Vec<M::Key> = self
+                .sparse
+                .keys()
+                .filter(|k| k.as_index().is_some_and(|i| (old..new).contains(&i)))
+                .cloned()
+                .collect();
+            for key in covered {
+                if let (Some(i), Some(slot)) = (key.as_index(), self.sparse.remove(&key)) {
+                    self.dense[i] = Some(slot);
+                }
+            }
+        }
+        Some(index)
+    }
+
+    fn slot(&self, key: &M::Key) -> Option<&Slot<M>> {
+        match key.as_index() {
+            Some(index) if index < self.dense.len() => self.dense[index].as_ref(),
+            _ => self.sparse.get(key),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &M::Key) -> Option<Arc<M>> {
+        self.slot(key).and_then(|e| e.object.upgrade())
+    }
+
+    /// The held object with `key`, or the one `decode` makes, held from now on (one probe
     /// either way), and whether it is new, held from an earlier load, or from this one.
     pub(crate) fn get_or_decode<E>(
         &mut self,
@@ -77,7 +134,22 @@ impl<M: Model> ModelMap<M> {
         origin: Origin,
         decode: impl FnOnce(M::Key) -> Result<M, E>,
     ) -> Result<(Arc<M>, Held), E> {
-        match self.entries.entry(key) {
+        if let Some(index) = self.dense_index(&key) {
+            let entry = &mut self.dense[index];
+            if let Some(held) = entry {
+                if let Some(object) = held.object.upgrade() {
+                    let from = if held.origin == origin { Held::ThisLoad } else { Held::Earlier };
+                    return Ok((object, from));
+                }
+            }
+            let object = Arc::new(decode(key)?);
+            if entry.is_none() {
+                self.len += 1;
+            }
+            *entry = Some(Slot { object: Arc::downgrade(&object), origin });
+            return Ok((object, Held::New));
+        }
+        match self.sparse.entry(key) {
             Entry::Occupied(mut held) => match held.get().object.upgrade() {
                 Some(object) if held.get().origin == origin => Ok((object, Held::ThisLoad)),
                 Some(object) => Ok((object, Held::Earlier)),
@@ -90,6 +162,7 @@ impl<M: Model> ModelMap<M> {
             Entry::Vacant(slot) => {
                 let object = Arc::new(decode(slot.key().clone())?);
                 slot.insert(Slot { object: Arc::downgrade(&object), origin });
+                self.len += 1;
                 Ok((object, Held::New))
             }
         }
@@ -99,15 +172,21 @@ impl<M: Model> ModelMap<M> {
     /// Run between statements, not per row: during a statement every object it reached is held,
     /// and checking them all (a cache miss each) would find nothing to drop.
     fn prune(&mut self) {
-        if self.entries.len() >= self.prune_at {
-            self.entries.retain(|_, e| e.object.strong_count() > 0);
-            self.prune_at = (self.entries.len() * 2).max(1024);
+        if self.len >= self.prune_at {
+            for entry in &mut self.dense {
+                if entry.as_ref().is_some_and(|e| e.object.strong_count() == 0) {
+                    *entry = None;
+                }
+            }
+            self.sparse.retain(|_, e| e.object.strong_count() > 0);
+            self.len = self.dense.iter().flatten().count() + self.sparse.len();
+            self.prune_at = (self.len * 2).max(1024);
         }
     }
 
     /// The load the object with `key` first came from.
     pub(crate) fn origin(&self, key: &M::Key) -> Option<Origin> {
-        self.entries.get(key).filter(|e| e.object.strong_count() > 0).map(|e| e.origin)
+        self.slot(key).filter(|e| e.object.strong_count() > 0).map(|e| e.origin)
     }
 }
 
@@ -116,9 +195,13 @@ impl<M: Model> Drop for ModelMap<M> {
     /// When they span more memory than a cache holds, in address order: freeing 100,000 blocks
     /// in hash order makes the allocator's coalescing miss the cache on every block (selectin
     /// people at 100k: 127 -> 120 ms), while below that the sort costs more than it saves (4 %
-    /// at 10k).
+    /// at 10k). (The vector's entries, in key order, are mostly in address order already.)
     fn drop(&mut self) {
-        let mut weak: Vec<Weak<M>> = self.entries.drain().map(|(_, slot)| slot.object).collect();
+        let dense = std::mem::take(&mut self.dense).into_iter().flatten();
+        let mut weak: Vec<Weak<M>> = dense
+            .chain(self.sparse.drain().map(|(_, slot)| slot))
+            .map(|slot| slot.object)
+            .collect();
         if weak.len() * std::mem::size_of::<M>() > SORTED_RELEASE_BYTES {
             weak.sort_unstable_by_key(|w| w.as_ptr() as usize);
         }
@@ -134,8 +217,7 @@ impl IdentityMap {
         let index = match self.maps.iter().position(|(model, _)| *model == id) {
             Some(index) => index,
             None => {
-                let map = ModelMap::<M> { entries: FxHashMap::default(), prune_at: 1024 };
-                self.maps.push((id, Box::new(map)));
+                self.maps.push((id, Box::new(ModelMap::<M>::new())));
                 self.maps.len() - 1
             }
         };

@@ -237,6 +237,27 @@ orm_tests::backend_tests! {
     }
 
     #[test]
+    fn the_identity_map_keeps_one_object_per_key_across_key_ranges() {
+        // An id far beyond what the session holds is hashed; ids below about twice the number of
+        // objects held are kept by index, and the hashed ones that range grows over move into
+        // it: the object held before must stay the one every later load returns.
+        let (mut conn, _) = seeded(3000);
+        let mut session = Session::new(&mut conn);
+        let early = session.get::<Person>(2500).unwrap().unwrap();
+        let everyone = Person::query().order_by(person::id).load(&mut session).unwrap();
+        assert_eq!(everyone.len(), 3000);
+        assert!(std::sync::Arc::ptr_eq(&early, everyone[2499].as_arc()));
+        let statements = session.statements();
+        let again = session.get::<Person>(2500).unwrap().unwrap();
+        assert!(std::sync::Arc::ptr_eq(&early, &again));
+        assert_eq!(session.statements(), statements, "answered from the identity map");
+        // Every object once: 3,000 distinct objects.
+        let distinct: std::collections::HashSet<*const Person> =
+            everyone.iter().map(|p| std::sync::Arc::as_ptr(p.as_arc())).collect();
+        assert_eq!(distinct.len(), 3000);
+    }
+
+    #[test]
     fn query_builder_filters_orders_limits_in_sql() {
         let (mut conn, _) = seeded(200);
         let expected: Vec<i32> = person::table
