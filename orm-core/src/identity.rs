@@ -69,18 +69,28 @@ struct Slot<M> {
 pub(crate) struct ModelMap<M: Model> {
     dense: Vec<Option<Slot<M>>>,
     sparse: FxHashMap<M::Key, Slot<M>>,
+    /// Hashed keys that have an index (beyond the vector when they came): the ones that may
+    /// move into it when it grows.
+    sparse_indexed: usize,
     /// Entries in both.
     len: usize,
     // Dead entries are pruned when the map reaches this size.
     prune_at: usize,
 }
 
-/// The vector of a [`ModelMap`] covers at least this many keys once it is used.
+/// The vector of a [`ModelMap`] covers at least this many keys once it is used, and keys
+/// below twice the entries plus this many.
 const DENSE_MIN: usize = 1024;
 
 impl<M: Model> ModelMap<M> {
     fn new() -> Self {
-        ModelMap { dense: Vec::new(), sparse: FxHashMap::default(), len: 0, prune_at: 1024 }
+        ModelMap {
+            dense: Vec::new(),
+            sparse: FxHashMap::default(),
+            sparse_indexed: 0,
+            len: 0,
+            prune_at: 1024,
+        }
     }
 
     /// The slot of `key`'s entry, if it is (or now belongs) in the vector.
@@ -89,17 +99,17 @@ impl<M: Model> ModelMap<M> {
         if index < self.dense.len() {
             return Some(index);
         }
-        // Cover the key if the vector stays within about twice the entries (ids far beyond
-        // the rows held, such as generated 64-bit ids, are hashed).
-        let bound = 2 * self.len + DENSE_MIN;
-        if index >= bound {
+        // Cover the key if it is below about twice the entries (ids far beyond the rows held,
+        // such as generated 64-bit ids, are hashed). Doubling: the vector grows a few times,
+        // to at most about four slots per entry.
+        if index >= 2 * self.len + DENSE_MIN {
             return None;
         }
         let old = self.dense.len();
-        let new = (index + 1).max((2 * old).min(bound));
+        let new = (index + 1).max(2 * old).max(DENSE_MIN);
         self.dense.resize_with(new, || None);
         // Hashed keys the vector now covers move into it.
-        if !self.sparse.is_empty() {
+        if self.sparse_indexed > 0 {
             let covered: Vec<M::Key> = self
                 .sparse
                 .keys()
@@ -109,6 +119,7 @@ impl<M: Model> ModelMap<M> {
             for key in covered {
                 if let (Some(i), Some(slot)) = (key.as_index(), self.sparse.remove(&key)) {
                     self.dense[i] = Some(slot);
+                    self.sparse_indexed -= 1;
                 }
             }
         }
@@ -161,6 +172,7 @@ impl<M: Model> ModelMap<M> {
             },
             Entry::Vacant(slot) => {
                 let object = Arc::new(decode(slot.key().clone())?);
+                self.sparse_indexed += usize::from(slot.key().as_index().is_some());
                 slot.insert(Slot { object: Arc::downgrade(&object), origin });
                 self.len += 1;
                 Ok((object, Held::New))
@@ -179,6 +191,7 @@ impl<M: Model> ModelMap<M> {
                 }
             }
             self.sparse.retain(|_, e| e.object.strong_count() > 0);
+            self.sparse_indexed = self.sparse.keys().filter(|k| k.as_index().is_some()).count();
             self.len = self.dense.iter().flatten().count() + self.sparse.len();
             self.prune_at = (self.len * 2).max(1024);
         }
