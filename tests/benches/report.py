@@ -4,8 +4,9 @@
     cargo bench -p orm-tests --bench graphs | tee /tmp/bench.log
     python3 tests/benches/report.py /tmp/bench.log > /tmp/tables.md
 
-Reads criterion's medians from target/criterion, the statement counts from the bench's
-`check ...` lines, and the peak heap lines from the log.
+Reads criterion's medians from target/criterion for the benchmarks the log shows ran (a
+benchmark missing from the log is `-`, not the median of an older run), the statement counts
+from the bench's `check ...` lines, and the peak heap lines from the log.
 """
 import json
 import pathlib
@@ -20,9 +21,13 @@ for m in re.finditer(r"^check (\S+)/(\S+)/(\d+): checksum \d+, (\d+) statements"
     statements[(m.group(1), m.group(2), int(m.group(3)))] = int(m.group(4))
 
 
+# The benchmarks this run timed: criterion prints `group/bench/n` above each `time:` line.
+ran = set(re.findall(r"^(\S+/\S+/\d+)\n\s+time:", log, re.M))
+
+
 def median(group, bench, n):
     path = root / group / bench / str(n) / "new" / "estimates.json"
-    if not path.exists():
+    if f"{group}/{bench}/{n}" not in ran or not path.exists():
         return None
     return json.loads(path.read_text())["median"]["point_estimate"]
 
