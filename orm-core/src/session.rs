@@ -164,7 +164,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         };
         let value = f(self);
         let mut log = self.recorder.lock();
-        let ran = log.queries - queries;
+        let ran = log.queries.saturating_sub(queries);
         if !ok(ran) {
             let (dropped, kept) = log.since(mark);
             let list: String = kept
