@@ -58,6 +58,14 @@ struct Slot<M> {
     origin: Origin,
 }
 
+impl<M> Slot<M> {
+    /// The object if it is still held, and whether it came from the load `origin` or before.
+    fn held(&self, origin: Origin) -> Option<(Arc<M>, Held)> {
+        let from = if self.origin == origin { Held::ThisLoad } else { Held::Earlier };
+        self.object.upgrade().map(|object| (object, from))
+    }
+}
+
 /// The identity map of one model.
 ///
 /// Keys that are small non-negative integers (ids from a sequence: see [`SqlKey::as_index`])
@@ -147,11 +155,8 @@ impl<M: Model> ModelMap<M> {
     ) -> Result<(Arc<M>, Held), E> {
         if let Some(index) = self.dense_index(&key) {
             let entry = &mut self.dense[index];
-            if let Some(held) = entry {
-                if let Some(object) = held.object.upgrade() {
-                    let from = if held.origin == origin { Held::ThisLoad } else { Held::Earlier };
-                    return Ok((object, from));
-                }
+            if let Some(held) = entry.as_ref().and_then(|slot| slot.held(origin)) {
+                return Ok(held);
             }
             let object = Arc::new(decode(key)?);
             if entry.is_none() {
@@ -161,9 +166,8 @@ impl<M: Model> ModelMap<M> {
             return Ok((object, Held::New));
         }
         match self.sparse.entry(key) {
-            Entry::Occupied(mut held) => match held.get().object.upgrade() {
-                Some(object) if held.get().origin == origin => Ok((object, Held::ThisLoad)),
-                Some(object) => Ok((object, Held::Earlier)),
+            Entry::Occupied(mut held) => match held.get().held(origin) {
+                Some(held) => Ok(held),
                 None => {
                     let object = Arc::new(decode(held.key().clone())?);
                     held.insert(Slot { object: Arc::downgrade(&object), origin });
@@ -185,14 +189,17 @@ impl<M: Model> ModelMap<M> {
     /// and checking them all (a cache miss each) would find nothing to drop.
     fn prune(&mut self) {
         if self.len >= self.prune_at {
+            let mut live = 0;
             for entry in &mut self.dense {
-                if entry.as_ref().is_some_and(|e| e.object.strong_count() == 0) {
-                    *entry = None;
+                match entry {
+                    Some(e) if e.object.strong_count() == 0 => *entry = None,
+                    Some(_) => live += 1,
+                    None => {}
                 }
             }
             self.sparse.retain(|_, e| e.object.strong_count() > 0);
             self.sparse_indexed = self.sparse.keys().filter(|k| k.as_index().is_some()).count();
-            self.len = self.dense.iter().flatten().count() + self.sparse.len();
+            self.len = live + self.sparse.len();
             self.prune_at = (self.len * 2).max(1024);
         }
     }
