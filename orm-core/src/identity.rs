@@ -36,6 +36,7 @@ pub(crate) struct IdentityMap {
 trait AnyMap: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn prune(&mut self);
+    fn prune_dead(&mut self);
     fn is_empty(&self) -> bool;
 }
 
@@ -46,6 +47,10 @@ impl<M: Model> AnyMap for ModelMap<M> {
 
     fn prune(&mut self) {
         ModelMap::prune(self);
+    }
+
+    fn prune_dead(&mut self) {
+        ModelMap::prune_dead(self);
     }
 
     fn is_empty(&self) -> bool {
@@ -189,19 +194,24 @@ impl<M: Model> ModelMap<M> {
     /// and checking them all (a cache miss each) would find nothing to drop.
     fn prune(&mut self) {
         if self.len >= self.prune_at {
-            let mut live = 0;
-            for entry in &mut self.dense {
-                match entry {
-                    Some(e) if e.object.strong_count() == 0 => *entry = None,
-                    Some(_) => live += 1,
-                    None => {}
-                }
-            }
-            self.sparse.retain(|_, e| e.object.strong_count() > 0);
-            self.sparse_indexed = self.sparse.keys().filter(|k| k.as_index().is_some()).count();
-            self.len = live + self.sparse.len();
-            self.prune_at = (self.len * 2).max(1024);
+            self.prune_dead();
         }
+    }
+
+    /// Drops the entries of objects nobody holds, now.
+    fn prune_dead(&mut self) {
+        let mut live = 0;
+        for entry in &mut self.dense {
+            match entry {
+                Some(e) if e.object.strong_count() == 0 => *entry = None,
+                Some(_) => live += 1,
+                None => {}
+            }
+        }
+        self.sparse.retain(|_, e| e.object.strong_count() > 0);
+        self.sparse_indexed = self.sparse.keys().filter(|k| k.as_index().is_some()).count();
+        self.len = live + self.sparse.len();
+        self.prune_at = (self.len * 2).max(1024);
     }
 
     /// The load the object with `key` first came from.
@@ -252,6 +262,14 @@ impl IdentityMap {
     pub(crate) fn prune(&mut self) {
         for (_, map) in &mut self.maps {
             map.prune();
+        }
+    }
+
+    /// Drops the entries of objects nobody holds, in every model's map: after a failed load,
+    /// whose partial graph is gone.
+    pub(crate) fn prune_dead(&mut self) {
+        for (_, map) in &mut self.maps {
+            map.prune_dead();
         }
     }
 

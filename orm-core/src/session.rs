@@ -2,6 +2,7 @@
 //! N+1 detector.
 
 use std::any::TypeId;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -206,34 +207,36 @@ impl<'c, C: SessionConnection> Session<'c, C> {
 
     /// Runs `f` inside a transaction (a savepoint if one is already open): committed if `f`
     /// returns `Ok`, rolled back otherwise. Loads inside it read one snapshot.
+    ///
+    /// If `f` panics, the transaction is rolled back before the panic goes on (with any
+    /// transaction `f` opened on [`Session::connection`] and left open), so a panic caught
+    /// higher up leaves the connection as it found it: the next transaction really commits.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let outermost = matches!(
-            C::TransactionManager::transaction_manager_status_mut(self.conn).transaction_depth(),
-            Ok(None)
-        );
+        let depth = self.transaction_depth().map_err(|e| self.db_error(e))?;
         C::TransactionManager::begin_transaction(self.conn).map_err(|e| self.db_error(e))?;
-        if let (true, Some(snapshot)) = (outermost, <Db<C> as OrmBackend>::SNAPSHOT) {
-            if let Err(error) = self.conn.batch_execute(snapshot) {
-                let _ = C::TransactionManager::rollback_transaction(self.conn);
-                return Err(self.db_error(error));
+        let mut open = OpenTransaction { session: self, depth, done: false };
+        if let (None, Some(snapshot)) = (depth, <Db<C> as OrmBackend>::SNAPSHOT) {
+            if let Err(error) = open.session.conn.batch_execute(snapshot) {
+                return Err(open.session.db_error(error));
             }
         }
-        match f(self) {
-            Ok(value) => {
-                C::TransactionManager::commit_transaction(self.conn)
-                    .map_err(|e| self.db_error(e))?;
-                Ok(value)
-            }
-            Err(error) => {
-                // The load already failed; a rollback error must not hide its cause.
-                let _ = C::TransactionManager::rollback_transaction(self.conn);
-                Err(error)
-            }
-        }
+        // On `Err` (and on unwind) dropping `open` rolls back.
+        let value = f(open.session)?;
+        open.done = true;
+        C::TransactionManager::commit_transaction(open.session.conn)
+            .map_err(|e| open.session.db_error(e))?;
+        Ok(value)
     }
 
-    pub(crate) fn conn(&mut self) -> &mut C {
-        self.conn
+    /// The number of transactions and savepoints open on the connection.
+    fn transaction_depth(&mut self) -> diesel::QueryResult<Option<NonZeroU32>> {
+        C::TransactionManager::transaction_manager_status_mut(self.conn).transaction_depth()
+    }
+
+    /// The connection and the identity map, borrowed together (the decoder holds the map while
+    /// the connection runs the statement).
+    pub(crate) fn conn_and_identity(&mut self) -> (&mut C, &mut IdentityMap) {
+        (self.conn, &mut self.identity)
     }
 
     pub(crate) fn recorder(&self) -> &Recorder {
@@ -250,6 +253,35 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         Error::from_diesel(source, || {
             self.recorder.lock().last().map(|s| s.sql.clone()).unwrap_or_default()
         })
+    }
+}
+
+/// A transaction [`Session::transaction`] opened: rolled back on drop unless it is done (committed
+/// or being committed), so neither an error nor a panic in its body leaves it open.
+struct OpenTransaction<'s, 'c, C: SessionConnection> {
+    session: &'s mut Session<'c, C>,
+    /// The depth before it was opened: rolling back returns to it.
+    depth: Option<NonZeroU32>,
+    done: bool,
+}
+
+impl<C: SessionConnection> Drop for OpenTransaction<'_, '_, C> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Also the levels the body opened on the connection and left open (a panic inside
+        // diesel's own `transaction` does not roll back). A failed rollback leaves diesel's
+        // transaction manager broken: later statements fail instead of running in a stale
+        // transaction. The load's error (or the panic) is what the caller sees, not this one.
+        while self.session.transaction_depth().is_ok_and(|open| open > self.depth) {
+            if C::TransactionManager::rollback_transaction(self.session.conn).is_err() {
+                break;
+            }
+        }
+        // The objects of the rolled-back work die with the unwinding frames: drop their
+        // identity entries now, not at the next load.
+        self.session.identity.prune_dead();
     }
 }
 

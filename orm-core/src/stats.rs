@@ -253,15 +253,18 @@ impl Recorder {
     }
 
     /// The loader runs the next statement for `cause`; `render` renders its SQL on demand
-    /// (otherwise it is rendered as it runs).
-    pub(crate) fn begin_fetch(&self, cause: Cause, render: Option<Render>) {
+    /// (otherwise it is rendered as it runs). The statement is the loader's until the returned
+    /// [`Fetching`] is finished or dropped (on unwind).
+    pub(crate) fn fetch(&self, cause: Cause, render: Option<Render>) -> Fetching {
         let mut log = self.lock();
         log.loader = Some(cause);
         log.next_render = render;
+        drop(log);
+        Fetching(Some(self.clone()))
     }
 
     /// The loader's statement read `rows` rows (`None` when it failed).
-    pub(crate) fn end_fetch(&self, rows: Option<usize>) {
+    fn end_fetch(&self, rows: Option<usize>) {
         let mut log = self.lock();
         log.loader = None;
         log.next_render = None;
@@ -272,6 +275,27 @@ impl Recorder {
             if let Some(last) = log.last() {
                 echo(last);
             }
+        }
+    }
+}
+
+/// A statement the loader is running (see [`Recorder::fetch`]): later statements are not the
+/// loader's once it is finished, or dropped by a panic mid-decode.
+pub(crate) struct Fetching(Option<Recorder>);
+
+impl Fetching {
+    /// The statement read `rows` rows (`None` when it failed).
+    pub(crate) fn finish(mut self, rows: Option<usize>) {
+        if let Some(recorder) = self.0.take() {
+            recorder.end_fetch(rows);
+        }
+    }
+}
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        if let Some(recorder) = self.0.take() {
+            recorder.end_fetch(None);
         }
     }
 }
@@ -360,8 +384,9 @@ fn count_placeholders(sql: &str) -> usize {
             '?' => question_marks += 1,
             '$' => {
                 let mut n = 0usize;
+                // Saturating: `$99999999999999999999` is text to count, not a number to trust.
                 while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                    n = n * 10 + d.to_digit(10).unwrap_or(0) as usize;
+                    n = n.saturating_mul(10).saturating_add(d.to_digit(10).unwrap_or(0) as usize);
                 }
                 highest = highest.max(n);
             }

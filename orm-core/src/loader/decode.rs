@@ -1,12 +1,14 @@
 //! Positional decoding of one statement's rows into the object graph.
 //!
 //! diesel's `QueryableByName::build` has no context argument, so the decoder of the running
-//! statement sits in a thread-local for the duration of `load` (see [`with_decoder`]). Each
+//! statement sits in a thread-local for the duration of `load` (see [`with_decoder`]). While a
+//! row is decoded the decoder is out of the thread-local, so user code that runs a load of its
+//! own then (a `FromSql`, a `Drop`) installs its decoder in an empty slot. Each
 //! row is read left to right along the plan: a node's key column first (`NULL` means no related
 //! row), then the identity map (a row already held is not decoded again), then the fields.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use crate::plan::PlanNode;
 use crate::rel::Shape;
 
 thread_local! {
-    static DECODER: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    static DECODER: Cell<Option<Box<dyn Any>>> = const { Cell::new(None) };
 }
 
 /// The first column of a linked (many-to-many selectin) row: the parent key it belongs to.
@@ -55,7 +57,8 @@ impl<K: KeyValue> RowLink for LinkKey<K> {
 /// The decoding state of one statement whose root model is `M`.
 pub(crate) struct Decoder<M: Model, L> {
     plan: Arc<PlanNode>,
-    pub(crate) identity: IdentityMap,
+    /// The session's, while installed (see [`with_decoder`]).
+    identity: IdentityMap,
     /// Joined collections being gathered, by plan node id (grown on the first one).
     pending: Vec<Option<Box<dyn PendingFill>>>,
     pub(crate) roots: Vec<(L, Arc<M>)>,
@@ -78,7 +81,6 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
     /// `repeats`: the query's own joins can repeat a root row.
     pub(crate) fn new(
         plan: Arc<PlanNode>,
-        identity: IdentityMap,
         repeats: bool,
         origin: Origin,
         query_root: bool,
@@ -86,7 +88,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
         Decoder {
             plan,
-            identity,
+            identity: IdentityMap::default(),
             pending: Vec::new(),
             roots: Vec::new(),
             seen,
@@ -129,18 +131,54 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
     }
 }
 
-/// Runs `load` with `decoder` installed for [`RowSink`], and gives the decoder back.
+/// Runs `load` with `decoder` installed for [`RowSink`], the session's identity map moved into
+/// it, and gives the decoder back with the identity map returned to `identity`.
+///
+/// On every exit, a panic in user code mid-decode included, the thread's previous decoder is put
+/// back and the identity map returned: the session keeps its objects, the partial graph is
+/// freed, and the next load on the thread works.
 pub(crate) fn with_decoder<M: Model, L: RowLink, T>(
-    decoder: Decoder<M, L>,
+    identity: &mut IdentityMap,
+    mut decoder: Decoder<M, L>,
     load: impl FnOnce() -> T,
 ) -> (Decoder<M, L>, T) {
-    let previous = DECODER.with(|cell| cell.borrow_mut().replace(Box::new(decoder)));
+    decoder.identity = std::mem::take(identity);
+    let previous = DECODER.replace(Some(Box::new(decoder)));
+    let mut installed =
+        Installed::<M, L> { identity, previous: Some(previous), _decoder: PhantomData };
     let result = load();
-    let decoder = DECODER.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), previous));
-    let decoder = decoder
-        .and_then(|d| d.downcast::<Decoder<M, L>>().ok())
-        .expect("the decoder installed by with_decoder is still in place");
-    (*decoder, result)
+    let decoder = installed.uninstall();
+    (decoder.expect("the decoder `with_decoder` installed is in place after the load"), result)
+}
+
+/// The decoder [`with_decoder`] installed, uninstalled on drop (on unwind) if not before.
+struct Installed<'i, M: Model, L: RowLink> {
+    identity: &'i mut IdentityMap,
+    /// The thread's decoder before (`None` once uninstalled).
+    previous: Option<Option<Box<dyn Any>>>,
+    _decoder: PhantomData<fn() -> (M, L)>,
+}
+
+impl<M: Model, L: RowLink> Installed<'_, M, L> {
+    /// Puts the previous decoder back, returns the identity map, and gives this one back.
+    fn uninstall(&mut self) -> Option<Decoder<M, L>> {
+        let previous = self.previous.take()?;
+        // `try_with`: never a panic, even while the thread's locals are being destroyed.
+        let current = DECODER.try_with(|cell| cell.replace(previous)).ok().flatten();
+        let mut decoder = current.and_then(|d| d.downcast::<Decoder<M, L>>().ok())?;
+        *self.identity = std::mem::take(&mut decoder.identity);
+        Some(*decoder)
+    }
+}
+
+impl<M: Model, L: RowLink> Drop for Installed<'_, M, L> {
+    fn drop(&mut self) {
+        if let Some(decoder) = self.uninstall() {
+            // Unwinding: the partial graph goes now, and the identity entries of its objects.
+            drop(decoder);
+            self.identity.prune_dead();
+        }
+    }
 }
 
 /// What the statement's rows are loaded as: nothing, the graph is built in the decoder.
@@ -148,15 +186,26 @@ pub(crate) struct RowSink<M, L>(PhantomData<fn() -> (M, L)>);
 
 impl<DB: OrmBackend, M: Model, L: RowLink> QueryableByName<DB> for RowSink<M, L> {
     fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
-        DECODER.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            let decoder = slot
-                .as_mut()
-                .and_then(|d| d.downcast_mut::<Decoder<M, L>>())
-                .ok_or("orm-core: a graph row was decoded outside of its load")?;
-            decoder.row::<DB, _>(row)?;
-            Ok(RowSink(PhantomData))
-        })
+        // Out of the thread-local while the row decodes (a load inside user code finds the slot
+        // empty), and back on every exit.
+        let mut current = Current(DECODER.take());
+        let decoder = current
+            .0
+            .as_mut()
+            .and_then(|d| d.downcast_mut::<Decoder<M, L>>())
+            .ok_or("orm-core: a graph row was decoded outside of its load")?;
+        decoder.row::<DB, _>(row)?;
+        Ok(RowSink(PhantomData))
+    }
+}
+
+/// The decoder [`RowSink::build`] took out of the thread-local, put back on drop.
+struct Current(Option<Box<dyn Any>>);
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        let decoder = self.0.take();
+        let _ = DECODER.try_with(|cell| cell.set(decoder));
     }
 }
 

@@ -98,26 +98,25 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     };
     let repeats =
         query.joins.iter().any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));
-    let mut identity = std::mem::take(&mut session.identity);
-    identity.prune();
+    session.identity.prune();
     let query_root = matches!(cause, Cause::Query(_));
-    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), identity, repeats, origin, query_root);
-    session.recorder().begin_fetch(cause, render);
-    let (mut decoder, result) = with_decoder(decoder, || {
-        Identified::<_, Id>::new(query).load::<RowSink<M, L>>(session.conn())
+    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), repeats, origin, query_root);
+    let recording = session.recorder().fetch(cause, render);
+    let (conn, identity) = session.conn_and_identity();
+    let (mut decoder, result) = with_decoder(identity, decoder, || {
+        Identified::<_, Id>::new(query).load::<RowSink<M, L>>(conn)
     });
-    session.recorder().end_fetch(result.is_ok().then_some(decoder.rows));
-    session.identity = std::mem::take(&mut decoder.identity);
-    if let Some(error) = decoder.error.take() {
+    recording.finish(result.is_ok().then_some(decoder.rows));
+    let failure = match (decoder.error.take(), result) {
+        (None, Ok(_)) => None,
+        (Some(error), _) => Some(error),
+        (None, Err(error)) => Some(statement_error(session, &query, error)),
+    };
+    if let Some(error) = failure {
+        // The partial graph goes with the decoder, and the identity entries of its objects.
+        drop(decoder);
+        session.identity.prune_dead();
         return Err(error);
-    }
-    if let Err(error) = result {
-        // A filter on a table the query does not join fails in the database with a message
-        // that does not say so; look for that cause before reporting the database's words.
-        if !query.filters.is_empty() || !query.order.is_empty() {
-            check_tables(&query)?;
-        }
-        return Err(session.db_error(error));
     }
     decoder.finish();
     let roots = std::mem::take(&mut decoder.roots);
@@ -129,6 +128,22 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         complete_joined::<M, C>(session, &plan, &objects, origin)?;
     }
     Ok(roots)
+}
+
+/// The error of a statement the database failed.
+fn statement_error<C: SessionConnection>(
+    session: &Session<'_, C>,
+    query: &SelectGraph<'_, Db<C>>,
+    error: diesel::result::Error,
+) -> crate::error::Error {
+    // A filter on a table the query does not join fails in the database with a message that
+    // does not say so; look for that cause before reporting the database's words.
+    if !query.filters.is_empty() || !query.order.is_empty() {
+        if let Err(missing) = check_tables(query) {
+            return missing;
+        }
+    }
+    session.db_error(error)
 }
 
 /// Finds a table the statement's filters name but never bring in: the likely cause of a failed
