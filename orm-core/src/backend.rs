@@ -124,6 +124,17 @@ pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static
     /// `BEGIN` (`None` where every transaction already is one, as on SQLite).
     const SNAPSHOT: Option<&'static str>;
 
+    /// Whether `error` is the database refusing a prepared statement that a schema change made
+    /// stale (PostgreSQL's `cached plan must not change result type`, after an `ALTER TABLE` on
+    /// another connection). diesel keeps such a statement cached: it fails on every execution
+    /// until the cache is reset.
+    fn is_stale_statement(_error: &diesel::result::Error) -> bool {
+        false
+    }
+
+    /// What frees the server's prepared statements once diesel's cache forgot them.
+    const DEALLOCATE_ALL: Option<&'static str> = None;
+
     /// The SQL text of `query`, with placeholders.
     fn render<Q: QueryFragment<Self>>(query: &Q) -> QueryResult<String> {
         let mut builder = Self::QueryBuilder::default();
@@ -287,6 +298,14 @@ pub(crate) mod pg {
         const SNAPSHOT: Option<&'static str> =
             Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
         const NO_LIMIT: &'static str = "";
+        const DEALLOCATE_ALL: Option<&'static str> = Some("DEALLOCATE ALL");
+
+        fn is_stale_statement(error: &diesel::result::Error) -> bool {
+            // diesel 2.3 exposes neither the SQLSTATE (0A000, shared by every "feature not
+            // supported") nor a way to evict one statement: the server's message it is.
+            matches!(error, diesel::result::Error::DatabaseError(_, info)
+                if info.message() == "cached plan must not change result type")
+        }
 
         fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
             diesel::debug_query::<Pg, _>(query).to_string()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use diesel::connection::{
-    get_default_instrumentation, Connection, LoadConnection, TransactionManager,
+    get_default_instrumentation, CacheSize, Connection, LoadConnection, TransactionManager,
 };
 
 use crate::backend::OrmBackend;
@@ -226,6 +226,42 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         C::TransactionManager::commit_transaction(open.session.conn)
             .map_err(|e| open.session.db_error(e))?;
         Ok(value)
+    }
+
+    /// Runs a load of several statements in [`Session::transaction`]; if this opens the outermost
+    /// transaction and a statement failed as stale (a schema change since diesel prepared it:
+    /// see [`Session::forget_prepared_statements`]), once more.
+    pub(crate) fn load_transaction<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let outermost = matches!(self.transaction_depth(), Ok(None));
+        match self.transaction(&mut f) {
+            Err(Error::Database { source, .. })
+                if outermost && <Db<C> as OrmBackend>::is_stale_statement(&source) =>
+            {
+                self.transaction(f)
+            }
+            result => result,
+        }
+    }
+
+    /// Forgets every statement diesel prepared on the connection, after the database refused
+    /// one as stale; returns whether the failed statement can run again now (not in a
+    /// transaction, which the failure aborted: the caller rolls back and retries).
+    pub(crate) fn forget_prepared_statements(conn: &mut C) -> bool {
+        // diesel only rebuilds its cache when the size changes, and cannot evict one statement.
+        conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+        conn.set_prepared_statement_cache_size(CacheSize::Unbounded);
+        let outside = C::TransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth()
+            .is_ok_and(|depth| depth.is_none());
+        // diesel never deallocates what it forgets; in an aborted transaction this fails, and
+        // the old statements stay until the connection closes.
+        if let (true, Some(sql)) = (outside, <Db<C> as OrmBackend>::DEALLOCATE_ALL) {
+            let _ = conn.batch_execute(sql);
+        }
+        outside
     }
 
     /// The number of transactions and savepoints open on the connection.

@@ -407,3 +407,72 @@ orm_tests::backend_tests! {
         assert_eq!(log[0].binds, usize::MAX);
     }
 }
+
+/// PostgreSQL: a schema change on another connection makes the statements diesel prepared on
+/// this one stale (`cached plan must not change result type`, forever, since diesel keeps
+/// them); the session prepares them again.
+#[cfg(feature = "postgres")]
+mod stale_statements {
+    use super::*;
+    use orm_tests::pg::*;
+
+    /// Changes the type of a text column of `table` on `other`: every plan reading it is stale.
+    fn alter(other: &mut impl SimpleConnection, table: &str, column: &str, length: u32) {
+        other
+            .batch_execute(&format!(
+                "ALTER TABLE {table} ALTER COLUMN {column} TYPE varchar({length})"
+            ))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_statement_a_schema_change_made_stale_is_prepared_again_once() {
+        let (_, pool) = pool(60, 2);
+        let mut conn = pool.get().unwrap();
+        let mut other = pool.get().unwrap();
+        let mut session = Session::new(&mut conn);
+        let people = Person::query().order_by(person::id).load(&mut session).unwrap();
+        let with_address: Vec<_> = people.iter().filter(|p| p.address_id.is_some()).collect();
+        // Prepared once each: a lazy load (a statement with a static id), a root query, and a
+        // selectin load (cached by their SQL).
+        let first = with_address[0];
+        assert!(first.load(Person::address, &mut session).unwrap().is_some());
+        let selectin_load = |session: &mut Session<'_, _>| {
+            Person::query()
+                .options(selectin(Person::reports))
+                .load(session)
+                .map(|people| people.iter().map(|p| p.reports.get().unwrap().len()).sum::<usize>())
+        };
+        assert_eq!(selectin_load(&mut session).unwrap(), 59);
+
+        // A lazy load: the failed statement, `DEALLOCATE ALL`, and the statement again.
+        alter(&mut other, "address", "city", 200);
+        let next = with_address.iter().find(|p| p.address_id != first.address_id).unwrap();
+        session.reset_statements();
+        let address = next.load(Person::address, &mut session).unwrap().unwrap();
+        assert_eq!(Some(address.id), next.address_id);
+        let log = session.statement_log();
+        assert_eq!(log.len(), 3, "{log:#?}");
+        assert!(log[0].error.as_deref().unwrap().contains("cached plan"), "{log:#?}");
+        assert_eq!(log[1].sql, "DEALLOCATE ALL");
+        assert_eq!(log[2].error, None);
+        // Prepared anew, it stays good.
+        let third = with_address.iter().rev().find(|p| !p.address.is_loaded()).unwrap();
+        session.assert_statements(1, |s| third.load(Person::address, s).map(|_| ())).unwrap();
+
+        // A root query, outside a transaction.
+        alter(&mut other, "person", "firstname", 200);
+        assert_eq!(Person::query().order_by(person::id).load(&mut session).unwrap().len(), 60);
+
+        // A load of several statements in the transaction it opens: run again as a whole.
+        alter(&mut other, "person", "firstname", 300);
+        assert_eq!(selectin_load(&mut session).unwrap(), 59);
+
+        // In the caller's transaction the failure aborted it: the error reaches the caller, and
+        // the transaction run again succeeds.
+        alter(&mut other, "person", "firstname", 400);
+        let error = session.transaction(|s| selectin_load(s)).unwrap_err();
+        assert!(error.to_string().contains("cached plan"), "{error}");
+        assert_eq!(session.transaction(|s| selectin_load(s)).unwrap(), 59);
+    }
+}

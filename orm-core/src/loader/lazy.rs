@@ -57,8 +57,8 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
         let cause = Cause::Lazy(model, relation);
         let target_origin = session.next_origin();
         if plan.has_deferred() {
-            session.transaction(|s| {
-                load_relation::<R, C>(s, &[parent], plan, cause, target_origin, true)
+            session.load_transaction(|s| {
+                load_relation::<R, C>(s, &[parent], Arc::clone(&plan), cause, target_origin, true)
             })?;
         } else {
             load_relation::<R, C>(session, &[parent], plan, cause, target_origin, true)?;

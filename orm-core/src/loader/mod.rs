@@ -10,6 +10,7 @@ use rustc_hash::FxHashSet;
 
 use diesel::RunQueryDsl;
 
+use crate::backend::OrmBackend;
 use crate::error::Result;
 use crate::identity::Origin;
 use crate::join::UserJoin;
@@ -70,7 +71,7 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     };
     if plan.has_deferred() {
         // Several statements: read them in one transaction so the graph is one snapshot.
-        session.transaction(run)
+        session.load_transaction(run)
     } else {
         run(session)
     }
@@ -104,7 +105,17 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     let recording = session.recorder().fetch(cause, render);
     let (conn, identity) = session.conn_and_identity();
     let (mut decoder, result) = with_decoder(identity, decoder, || {
-        Identified::<_, Id>::new(query).load::<RowSink<M, L>>(conn)
+        let result = Identified::<_, Id>::new(query).load::<RowSink<M, L>>(&mut *conn);
+        match result {
+            // Refused before any row: run it again, prepared anew.
+            Err(error)
+                if <Db<C> as OrmBackend>::is_stale_statement(&error)
+                    && Session::forget_prepared_statements(conn) =>
+            {
+                Identified::<_, Id>::new(query).load::<RowSink<M, L>>(conn)
+            }
+            result => result,
+        }
     });
     recording.finish(result.is_ok().then_some(decoder.rows));
     let failure = match (decoder.error.take(), result) {
