@@ -13,7 +13,7 @@ use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::row::{Field, Row};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Integer, SingleValue, SmallInt, SqlType, Text};
-use diesel::sqlite::Sqlite;
+use diesel::sqlite::{Sqlite, SqliteType};
 use diesel::QueryResult;
 
 use crate::model::{Decode, Model};
@@ -164,11 +164,11 @@ pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static
         index: usize,
     ) -> deserialize::Result<Option<K>>;
 
-    /// Reads an integer for a field of `bits` bits as 64 bits and fails if it does not fit
-    /// (SQLite narrows silently). `Ok(None)` where the backend's typed values need no check
-    /// (PostgreSQL); `Ok(Some(None))` for `NULL`.
+    /// Reads an integer for a field of `bits` bits as 64 bits, and fails, quoting the value, if
+    /// it is not an integer or does not fit (SQLite converts silently). `Ok(None)` where the
+    /// backend's typed values need no check (PostgreSQL); `Ok(Some(None))` for `NULL`.
     #[allow(clippy::type_complexity)]
-    fn read_narrow_integer(
+    fn read_integer(
         value: Option<Self::RawValue<'_>>,
         bits: u32,
     ) -> Result<Option<Option<i64>>, Box<dyn std::error::Error + Send + Sync>>;
@@ -227,25 +227,40 @@ impl OrmBackend for Sqlite {
         index: usize,
     ) -> deserialize::Result<Option<K>> {
         let field = Row::get(row, index).ok_or("column index out of range")?;
-        if let Some(bits) = crate::model::narrow_integer_bits::<K>() {
+        if let Some(bits) = crate::model::integer_bits::<K>() {
             // Read once, as 64 bits, and refuse a key the field cannot hold.
-            let wide = Self::read_narrow_integer(field.value(), bits)?.flatten();
-            return Ok(wide.and_then(|w| crate::model::narrow_into::<K>(Some(w))));
+            let wide = Self::read_integer(field.value(), bits)?.flatten();
+            return Ok(wide.and_then(|w| crate::model::integer_into::<K>(Some(w))));
         }
         <K as KeyFor<Sqlite>>::decode(field.value())
     }
 
-    fn read_narrow_integer(
+    fn read_integer(
         value: Option<Self::RawValue<'_>>,
         bits: u32,
     ) -> Result<Option<Option<i64>>, Box<dyn std::error::Error + Send + Sync>> {
-        let Some(value) = value else { return Ok(Some(None)) };
-        let wide = <i64 as FromSql<BigInt, Sqlite>>::from_sql(value)?;
-        let limit = 1i64 << (bits - 1);
-        if (-limit..limit).contains(&wide) {
-            Ok(Some(Some(wide)))
-        } else {
-            Err(format!("value {wide} does not fit in a {bits}-bit integer field").into())
+        let Some(mut value) = value else { return Ok(Some(None)) };
+        let wide = match value.value_type() {
+            None => return Ok(Some(None)),
+            Some(SqliteType::Long) => value.read_long(),
+            Some(SqliteType::Double) => {
+                return Err(format!("REAL value {:?} is not an integer", value.read_double()).into())
+            }
+            Some(SqliteType::Binary) => {
+                let bytes = value.read_blob().len();
+                return Err(format!("BLOB value of {bytes} bytes is not an integer").into());
+            }
+            Some(_) => {
+                let text = quoted(value.read_text());
+                return Err(format!("TEXT value {text} is not an integer").into());
+            }
+        };
+        match bits {
+            64.. => Ok(Some(Some(wide))),
+            _ if (-(1i64 << (bits - 1))..1i64 << (bits - 1)).contains(&wide) => {
+                Ok(Some(Some(wide)))
+            }
+            _ => Err(format!("value {wide} does not fit in a {bits}-bit integer field").into()),
         }
     }
 
@@ -255,6 +270,14 @@ impl OrmBackend for Sqlite {
         key: M::Key,
     ) -> deserialize::Result<M> {
         <M as Decode<Sqlite>>::decode_at(row, offset, key)
+    }
+}
+
+/// `text` in quotes for an error message, cut after 64 characters.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((cut, _)) => format!("{:?}...", &text[..cut]),
+        None => format!("{text:?}"),
     }
 }
 
@@ -331,7 +354,7 @@ pub(crate) mod pg {
             Ok(())
         }
 
-        fn read_narrow_integer(
+        fn read_integer(
             _: Option<Self::RawValue<'_>>,
             _: u32,
         ) -> Result<Option<Option<i64>>, Box<dyn std::error::Error + Send + Sync>> {

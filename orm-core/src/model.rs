@@ -232,14 +232,15 @@ where
 {
     let field =
         Row::get(row, index).ok_or_else(|| failure(model, column, "missing column".into()))?;
-    // SQLite stores 64-bit integers in any integer column and diesel narrows them silently; a
-    // value the field cannot hold is an error, not a wrapped number. (Compiled away for other
-    // field types.)
-    if let Some(bits) = narrow_integer_bits::<T>() {
-        let checked = DB::read_narrow_integer(field.value(), bits)
+    // SQLite keeps any value in any column, and diesel converts what it reads to the field's
+    // type silently (TEXT 'abc' is 0, REAL 3.7 is 3, 5,000,000,000 wraps in an `i32`): an
+    // integer field reads integers it can hold, or fails quoting the value. (Compiled away for
+    // other field types.)
+    if let Some(bits) = integer_bits::<T>() {
+        let checked = DB::read_integer(field.value(), bits)
             .map_err(|source| failure(model, column, source))?;
         if let Some(wide) = checked {
-            return narrow_into::<T>(wide).ok_or_else(|| {
+            return integer_into::<T>(wide).ok_or_else(|| {
                 failure(model, column, "unexpected NULL in a non-null field".into())
             });
         }
@@ -247,15 +248,19 @@ where
     T::from_nullable_sql(field.value()).map_err(|source| failure(model, column, source))
 }
 
-/// A narrow integer field (`i16`, `i32`, or their `Option`s) from a value already checked to fit;
-/// `None` when the value is `NULL` and the field is not an `Option`.
-pub(crate) fn narrow_into<T: 'static>(wide: Option<i64>) -> Option<T> {
+/// An integer field (`i16`, `i32`, `i64`, or their `Option`s) from a value already checked to
+/// fit; `None` when the value is `NULL` and the field is not an `Option`.
+pub(crate) fn integer_into<T: 'static>(wide: Option<i64>) -> Option<T> {
     let mut out: Option<T> = None;
     let slot = &mut out as &mut dyn std::any::Any;
     if let Some(out) = slot.downcast_mut::<Option<i32>>() {
         *out = wide.map(|w| w as i32);
     } else if let Some(out) = slot.downcast_mut::<Option<Option<i32>>>() {
         *out = Some(wide.map(|w| w as i32));
+    } else if let Some(out) = slot.downcast_mut::<Option<i64>>() {
+        *out = wide;
+    } else if let Some(out) = slot.downcast_mut::<Option<Option<i64>>>() {
+        *out = Some(wide);
     } else if let Some(out) = slot.downcast_mut::<Option<i16>>() {
         *out = wide.map(|w| w as i16);
     } else if let Some(out) = slot.downcast_mut::<Option<Option<i16>>>() {
@@ -264,12 +269,14 @@ pub(crate) fn narrow_into<T: 'static>(wide: Option<i64>) -> Option<T> {
     out
 }
 
-/// The width of `T` if it is a narrow integer field (`i16`, `i32`, or their `Option`s).
-pub(crate) fn narrow_integer_bits<T: 'static>() -> Option<u32> {
+/// The width of `T` if it is an integer field (`i16`, `i32`, `i64`, or their `Option`s).
+pub(crate) fn integer_bits<T: 'static>() -> Option<u32> {
     use std::any::TypeId;
     let t = TypeId::of::<T>();
     if t == TypeId::of::<i32>() || t == TypeId::of::<Option<i32>>() {
         Some(32)
+    } else if t == TypeId::of::<i64>() || t == TypeId::of::<Option<i64>>() {
+        Some(64)
     } else if t == TypeId::of::<i16>() || t == TypeId::of::<Option<i16>>() {
         Some(16)
     } else {

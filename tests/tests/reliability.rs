@@ -24,6 +24,21 @@ pub struct Counter {
 }
 
 diesel::table! {
+    tally (id) {
+        id -> BigInt,
+        hits -> BigInt,
+    }
+}
+
+/// 64-bit integers: SQLite's REAL or TEXT in them is an error too.
+#[derive(Model, Debug)]
+#[orm(table = tally)]
+pub struct Tally {
+    pub id: i64,
+    pub hits: i64,
+}
+
+diesel::table! {
     ghost (id) {
         id -> Integer,
         person_id -> Integer,
@@ -78,6 +93,27 @@ orm_tests::backend_tests! {
         let mut session = Session::new(&mut conn);
         let error = Counter::query().load(&mut session).unwrap_err();
         assert!(matches!(error, Error::Decode { model: "Counter", column: "id", .. }), "{error:?}");
+    }
+
+    #[test]
+    fn a_null_primary_key_is_an_error_naming_model_and_column() {
+        let mut conn = empty();
+        conn.batch_execute(
+            "CREATE TABLE counter (id INTEGER, hits INTEGER NOT NULL); INSERT INTO counter VALUES (NULL, 1);",
+        )
+        .unwrap();
+        let mut session = Session::new(&mut conn);
+        let error = Counter::query().load(&mut session).unwrap_err();
+        match &error {
+            Error::Decode { model: "Counter", column: "id", source } => {
+                assert_eq!(source.to_string(), "NULL in the primary key")
+            }
+            other => panic!("expected a decode error of `Counter.id`, got {other:?}"),
+        }
+        assert_eq!(
+            error.to_string(),
+            "cannot decode column `id` of `Counter`: NULL in the primary key"
+        );
     }
 
     #[test]
@@ -154,6 +190,60 @@ mod links {
         assert_eq!(session.statements(), 1 + chunks);
     }
     }
+}
+
+/// SQLite only (PostgreSQL's columns hold their declared type): a value of another storage
+/// class in an integer column is an error quoting the value read, never a converted number.
+#[test]
+fn sqlite_values_an_integer_field_cannot_read_are_errors_quoting_the_value() {
+    let cases = [
+        ("counter", "1, 1e30", "Counter", "hits", "REAL value 1e30 is not an integer"),
+        ("counter", "1, 3.7", "Counter", "hits", "REAL value 3.7 is not an integer"),
+        ("counter", "1, 'abc'", "Counter", "hits", r#"TEXT value "abc" is not an integer"#),
+        ("counter", "1, '12abc'", "Counter", "hits", r#"TEXT value "12abc" is not an integer"#),
+        ("counter", "1, x'0102'", "Counter", "hits", "BLOB value of 2 bytes is not an integer"),
+        (
+            "counter",
+            "1, 5000000000",
+            "Counter",
+            "hits",
+            "value 5000000000 does not fit in a 32-bit integer field",
+        ),
+        ("counter", "'abc', 1", "Counter", "id", r#"TEXT value "abc" is not an integer"#),
+        ("tally", "1, 1e30", "Tally", "hits", "REAL value 1e30 is not an integer"),
+        ("tally", "1.5, 1", "Tally", "id", "REAL value 1.5 is not an integer"),
+    ];
+    for (table, values, model, column, message) in cases {
+        let mut conn = orm_tests::sqlite::empty();
+        conn.batch_execute(&format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY, hits INTEGER NOT NULL); INSERT INTO {table} VALUES ({values});"
+        ))
+        .unwrap();
+        let mut session = Session::new(&mut conn);
+        let error = match table {
+            "counter" => Counter::query().load(&mut session).map(|_| ()).unwrap_err(),
+            _ => Tally::query().load(&mut session).map(|_| ()).unwrap_err(),
+        };
+        match &error {
+            Error::Decode { model: m, column: c, source } => {
+                assert_eq!(
+                    (*m, *c, source.to_string().as_str()),
+                    (model, column, message),
+                    "{values}"
+                )
+            }
+            other => panic!("{values}: expected a decode error, got {other:?}"),
+        }
+    }
+    // What SQLite's integer affinity stored as an integer reads as one.
+    let mut conn = orm_tests::sqlite::empty();
+    conn.batch_execute(
+        "CREATE TABLE tally (id INT PRIMARY KEY, hits INTEGER NOT NULL); INSERT INTO tally VALUES ('7', 3.0);",
+    )
+    .unwrap();
+    let mut session = Session::new(&mut conn);
+    let tally = Tally::query().load(&mut session).unwrap();
+    assert_eq!((tally[0].id, tally[0].hits), (7, 3));
 }
 
 /// SQLite only: a database locked by another connection past the busy timeout fails the load

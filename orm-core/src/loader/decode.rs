@@ -112,7 +112,8 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             query_root: self.query_root,
         };
         let Some(object) = decode_node::<DB, R, M>(row, &self.plan, &mut state)? else {
-            return Err("the root row has a NULL primary key".into());
+            let column = M::COLUMNS[M::KEY_COLUMN];
+            return Err(crate::model::failure(M::NAME, column, "NULL in the primary key".into()));
         };
         if let Some(seen) = &mut self.seen {
             if !seen.insert((link.clone(), object.key().clone())) {
