@@ -303,15 +303,13 @@ impl Drop for Fetching {
 /// `statement` (diesel's SQL ` -- binds: [..]` form) as the log keeps it: cut after
 /// [`SQL_LOG_LIMIT`], formatting no further than that.
 fn logged_sql(statement: impl fmt::Display) -> String {
-    let mut sql = Capped(String::new());
+    let mut sql = Capped { text: String::new(), cut: false };
     let rendered = write!(sql, "{statement}");
-    let mut sql = sql.0;
-    if sql.len() >= SQL_LOG_LIMIT {
-        sql.push_str(" ...");
-    } else if rendered.is_err() {
-        sql = "(a statement that could not be rendered)".to_owned();
+    match (sql.cut, rendered) {
+        (true, _) => sql.text + " ...",
+        (false, Ok(())) => sql.text,
+        (false, Err(_)) => "(a statement that could not be rendered)".to_owned(),
     }
-    sql
 }
 
 /// The bound parameters of a logged statement (its SQL part, before the bind list).
@@ -328,17 +326,22 @@ fn binds_in(sql: &str) -> usize {
 const SQL_LOG_LIMIT: usize = 16 * 1024;
 
 /// A `fmt::Write` that stops (with an error, so `Display` gives up early) past the limit.
-struct Capped(String);
+struct Capped {
+    text: String,
+    /// Whether the text was cut (a multi-byte character may leave it a few bytes short).
+    cut: bool,
+}
 
 impl Write for Capped {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = SQL_LOG_LIMIT.saturating_sub(self.0.len());
+        let room = SQL_LOG_LIMIT.saturating_sub(self.text.len());
         if s.len() <= room {
-            self.0.push_str(s);
+            self.text.push_str(s);
             return Ok(());
         }
         let cut = (0..=room).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
-        self.0.push_str(&s[..cut]);
+        self.text.push_str(&s[..cut]);
+        self.cut = true;
         Err(fmt::Error)
     }
 }
@@ -405,5 +408,32 @@ mod tests {
         assert_eq!(count_placeholders("SELECT `a?` FROM t WHERE x = ? AND y IN (?, ?)"), 3);
         assert_eq!(count_placeholders(r#"SELECT "a$9" FROM t WHERE x = $1 AND y = ANY($2)"#), 2);
         assert_eq!(count_placeholders("BEGIN"), 0);
+        assert_eq!(count_placeholders("SELECT 1 -- $99999999999999999999"), usize::MAX);
+    }
+
+    proptest::proptest! {
+        /// No SQL text makes the log panic: placeholders, bind lists, the length cap and its cut
+        /// on a character boundary.
+        #[test]
+        fn any_statement_text_is_logged(sql in ".*", digits in "[$?0-9'\"` ]{0,80}") {
+            for text in [sql.clone(), digits.clone(), format!("{sql}{digits} -- binds: [{digits}]")] {
+                let statement = Statement::new(logged_sql(&text), false, String::new());
+                proptest::prop_assert!(statement.sql.len() <= SQL_LOG_LIMIT + 4);
+                let mut log = Log::default();
+                log.set_limit(1);
+                log.push(statement, None);
+                let _ = log.last().map(ToString::to_string);
+            }
+        }
+
+        #[test]
+        fn long_statements_are_cut_on_a_character_boundary(c in proptest::char::any(), n in 0usize..20_000) {
+            let text: String = std::iter::repeat_n(c, n).collect();
+            let logged = logged_sql(&text);
+            match logged.strip_suffix(" ...") {
+                Some(kept) => proptest::prop_assert!(text.len() > SQL_LOG_LIMIT && text.starts_with(kept)),
+                None => proptest::prop_assert_eq!(logged, text),
+            }
+        }
     }
 }
