@@ -220,6 +220,54 @@ macro_rules! three_levels {
     };
 }
 
+/// The loads the property test faults: multi-statement loads of several shapes (selectin
+/// levels, joined collections under selectin, many-to-one selectin, lazy loads one by one).
+const LOADS: usize = 5;
+
+macro_rules! run_load {
+    ($n:expr, $session:expr) => {{
+        let session = $session;
+        match $n {
+            0 => three_levels!(session),
+            1 => Staff::query()
+                .filter(person::id.le(60))
+                .options((
+                    selectin(Staff::office),
+                    selectin(Staff::reports).then(selectin(Staff::office)),
+                ))
+                .load(session)
+                .map(|roots| roots.len()),
+            2 => Office::query()
+                .filter(address::id.le(40))
+                .options(
+                    selectin(Office::staff)
+                        .then((joined(Staff::manager), selectin(Staff::reports))),
+                )
+                .load(session)
+                .map(|roots| roots.len()),
+            3 => Staff::query()
+                .filter(person::manager_id.is_null())
+                .options(
+                    joined(Staff::reports)
+                        .then(selectin(Staff::reports).then(joined(Staff::office))),
+                )
+                .load(session)
+                .map(|roots| roots.len()),
+            // In a transaction, as a unit of work would be: the people it drops on failure are
+            // dead identity entries until the next pruning otherwise, which the heap check
+            // would count.
+            _ => session.transaction(|session| {
+                let people = Staff::query().filter(person::id.between(20, 35)).load(session)?;
+                for p in &people {
+                    p.load(Staff::office, session)?;
+                    p.load(Staff::reports, session)?;
+                }
+                Ok(people.len())
+            }),
+        }
+    }};
+}
+
 // ---------------------------------------------------------------------------------------------
 
 orm_tests::backend_tests! {
@@ -405,6 +453,77 @@ orm_tests::backend_tests! {
         session.connection().batch_execute("SELECT 1 /* $99999999999999999999 ? */").unwrap();
         let log = session.statement_log();
         assert_eq!(log[0].binds, usize::MAX);
+    }
+    /// Random loads with a panic or an error injected at a random decode (a random row of a
+    /// random statement); after each: no transaction open, the identity map intact, the live
+    /// heap back where it was, and a write that commits. `ORM_FAULT_CASES` sets the cases.
+    #[test]
+    fn random_faults_in_random_loads_leave_the_session_whole() {
+        use proptest::test_runner::{Config, TestRunner};
+        let cases = std::env::var("ORM_FAULT_CASES").map_or(48, |n| n.parse().unwrap());
+        let (_dir, pool) = pool(200, 2);
+        // `run` takes an `Fn`: the connections are borrowed per case.
+        let conn = RefCell::new(pool.get().unwrap());
+        let other = RefCell::new(pool.get().unwrap());
+        let mut runner =
+            TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+        let case = Cell::new(0);
+        let strategy = (0..LOADS, proptest::bool::ANY, 0.0..1.0f64);
+        runner
+            .run(&strategy, |(load, panics, at)| {
+                case.set(case.get() + 1);
+                let mut conn = conn.borrow_mut();
+                let mut session = Session::new(&mut *conn);
+                session.detect_n_plus_one(false);
+                let held = session.get::<Staff>(150).unwrap().unwrap();
+                let fault = |n: u64| if panics { Fault::Panic(n) } else { Fault::Error(n) };
+                // Settle what the held object keeps, count the decodes, then fail at the last
+                // one: the statement caches and the identity map's tables are grown.
+                run_load!(load, &mut session).unwrap();
+                arm(Fault::None);
+                run_load!(load, &mut session).unwrap();
+                let (decodes, _) = disarm();
+                arm(fault(decodes));
+                let _ = catch_unwind(AssertUnwindSafe(|| run_load!(load, &mut session)));
+                assert_eq!(disarm(), (decodes, true));
+                session.reset_statements();
+                let baseline = heap::live();
+
+                let at = 1 + ((decodes - 1) as f64 * at) as u64;
+                arm(fault(at));
+                let outcome = catch_unwind(AssertUnwindSafe(|| run_load!(load, &mut session)));
+                assert_eq!(disarm(), (at, true), "load {load}");
+                match &outcome {
+                    Err(payload) => assert!(panics && payload.is::<Injected>()),
+                    Ok(Err(Error::Decode { .. })) => assert!(!panics),
+                    Ok(other) => panic!("load {load} at decode {at}: {other:?}"),
+                }
+                drop(outcome);
+                assert_eq!(depth(session.connection()), None, "load {load} at decode {at}");
+                let again = session.assert_statements(0, |s| s.get::<Staff>(150).unwrap().unwrap());
+                assert!(Arc::ptr_eq(&held, &again));
+                drop(again);
+                session.reset_statements();
+                assert_eq!(heap::live() - baseline, 0, "load {load}, fault at decode {at} of {decodes}");
+
+                let name = format!("case {}", case.get());
+                session
+                    .transaction(|s| {
+                        let target = person::table.filter(person::id.eq(3));
+                        diesel::update(target).set(person::lastname.eq(&name)).execute(s.connection()).unwrap();
+                        Ok(())
+                    })
+                    .unwrap();
+                let seen: String = person::table
+                    .select(person::lastname)
+                    .filter(person::id.eq(3))
+                    .first(&mut *other.borrow_mut())
+                    .unwrap();
+                assert_eq!(seen, name);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(case.get(), cases);
     }
 }
 
