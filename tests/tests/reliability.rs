@@ -235,6 +235,20 @@ fn sqlite_values_an_integer_field_cannot_read_are_errors_quoting_the_value() {
             other => panic!("{values}: expected a decode error, got {other:?}"),
         }
     }
+    // An association table's key column too (no declared type: SQLite keeps the REAL, which
+    // equals the integer key in the `IN` list).
+    let (mut conn, _) = orm_tests::sqlite::seeded(20);
+    conn.batch_execute(
+        "DROP TABLE person_project; CREATE TABLE person_project (person_id, project_id);
+         INSERT INTO person_project VALUES (1.0, 1);",
+    )
+    .unwrap();
+    let mut session = Session::new(&mut conn);
+    let error = Person::query().options(selectin(Person::projects)).load(&mut session).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cannot decode column `person_id` of `person_project`: REAL value 1.0 is not an integer"
+    );
     // What SQLite's integer affinity stored as an integer reads as one.
     let mut conn = orm_tests::sqlite::empty();
     conn.batch_execute(

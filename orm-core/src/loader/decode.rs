@@ -25,6 +25,7 @@ use crate::identity::{Held, IdentityMap};
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::plan::PlanNode;
 use crate::rel::Shape;
+use crate::sql::ThroughLink;
 
 thread_local! {
     static DECODER: Cell<Option<Box<dyn Any>>> = const { Cell::new(None) };
@@ -50,13 +51,15 @@ impl<K: KeyValue> RowLink for LinkKey<K> {
     fn read<'a, DB: OrmBackend, R: Row<'a, DB>>(row: &R) -> deserialize::Result<Self> {
         DB::key_at::<K, R>(row, 0)?
             .map(LinkKey)
-            .ok_or_else(|| "NULL key in association table".into())
+            .ok_or_else(|| "NULL in the association's key".into())
     }
 }
 
 /// The decoding state of one statement whose root model is `M`.
 pub(crate) struct Decoder<M: Model, L> {
     plan: Arc<PlanNode>,
+    /// The association table whose key the rows start with (a many-to-many selectin).
+    link: Option<ThroughLink>,
     /// The session's, while installed (see [`with_decoder`]).
     identity: IdentityMap,
     /// Joined collections being gathered, by plan node id (grown on the first one).
@@ -81,6 +84,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
     /// `repeats`: the query's own joins can repeat a root row.
     pub(crate) fn new(
         plan: Arc<PlanNode>,
+        link: Option<ThroughLink>,
         repeats: bool,
         origin: Origin,
         query_root: bool,
@@ -88,6 +92,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
         Decoder {
             plan,
+            link,
             identity: IdentityMap::default(),
             pending: Vec::new(),
             roots: Vec::new(),
@@ -102,7 +107,10 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
 
     fn row<'a, DB: OrmBackend, R: Row<'a, DB>>(&mut self, row: &R) -> deserialize::Result<()> {
         self.rows += 1;
-        let link = L::read::<DB, R>(row)?;
+        let link = L::read::<DB, R>(row).map_err(|e| match self.link {
+            Some(link) => crate::model::failure(link.table, link.parent_column, e),
+            None => e,
+        })?;
         let mut state = State {
             identity: &mut self.identity,
             revisited: &mut self.revisited,
