@@ -69,6 +69,7 @@ mod options;
 mod plan;
 mod query;
 mod rel;
+mod release;
 mod session;
 mod sql;
 mod stats;

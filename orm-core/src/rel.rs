@@ -73,6 +73,16 @@ impl<T: Shape> Rel<T> {
     }
 }
 
+/// Releases the related objects without recursing into them (see `release.rs`): dropping a deep
+/// graph takes the same stack at any depth.
+impl<T: Shape> Drop for Rel<T> {
+    fn drop(&mut self) {
+        if let Some(stored) = self.value.take() {
+            crate::release::release(T::into_rows(stored));
+        }
+    }
+}
+
 impl<T: Shape> Default for Rel<T> {
     fn default() -> Self {
         Rel::new()
@@ -159,6 +169,9 @@ pub trait Shape: 'static {
     /// The related rows held.
     fn rows(stored: &Self::Stored) -> &[Arc<Self::Target>];
 
+    /// The related rows held, moved out.
+    fn into_rows(stored: Self::Stored) -> impl Iterator<Item = Arc<Self::Target>>;
+
     /// A typed read view of the stored value.
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> Self::Typed<'a, I>;
 }
@@ -184,6 +197,10 @@ impl<M: Send + Sync + 'static> Shape for Option<M> {
 
     fn rows(stored: &Self::Stored) -> &[Arc<M>] {
         stored.as_slice()
+    }
+
+    fn into_rows(stored: Self::Stored) -> impl Iterator<Item = Arc<M>> {
+        stored.into_iter()
     }
 
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> Option<&'a Loaded<M, I>> {
@@ -224,6 +241,12 @@ macro_rules! __impl_required_shape {
                 ::std::slice::from_ref(stored)
             }
 
+            fn into_rows(
+                stored: Self::Stored,
+            ) -> impl ::std::iter::Iterator<Item = ::std::sync::Arc<$model>> {
+                ::std::iter::once(stored)
+            }
+
             fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> &'a $crate::Loaded<$model, I> {
                 $crate::__private::typed_view(stored)
             }
@@ -252,6 +275,10 @@ impl<M: Send + Sync + 'static> Shape for Vec<M> {
 
     fn rows(stored: &Self::Stored) -> &[Arc<M>] {
         stored
+    }
+
+    fn into_rows(stored: Self::Stored) -> impl Iterator<Item = Arc<M>> {
+        stored.into_iter()
     }
 
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> &'a [Loaded<M, I>] {

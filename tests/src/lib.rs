@@ -61,6 +61,19 @@ pub mod sqlite {
         conn.batch_execute(&format!("PRAGMA foreign_keys = OFF; {sql}")).expect("statement runs");
     }
 
+    /// An in-memory database whose `people` people form one chain: person `i` is managed by
+    /// `i - 1`, person 1 by nobody.
+    pub fn chain(people: usize) -> Conn {
+        let mut conn = empty();
+        conn.batch_execute(&format!(
+            "INSERT INTO person (id, firstname, lastname, manager_id)
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {people})
+             SELECT i, 'f', 'l', NULLIF(i - 1, 0) FROM n"
+        ))
+        .expect("chain");
+        conn
+    }
+
     /// A pool of `size` connections over a database seeded with `people` people; keep the
     /// returned directory alive while the pool is in use.
     pub fn pool(people: usize, size: u32) -> (tempfile::TempDir, Pool<ConnectionManager<Conn>>) {
@@ -152,6 +165,18 @@ pub mod pg {
             "SET session_replication_role = replica; {sql}; SET session_replication_role = DEFAULT"
         ))
         .expect("statement runs");
+    }
+
+    /// A fresh schema whose `people` people form one chain: person `i` is managed by `i - 1`,
+    /// person 1 by nobody.
+    pub fn chain(people: usize) -> Conn {
+        let mut conn = empty();
+        conn.batch_execute(&format!(
+            "INSERT INTO person (id, firstname, lastname, manager_id)
+             SELECT i, 'f', 'l', NULLIF(i - 1, 0) FROM generate_series(1, {people}) AS i"
+        ))
+        .expect("chain");
+        conn
     }
 
     /// A pool of `size` connections over a fresh schema seeded with `people` people.
