@@ -14,6 +14,38 @@ use crate::options::OptionTree;
 /// A relation's identity along a load path: the parent model and the relation's index.
 pub(crate) type PathStep = (TypeId, usize);
 
+/// The relations followed to reach a node, as counts: all that `join_depth` asks is how often a
+/// relation repeats along the path, and a path of counts stays as small as the model's
+/// relations however deep the data goes (a declared `selectin` self-reference adds a level per
+/// level of the data).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Path(Vec<(PathStep, usize)>);
+
+impl Path {
+    /// How many times `step` was followed.
+    fn count(&self, step: PathStep) -> usize {
+        self.0.iter().find(|(s, _)| *s == step).map_or(0, |&(_, n)| n)
+    }
+
+    /// Follows `step` once more.
+    pub(crate) fn push(&mut self, step: PathStep) {
+        match self.0.iter_mut().find(|(s, _)| *s == step) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.0.push((step, 1)),
+        }
+    }
+
+    /// Undoes [`Path::push`] of `step`.
+    fn pop(&mut self, step: PathStep) {
+        if let Some(i) = self.0.iter().position(|(s, _)| *s == step) {
+            self.0[i].1 -= 1;
+            if self.0[i].1 == 0 {
+                self.0.swap_remove(i);
+            }
+        }
+    }
+}
+
 /// One model in the statement's row.
 #[derive(Debug)]
 pub(crate) struct PlanNode {
@@ -57,7 +89,7 @@ pub(crate) struct JoinedChild {
 pub(crate) struct Deferred {
     pub(crate) relation: usize,
     pub(crate) options: OptionTree,
-    pub(crate) path: Vec<PathStep>,
+    pub(crate) path: Path,
 }
 
 impl PlanNode {
@@ -92,7 +124,7 @@ impl<'j> PlanBuilder<'j> {
     pub(crate) fn root<M: Model>(
         mut self,
         options: &OptionTree,
-        path: &mut Vec<PathStep>,
+        path: &mut Path,
     ) -> Result<PlanNode, Error> {
         let node = self.node::<M>(M::TABLE.to_owned(), Some(None), Some(options), path);
         match self.error {
@@ -119,7 +151,7 @@ impl<'j> PlanBuilder<'j> {
         name: String,
         source: Option<Option<usize>>,
         options: Option<&OptionTree>,
-        path: &mut Vec<PathStep>,
+        path: &mut Path,
     ) -> PlanNode {
         let mut node = PlanNode {
             id: self.next_id,
@@ -160,7 +192,7 @@ impl<'j> PlanBuilder<'j> {
                     let visitor =
                         JoinChild { builder: self, options: child_options, path, external };
                     let child = M::visit_relation(index, visitor);
-                    path.pop();
+                    path.pop(step);
                     node.joined.extend(child);
                 }
                 Strategy::Selectin => {
@@ -185,7 +217,7 @@ fn resolve<'o>(
     info: &crate::model::RelationInfo,
     index: usize,
     options: Option<&'o OptionTree>,
-    path: &[PathStep],
+    path: &Path,
     step: PathStep,
 ) -> (Strategy, Option<&'o OptionTree>) {
     if let Some(entry) = options.and_then(|o| o.entry(index)) {
@@ -202,8 +234,7 @@ fn resolve<'o>(
         // A selectin default keeps loading level after level until no parent is left unloaded.
         _ => usize::MAX,
     };
-    let repeats = path.iter().filter(|s| **s == step).count();
-    if repeats >= limit {
+    if path.count(step) >= limit {
         (Strategy::Lazy, None)
     } else {
         (strategy, None)
@@ -213,7 +244,7 @@ fn resolve<'o>(
 struct JoinChild<'b, 'j, 'o, 'p> {
     builder: &'b mut PlanBuilder<'j>,
     options: Option<&'o OptionTree>,
-    path: &'p mut Vec<PathStep>,
+    path: &'p mut Path,
     /// For `contains_eager`: the index of the query's join that provides the rows.
     external: Option<usize>,
 }

@@ -217,7 +217,8 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
             let reason = reason.clone();
             return Err(Error::InvalidJoin { model, relation, reason });
         }
-        let plan = PlanBuilder::new(0, &self.joins).root::<M>(&self.options, &mut Vec::new())?;
+        let plan =
+            PlanBuilder::new(0, &self.joins).root::<M>(&self.options, &mut Default::default())?;
         let query = SelectGraph {
             plan: &plan,
             joins: &self.joins,

@@ -12,7 +12,8 @@ use crate::rel::Shape;
 use crate::session::{Session, SessionConnection};
 use crate::stats::Cause;
 
-use super::selectin::{load_relation, plan_for};
+use super::selectin::{load_relation, plan_for, Load};
+use super::walk::Walk;
 
 /// Reads `R` on `parent`, loading it first if needed (see [`Model::load`]).
 pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
@@ -49,19 +50,24 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
         let plan = match session.lazy_plans.get(&key) {
             Some(plan) => Arc::clone(plan),
             None => {
-                let plan = plan_for::<R>(&OptionTree::default(), &mut Vec::new())?;
+                let plan = plan_for::<R>(&OptionTree::default(), &mut Default::default())?;
                 session.lazy_plans.insert(key, Arc::clone(&plan));
                 plan
             }
         };
         let cause = Cause::Lazy(model, relation);
         let target_origin = session.next_origin();
+        let run = |s: &mut Session<'_, C>| {
+            let mut walk = Walk::new(target_origin);
+            let options = walk.options_id(&OptionTree::default());
+            let load = Load { plan: Arc::clone(&plan), cause, options, lazy: true };
+            load_relation::<R, C>(s, &[parent], load, &mut walk)?;
+            walk.run(s)
+        };
         if plan.has_deferred() {
-            session.load_transaction(|s| {
-                load_relation::<R, C>(s, &[parent], Arc::clone(&plan), cause, target_origin, true)
-            })?;
+            session.load_transaction(run)?;
         } else {
-            load_relation::<R, C>(session, &[parent], plan, cause, target_origin, true)?;
+            run(session)?;
         }
         if let Some(origin) = origin {
             session.detector.record_lazy::<R>(origin, location);

@@ -3,6 +3,7 @@
 pub(crate) mod decode;
 pub(crate) mod lazy;
 pub(crate) mod selectin;
+pub(crate) mod walk;
 
 use std::sync::Arc;
 
@@ -12,7 +13,6 @@ use diesel::RunQueryDsl;
 
 use crate::backend::OrmBackend;
 use crate::error::Result;
-use crate::identity::Origin;
 use crate::join::UserJoin;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::options::OptionTree;
@@ -23,6 +23,7 @@ use crate::sql::{Dynamic, Fragment, Identified, SelectGraph, StatementId, Throug
 use crate::stats::{Cause, Render};
 
 use self::decode::{with_decoder, Decoder, RowLink, RowSink};
+use self::walk::Walk;
 
 /// The parts of a statement that come from the query rather than from the plan.
 pub(crate) struct Statement<DB> {
@@ -51,21 +52,25 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     statement: Statement<Db<C>>,
     options: &OptionTree,
 ) -> Result<Vec<Arc<M>>> {
-    let plan = Arc::new(PlanBuilder::new(0, &statement.joins).root::<M>(options, &mut Vec::new())?);
+    let plan = Arc::new(
+        PlanBuilder::new(0, &statement.joins).root::<M>(options, &mut Default::default())?,
+    );
     let origin = session.next_origin();
     let run = |session: &mut Session<'_, C>| {
         let cause = Cause::Query(M::NAME);
+        let mut walk = Walk::new(origin);
         let roots = fetch::<M, (), C, Dynamic>(
             session,
             Arc::clone(&plan),
             &statement,
             None,
             cause,
-            origin,
+            &mut walk,
             None,
         )?;
         let roots: Vec<Arc<M>> = roots.into_iter().map(|((), object)| object).collect();
-        load_deferred::<M, C>(session, &plan, &roots, origin)?;
+        load_deferred::<M, C>(session, &plan, &roots, &mut walk)?;
+        walk.run(session)?;
         session.detector.record_eager::<M>(&plan, &roots);
         Ok(roots)
     };
@@ -85,9 +90,10 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     statement: &Statement<Db<C>>,
     link: Option<ThroughLink>,
     cause: Cause,
-    origin: Origin,
+    walk: &mut Walk<C>,
     render: Option<Render>,
 ) -> Result<Vec<(L, Arc<M>)>> {
+    let origin = walk.origin;
     let query = SelectGraph {
         plan: &plan,
         joins: &statement.joins,
@@ -136,7 +142,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         // changed since, they hold objects this statement's rows did not bring, which miss what
         // the plan joins below them. Load those where missing, so the typed state holds.
         let objects: Vec<Arc<M>> = roots.iter().map(|(_, object)| Arc::clone(object)).collect();
-        complete_joined::<M, C>(session, &plan, &objects, origin)?;
+        complete_joined::<M, C>(session, &plan, &objects, walk)?;
     }
     Ok(roots)
 }
@@ -171,25 +177,26 @@ fn check_tables<DB: crate::backend::OrmBackend>(query: &SelectGraph<'_, DB>) -> 
     }
 }
 
-/// Runs the `selectin` loads of `node` and of its joined descendants, for `objects`.
+/// Runs the `selectin` loads of `node` and of its joined descendants, for `objects`; the levels
+/// below them are queued on `walk`.
 pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
     session: &mut Session<'_, C>,
     node: &PlanNode,
     objects: &[Arc<T>],
-    origin: Origin,
+    walk: &mut Walk<C>,
 ) -> Result<()> {
     if objects.is_empty() || !node.has_deferred() {
         return Ok(());
     }
     for deferred in &node.deferred {
         let visitor =
-            selectin::Selectin { session: &mut *session, parents: objects, deferred, origin };
+            selectin::Selectin { session: &mut *session, parents: objects, deferred, walk };
         T::visit_relation(deferred.relation, visitor).unwrap_or(Ok(()))?;
     }
     for child in &node.joined {
         if child.node.has_deferred() {
             let visitor =
-                Descend { session: &mut *session, parents: objects, node: &child.node, origin };
+                Descend { session: &mut *session, parents: objects, node: &child.node, walk };
             T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
         }
     }
@@ -204,7 +211,7 @@ pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
     session: &mut Session<'_, C>,
     node: &PlanNode,
     objects: &[Arc<T>],
-    origin: Origin,
+    walk: &mut Walk<C>,
 ) -> Result<()> {
     if objects.is_empty() {
         return Ok(());
@@ -212,7 +219,7 @@ pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
     for child in node.joined.iter().filter(|c| !c.external) {
         let deferred = &child.as_selectin;
         let visitor =
-            selectin::Selectin { session: &mut *session, parents: objects, deferred, origin };
+            selectin::Selectin { session: &mut *session, parents: objects, deferred, walk };
         T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
     }
     Ok(())
@@ -223,7 +230,7 @@ struct Descend<'a, 'c, P, C: SessionConnection> {
     session: &'a mut Session<'c, C>,
     parents: &'a [Arc<P>],
     node: &'a PlanNode,
-    origin: Origin,
+    walk: &'a mut Walk<C>,
 }
 
 impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C> {
@@ -231,7 +238,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C
 
     fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
         let children = related::<R>(self.parents);
-        load_deferred::<R::Target, C>(self.session, self.node, &children, self.origin)
+        load_deferred::<R::Target, C>(self.session, self.node, &children, self.walk)
     }
 }
 

@@ -9,17 +9,17 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Result;
-use crate::identity::Origin;
 use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor};
 use crate::options::OptionTree;
-use crate::plan::{Deferred, PathStep, PlanBuilder, PlanNode};
+use crate::plan::{Deferred, Path, PlanBuilder, PlanNode};
 use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
 use crate::sql::{Dynamic, Fragment, KeyIn, LazyLoad, SelectGraph, ThroughLink, LINK_ALIAS};
 use crate::stats::{Cause, Render};
 
 use super::decode::{dangling, fill_collection, LinkKey};
-use super::{fetch, load_deferred, Statement};
+use super::walk::Walk;
+use super::{fetch, Statement};
 
 /// Runs a deferred `selectin` load of one relation for `parents`.
 pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
@@ -27,7 +27,7 @@ pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
     pub(crate) parents: &'a [Arc<P>],
     pub(crate) deferred: &'a Deferred,
     /// The load the parents came from; the targets belong to it too.
-    pub(crate) origin: Origin,
+    pub(crate) walk: &'a mut Walk<C>,
 }
 
 impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, C> {
@@ -37,30 +37,42 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
         let plan = plan_for::<R>(&self.deferred.options, &mut self.deferred.path.clone())?;
         let parents: Vec<&P> = self.parents.iter().map(|p| &**p).collect();
         let cause = Cause::Selectin(P::NAME, R::info().name);
-        load_relation::<R, C>(self.session, &parents, plan, cause, self.origin, false)
+        let options = self.walk.options_id(&self.deferred.options);
+        let load = Load { plan, cause, options, lazy: false };
+        load_relation::<R, C>(self.session, &parents, load, self.walk)
     }
 }
 
 /// The plan of the statement that loads `R`'s targets.
 pub(crate) fn plan_for<R: Relation>(
     options: &OptionTree,
-    path: &mut Vec<PathStep>,
+    path: &mut Path,
 ) -> Result<Arc<PlanNode>> {
     let first_column = usize::from(matches!(R::info().link, Link::Through { .. }));
     PlanBuilder::new(first_column, &[]).root::<R::Target>(options, path).map(Arc::new)
 }
 
-/// Loads relation `R` of every parent whose slot is not loaded yet, with `plan` for the targets.
-/// `lazy`: the lazy load of one parent with the relation's default plan, whose statement is
-/// prepared once per connection.
+/// How [`load_relation`] loads.
+pub(crate) struct Load {
+    /// The plan of the targets' statement.
+    pub(crate) plan: Arc<PlanNode>,
+    pub(crate) cause: Cause,
+    /// The walk's number of the options below the relation (see [`Walk::options_id`]).
+    pub(crate) options: usize,
+    /// The lazy load of one parent with the relation's default plan, whose statement is
+    /// prepared once per connection.
+    pub(crate) lazy: bool,
+}
+
+/// Loads relation `R` of every parent whose slot is not loaded yet, with `load.plan` for the
+/// targets; what the plan loads below them is queued on `walk`.
 pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     session: &mut Session<'_, C>,
     parents: &[&R::Parent],
-    plan: Arc<PlanNode>,
-    cause: Cause,
-    origin: Origin,
-    lazy: bool,
+    load: Load,
+    walk: &mut Walk<C>,
 ) -> Result<()> {
+    let Load { plan, cause, options, lazy } = load;
     let loaded = |p: &&R::Parent| R::slot(p).is_loaded();
     // Borrowed when none is loaded yet (always, for a lazy load): no copy per statement.
     let mut pending: Cow<'_, [&R::Parent]> = match parents.iter().any(loaded) {
@@ -70,8 +82,11 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     // Loaded before (by an earlier load, or another path of this one: a self-managed person is
     // their own report): their related objects still get what the plan loads below them.
     let nested = plan.has_deferred() || !plan.joined.is_empty();
+    // Walked into once per load: a cycle of `selectin` relations stops.
     let mut existing = match nested {
-        true => super::related_of::<R>(parents.iter().copied().filter(loaded)),
+        true => super::related_of::<R>(
+            parents.iter().copied().filter(loaded).filter(|p| walk.first_walk::<R>(options, p)),
+        ),
         false => Vec::new(),
     };
     // A many-to-one whose target the session holds is filled from the identity map, as
@@ -97,9 +112,9 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         });
         pending = Cow::Owned(missing.collect());
     }
-    super::complete_joined::<R::Target, C>(session, &plan, &existing, origin)?;
+    super::complete_joined::<R::Target, C>(session, &plan, &existing, walk)?;
     if pending.is_empty() {
-        super::load_deferred::<R::Target, C>(session, &plan, &existing, origin)?;
+        walk.below(&plan, existing);
         return Ok(());
     }
     let keys: Cow<'_, [R::JoinKey]> = match &*pending {
@@ -121,14 +136,14 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     if let ([parent], true) = (&*pending, <R::Shape as Shape>::COLLECTION) {
         // One parent (a lazy load): every row is its own, no grouping by key.
         let mut rows = Vec::new();
-        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, lazy, |_, target| {
+        fetch_targets::<R, C>(session, &plan, &keys, cause, walk, lazy, |_, target| {
             targets.add(&target);
             rows.push(target);
         })?;
         fill_collection::<R>(parent, rows);
     } else if <R::Shape as Shape>::COLLECTION {
         let mut found: FxHashMap<R::JoinKey, Vec<Arc<R::Target>>> = FxHashMap::default();
-        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, lazy, |key, target| {
+        fetch_targets::<R, C>(session, &plan, &keys, cause, walk, lazy, |key, target| {
             targets.add(&target);
             found.entry(key).or_default().push(target);
         })?;
@@ -141,7 +156,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
         let mut found: FxHashMap<R::JoinKey, Arc<R::Target>> =
             FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        fetch_targets::<R, C>(session, &plan, &keys, cause, origin, lazy, |key, target| {
+        fetch_targets::<R, C>(session, &plan, &keys, cause, walk, lazy, |key, target| {
             targets.add(&target);
             match found.entry(key) {
                 Entry::Occupied(mut held) if target.key() < held.get().key() => {
@@ -161,8 +176,8 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
             }
         }
     }
-    load_deferred::<R::Target, C>(session, &plan, &targets.list, origin)?;
     session.detector.record_eager::<R::Target>(&plan, &targets.list);
+    walk.below(&plan, targets.list);
     Ok(())
 }
 
@@ -208,7 +223,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     plan: &Arc<PlanNode>,
     keys: &[R::JoinKey],
     cause: Cause,
-    origin: Origin,
+    walk: &mut Walk<C>,
     lazy: bool,
     mut add: impl FnMut(R::JoinKey, Arc<R::Target>),
 ) -> Result<()> {
@@ -230,7 +245,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     &Statement::filtered(Box::new(filter)),
                     Some(link),
                     cause,
-                    origin,
+                    walk,
                     Some(render),
                 )?;
                 for (LinkKey(key), target) in rows {
@@ -254,7 +269,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     &Statement::filtered(Box::new(filter)),
                     None,
                     cause,
-                    origin,
+                    walk,
                     Some(render),
                 )?;
                 for ((), target) in rows {

@@ -1,0 +1,90 @@
+//! One load's walk over the `selectin` levels its plan defers: a queue of levels run in a loop,
+//! not recursion, since a declared `selectin` self-reference has as many levels as the data.
+//!
+//! A level is the `selectin` loads of one plan node for the objects a statement brought. Levels
+//! run in the order they are reached, breadth first: all the statements of one level, then the
+//! next. An object whose relation was already loaded before it is reached is walked into once
+//! per relation and options in a load, so a cycle of declared `selectin` relations
+//! (`User.addresses` and `Address.user`) stops when a level brings nothing new.
+
+use std::any::TypeId;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
+
+use crate::error::Result;
+use crate::identity::Origin;
+use crate::model::{Model, Relation};
+use crate::options::OptionTree;
+use crate::plan::PlanNode;
+use crate::session::{Session, SessionConnection};
+
+/// A load's walk: its origin, the levels left, and the relations it already walked into.
+pub(crate) struct Walk<C: SessionConnection> {
+    /// The load the objects it reaches come from (for the N+1 detector).
+    pub(crate) origin: Origin,
+    levels: VecDeque<Box<dyn Level<C>>>,
+    /// `(relation, options, object)`: the loaded relations of objects already walked into.
+    walked: FxHashSet<(TypeId, usize, usize)>,
+    /// The distinct options of the walk's levels, numbered for `walked`.
+    options: Vec<OptionTree>,
+}
+
+/// A level of the walk, type-erased.
+trait Level<C: SessionConnection> {
+    fn run(self: Box<Self>, session: &mut Session<'_, C>, walk: &mut Walk<C>) -> Result<()>;
+}
+
+/// The `selectin` loads of `plan` for `objects`.
+struct Below<T> {
+    plan: Arc<PlanNode>,
+    objects: Vec<Arc<T>>,
+}
+
+impl<T: Model, C: SessionConnection> Level<C> for Below<T> {
+    fn run(self: Box<Self>, session: &mut Session<'_, C>, walk: &mut Walk<C>) -> Result<()> {
+        super::load_deferred::<T, C>(session, &self.plan, &self.objects, walk)
+    }
+}
+
+impl<C: SessionConnection> Walk<C> {
+    pub(crate) fn new(origin: Origin) -> Self {
+        Walk { origin, levels: VecDeque::new(), walked: FxHashSet::default(), options: Vec::new() }
+    }
+
+    /// Queues the `selectin` loads of `plan` for `objects`, if it has any.
+    pub(crate) fn below<T: Model>(&mut self, plan: &Arc<PlanNode>, objects: Vec<Arc<T>>) {
+        if !objects.is_empty() && plan.has_deferred() {
+            self.levels.push_back(Box::new(Below { plan: Arc::clone(plan), objects }));
+        }
+    }
+
+    /// Runs the queued levels, and the levels they queue, until none is left.
+    pub(crate) fn run(&mut self, session: &mut Session<'_, C>) -> Result<()> {
+        while let Some(level) = self.levels.pop_front() {
+            level.run(session, self)?;
+        }
+        Ok(())
+    }
+
+    /// The number of `options` in this walk.
+    pub(crate) fn options_id(&mut self, options: &OptionTree) -> usize {
+        match self.options.iter().position(|o| o == options) {
+            Some(id) => id,
+            None => {
+                self.options.push(options.clone());
+                self.options.len() - 1
+            }
+        }
+    }
+
+    /// Whether this is the first time the load walks into `parent`'s loaded relation `R` with
+    /// options number `options`.
+    pub(crate) fn first_walk<R: Relation>(&mut self, options: usize, parent: &R::Parent) -> bool {
+        // Every object the load reaches stays reachable from its roots until it returns: an
+        // address is not reused during the walk.
+        let address = parent as *const R::Parent as usize;
+        self.walked.insert((TypeId::of::<R>(), options, address))
+    }
+}
