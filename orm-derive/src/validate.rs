@@ -72,16 +72,17 @@ fn expected_shape(relation: &Relation<'_>) -> String {
     }
 }
 
-// `join_depth` bounds how often a joined relation repeats along one path; it means nothing for
-// the other strategies, and 0 would join nothing.
+// `join_depth` bounds how often an eager relation repeats along one path (a self-reference or a
+// cycle: joined ones need it, selectin ones stop when the data does); it means nothing for
+// lazy and raise, and 0 would load nothing.
 fn check_join_depth(cx: &Ctxt, relation: &Relation<'_>) {
     let Some(depth) = &relation.join_depth else {
         return;
     };
-    if relation.strategy.value != StrategyKw::Joined {
+    if !matches!(relation.strategy.value, StrategyKw::Joined | StrategyKw::Selectin) {
         cx.syn_error(syn::Error::new(
             depth.span,
-            "`join_depth` applies to `lazy = \"joined\"` only",
+            "`join_depth` applies to `lazy = \"joined\"` and `lazy = \"selectin\"` only",
         ));
     } else if depth.value == 0 {
         cx.syn_error(syn::Error::new(depth.span, "`join_depth` must be at least 1"));

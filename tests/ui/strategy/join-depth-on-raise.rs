@@ -11,7 +11,7 @@ pub struct Person {
     pub lastname: String,
     pub address_id: Option<i32>,
     pub manager_id: Option<i32>,
-    #[relation(belongs_to = Address, foreign_key = address_id, lazy = "selectin", join_depth = 2)]
+    #[relation(belongs_to = Address, foreign_key = address_id, lazy = "raise", join_depth = 2)]
     pub address: Rel<Option<Address>>,
 }
 
