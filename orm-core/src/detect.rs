@@ -31,7 +31,8 @@ pub enum Strictness {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Report {
-    /// The same relation was lazily loaded for several objects that came from one query.
+    /// The same relation was lazily loaded for several objects that came from one query (one
+    /// report per relation and call site, over every query of the session).
     NPlusOne {
         /// The model owning the relation.
         model: &'static str,
@@ -45,7 +46,7 @@ pub enum Report {
         fix: String,
     },
     /// A relation was loaded eagerly and never read (judged on up to 256 of its objects, spread
-    /// over the load).
+    /// over each load; one report per relation and strategy, over every load of the session).
     UnusedEagerLoad {
         /// The model owning the relation.
         model: &'static str,
@@ -53,7 +54,7 @@ pub enum Report {
         relation: &'static str,
         /// How it was loaded.
         strategy: Strategy,
-        /// For how many objects.
+        /// For how many objects, over every load of it.
         objects: usize,
     },
 }
@@ -79,26 +80,45 @@ struct EagerLoad {
     relation: &'static str,
     strategy: Strategy,
     objects: usize,
+    /// Whether the sample of an earlier load was read.
+    read_before: bool,
+    /// Whether the latest load's sample was read.
     read: Box<dyn Fn() -> bool + Send>,
 }
 
-/// The session's N+1 bookkeeping.
+/// A relation: its parent model and index.
+type RelationId = (TypeId, usize);
+
+/// The session's N+1 bookkeeping, bounded however long the session: reports are kept per
+/// relation and call site (or strategy), and lazy-load counts for the latest loads only.
 pub(crate) struct Detector {
     /// Whether reports are collected (lazy loads are counted regardless, for `NPlusOneOnly`).
     pub(crate) enabled: bool,
-    /// Lazy loads that ran SQL, per (origin, parent model, relation), and their report.
-    lazy: FxHashMap<(Origin, TypeId, usize), (usize, Option<usize>)>,
+    /// Lazy loads that ran SQL, per (origin, relation).
+    lazy: FxHashMap<(Origin, RelationId), usize>,
+    /// The size of `lazy` past which the counts of the oldest loads are forgotten.
+    lazy_limit: usize,
     n_plus_one: Vec<Report>,
+    /// The index in `n_plus_one` of the report of each (relation, call site).
+    n_plus_one_sites: FxHashMap<(RelationId, usize), usize>,
     eager: Vec<EagerLoad>,
+    /// The index in `eager` of each (relation, strategy).
+    eager_relations: FxHashMap<(RelationId, Strategy), usize>,
 }
+
+/// The lazy-load counts kept at least: the loads of a long session are forgotten oldest first.
+const LAZY_COUNTS: usize = 4096;
 
 impl Default for Detector {
     fn default() -> Self {
         Detector {
             enabled: cfg!(debug_assertions),
             lazy: FxHashMap::default(),
+            lazy_limit: LAZY_COUNTS,
             n_plus_one: Vec::new(),
+            n_plus_one_sites: FxHashMap::default(),
             eager: Vec::new(),
+            eager_relations: FxHashMap::default(),
         }
     }
 }
@@ -106,7 +126,7 @@ impl Default for Detector {
 impl Detector {
     /// Lazy loads of `R` so far for objects from load `origin`.
     pub(crate) fn lazy_count<R: Relation>(&self, origin: Origin) -> usize {
-        self.lazy.get(&(origin, TypeId::of::<R::Parent>(), R::INDEX)).map_or(0, |(n, _)| *n)
+        self.lazy.get(&(origin, (TypeId::of::<R::Parent>(), R::INDEX))).copied().unwrap_or(0)
     }
 
     /// Records a lazy load of `R` that ran SQL, for an object from load `origin`.
@@ -115,15 +135,23 @@ impl Detector {
         origin: Origin,
         location: &'static Location<'static>,
     ) {
-        let entry = self.lazy.entry((origin, TypeId::of::<R::Parent>(), R::INDEX)).or_default();
-        entry.0 += 1;
-        if !self.enabled || entry.0 < 2 {
+        let relation = (TypeId::of::<R::Parent>(), R::INDEX);
+        let count = self.lazy.entry((origin, relation)).or_default();
+        *count += 1;
+        let count = *count;
+        if self.lazy.len() > self.lazy_limit {
+            self.forget_oldest_lazy_counts();
+        }
+        if !self.enabled || count < 2 {
             return;
         }
-        match entry.1 {
-            Some(index) => {
+        // The second lazy load of a query counts the first too.
+        let added = if count == 2 { 2 } else { 1 };
+        let site = (relation, location as *const Location<'static> as usize);
+        match self.n_plus_one_sites.get(&site) {
+            Some(&index) => {
                 if let Report::NPlusOne { count, .. } = &mut self.n_plus_one[index] {
-                    *count += 1;
+                    *count += added;
                 }
             }
             None => {
@@ -131,15 +159,26 @@ impl Detector {
                 let report = Report::NPlusOne {
                     model,
                     relation,
-                    count: 2,
+                    count: added,
                     location,
                     fix: format!("selectin({model}::{relation})"),
                 };
                 tracing::warn!(target: "orm_core::n_plus_one", "{report}");
-                entry.1 = Some(self.n_plus_one.len());
+                self.n_plus_one_sites.insert(site, self.n_plus_one.len());
                 self.n_plus_one.push(report);
             }
         }
+    }
+
+    /// Forgets the lazy-load counts of the older half of the loads counted (amortised: the
+    /// limit doubles past what is left).
+    fn forget_oldest_lazy_counts(&mut self) {
+        let mut origins: Vec<Origin> = self.lazy.keys().map(|(origin, _)| *origin).collect();
+        origins.sort_unstable();
+        origins.dedup();
+        let cutoff = origins[origins.len() / 2];
+        self.lazy.retain(|(origin, _), _| *origin >= cutoff);
+        self.lazy_limit = (2 * self.lazy.len()).max(LAZY_COUNTS);
     }
 
     /// Records the eager loads of `node` (and its joined descendants) over `objects`.
@@ -166,7 +205,8 @@ impl Detector {
 
     /// Every report so far; unused eager loads are judged now.
     pub(crate) fn reports(&self) -> Vec<Report> {
-        let unused = self.eager.iter().filter(|e| !(e.read)()).map(|e| Report::UnusedEagerLoad {
+        let unused = self.eager.iter().filter(|e| !e.read_before && !(e.read)());
+        let unused = unused.map(|e| Report::UnusedEagerLoad {
             model: e.model,
             relation: e.relation,
             strategy: e.strategy,
@@ -207,15 +247,32 @@ impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
         let stride = (self.parents.len() / EAGER_SAMPLE).max(1);
         let parents: Vec<Weak<P>> =
             self.parents.iter().step_by(stride).map(Arc::downgrade).collect();
-        self.detector.eager.push(EagerLoad {
-            model: P::NAME,
-            relation: R::info().name,
-            strategy: self.strategy,
-            objects: self.parents.len(),
-            read: Box::new(move || {
-                parents.iter().filter_map(Weak::upgrade).any(|p| R::slot(&p).was_read())
-            }),
+        let read: Box<dyn Fn() -> bool + Send> = Box::new(move || {
+            parents.iter().filter_map(Weak::upgrade).any(|p| R::slot(&p).was_read())
         });
+        let detector = &mut *self.detector;
+        let key = ((TypeId::of::<P>(), R::INDEX), self.strategy);
+        match detector.eager_relations.get(&key) {
+            // One entry per relation and strategy: the latest load's sample, and whether an
+            // earlier one was read.
+            Some(&index) => {
+                let entry = &mut detector.eager[index];
+                entry.read_before = entry.read_before || (entry.read)();
+                entry.read = read;
+                entry.objects += self.parents.len();
+            }
+            None => {
+                detector.eager_relations.insert(key, detector.eager.len());
+                detector.eager.push(EagerLoad {
+                    model: P::NAME,
+                    relation: R::info().name,
+                    strategy: self.strategy,
+                    objects: self.parents.len(),
+                    read_before: false,
+                    read,
+                });
+            }
+        }
         // Below a joined relation, only if it has eager loads of its own to record.
         if let Some(node) = self.node.filter(|n| !n.joined.is_empty() || !n.deferred.is_empty()) {
             let children = related::<R>(self.parents);

@@ -110,8 +110,9 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         self.recorder.lock().queries
     }
 
-    /// The statements run so far, in order, transaction control included: the last 10,000
-    /// unless [`Session::statement_log_limit`] says otherwise.
+    /// The statements run so far, in order, transaction control included: the last 10,000 and at
+    /// most 512 KiB of them unless [`Session::statement_log_limit`] and
+    /// [`Session::statement_log_bytes`] say otherwise.
     pub fn statement_log(&self) -> Vec<Statement> {
         self.recorder.lock().statements().cloned().collect()
     }
@@ -127,6 +128,15 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// [`Session::statements`] and the assertions count every statement whatever the limit.
     pub fn statement_log_limit(&mut self, limit: usize) -> &mut Self {
         self.recorder.lock().set_limit(limit);
+        self
+    }
+
+    /// Keeps at most `bytes` of statements in the statement log (512 KiB unless set; always the
+    /// latest statement, whatever its size: each is cut after 16 KiB of text), counting their
+    /// SQL, bound values and causes. [`Session::statements`] and the assertions count every
+    /// statement whatever the limit.
+    pub fn statement_log_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.recorder.lock().set_byte_limit(bytes);
         self
     }
 
@@ -176,7 +186,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
             let note = match dropped {
                 0 => String::new(),
                 n => format!(
-                    " (the first {n} of them no longer in the log: see `Session::statement_log_limit`)"
+                    " (the first {n} of them no longer in the log: see `Session::statement_log_limit` and `Session::statement_log_bytes`)"
                 ),
             };
             drop(log);

@@ -83,6 +83,13 @@ pub(crate) type Render = Box<dyn Fn() -> String + Send>;
 /// How many statements a session's log keeps unless told otherwise (Django keeps 9,000).
 pub(crate) const DEFAULT_LOG_LIMIT: usize = 10_000;
 
+/// How many bytes a session's log keeps unless told otherwise.
+pub(crate) const DEFAULT_LOG_BYTES: usize = 512 << 10;
+
+/// What a deferred entry is counted as until it is rendered: a lazy load's statement and its
+/// closure (the loader defers only statements with a few keys).
+const DEFERRED_BYTES: usize = 512;
+
 /// One statement in the log.
 struct Entry {
     statement: Statement,
@@ -92,21 +99,36 @@ struct Entry {
 }
 
 impl Entry {
-    /// The statement, rendered if it was deferred.
-    fn rendered(&mut self) -> &Statement {
+    /// Renders the statement if it was deferred.
+    fn render(&mut self) {
         if let Some((cause, render)) = self.deferred.take() {
             let sql = logged_sql(render());
             self.statement.binds = binds_in(&sql);
             self.statement.sql = sql;
             self.statement.cause = cause.to_string();
         }
-        &self.statement
+    }
+
+    /// The memory it holds, as the log counts it.
+    fn bytes(&self) -> usize {
+        let statement = &self.statement;
+        std::mem::size_of::<Entry>()
+            + statement.sql.capacity()
+            + statement.cause.capacity()
+            + statement.error.as_ref().map_or(0, String::capacity)
+            + if self.deferred.is_some() { DEFERRED_BYTES } else { 0 }
     }
 }
 
-/// The statements a session ran: the last [`Log::limit`] of them, and exact counts of all.
+/// The statements a session ran: the last [`Log::limit`] of them within [`Log::byte_limit`], and
+/// exact counts of all.
 pub(crate) struct Log {
     entries: VecDeque<Entry>,
+    /// What the entries hold (see [`Entry::bytes`]).
+    bytes: usize,
+    /// How many bytes are kept (the latest statement always is): an entry limit alone keeps
+    /// 10,000 statements of up to 16 KiB each.
+    byte_limit: usize,
     /// Statements recorded since the last [`Log::clear`], the ones no longer kept included: the
     /// sequence number of the next one.
     recorded: usize,
@@ -127,6 +149,8 @@ impl Default for Log {
     fn default() -> Self {
         Log {
             entries: VecDeque::new(),
+            bytes: 0,
+            byte_limit: DEFAULT_LOG_BYTES,
             recorded: 0,
             limit: DEFAULT_LOG_LIMIT,
             queries: 0,
@@ -142,6 +166,7 @@ impl fmt::Debug for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Log")
             .field("kept", &self.entries.len())
+            .field("bytes", &self.bytes)
             .field("recorded", &self.recorded)
             .field("queries", &self.queries)
             .finish_non_exhaustive()
@@ -151,7 +176,17 @@ impl fmt::Debug for Log {
 impl Log {
     /// The statements kept, rendered.
     pub(crate) fn statements(&mut self) -> impl Iterator<Item = &Statement> {
-        self.entries.iter_mut().map(Entry::rendered)
+        self.render_from(0);
+        self.entries.iter().map(|e| &e.statement)
+    }
+
+    /// Renders the deferred entries from position `first` on, counting what they hold now.
+    fn render_from(&mut self, first: usize) {
+        for entry in self.entries.iter_mut().skip(first).filter(|e| e.deferred.is_some()) {
+            self.bytes -= entry.bytes();
+            entry.render();
+            self.bytes += entry.bytes();
+        }
     }
 
     /// The sequence number the next statement gets (see [`Log::since`]).
@@ -165,36 +200,57 @@ impl Log {
         let first_kept = self.recorded - self.entries.len();
         let skip = mark.saturating_sub(first_kept).min(self.entries.len());
         let dropped = first_kept.saturating_sub(mark);
-        (dropped, self.entries.iter_mut().skip(skip).map(Entry::rendered))
+        self.render_from(skip);
+        (dropped, self.entries.iter().skip(skip).map(|e| &e.statement))
     }
 
     /// The latest statement, rendered.
     pub(crate) fn last(&mut self) -> Option<&Statement> {
-        self.entries.back_mut().map(Entry::rendered)
+        self.render_from(self.entries.len().saturating_sub(1));
+        self.entries.back().map(|e| &e.statement)
     }
 
     /// Keeps the last `limit` statements from now on (at least one).
     pub(crate) fn set_limit(&mut self, limit: usize) {
         self.limit = limit.max(1);
-        let excess = self.entries.len().saturating_sub(self.limit);
-        self.entries.drain(..excess);
+        self.trim();
+    }
+
+    /// Keeps at most `bytes` of statements from now on (and the latest statement, whatever its
+    /// size).
+    pub(crate) fn set_byte_limit(&mut self, bytes: usize) {
+        self.byte_limit = bytes;
+        self.trim();
     }
 
     /// Forgets every statement.
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
+        self.bytes = 0;
         self.recorded = 0;
         self.queries = 0;
     }
 
     fn push(&mut self, statement: Statement, deferred: Option<(Cause, Render)>) {
-        if self.entries.len() >= self.limit {
-            self.entries.pop_front();
-        }
         self.queries += usize::from(!statement.transaction_control);
         self.recorded += 1;
-        self.entries.push_back(Entry { statement, deferred });
+        let entry = Entry { statement, deferred };
+        self.bytes += entry.bytes();
+        self.entries.push_back(entry);
+        self.trim();
         self.started = Some(Instant::now());
+    }
+
+    /// Drops the oldest statements past either limit.
+    fn trim(&mut self) {
+        while self.entries.len() > self.limit
+            || (self.bytes > self.byte_limit && self.entries.len() > 1)
+        {
+            match self.entries.pop_front() {
+                Some(entry) => self.bytes -= entry.bytes(),
+                None => break,
+            }
+        }
     }
 }
 
@@ -245,9 +301,13 @@ impl Recorder {
         let echoes = log.loader.is_none() && !log.quiet;
         if let Some(last) = log.entries.back_mut() {
             last.statement.duration = elapsed;
+            let added = error.as_ref().map_or(0, String::capacity);
             last.statement.error = error;
-            if echoes {
-                echo(last.rendered());
+            log.bytes += added;
+        }
+        if echoes {
+            if let Some(last) = log.last() {
+                echo(last);
             }
         }
     }

@@ -35,6 +35,29 @@ orm_tests::backend_tests! {
     }
 
     #[test]
+    fn one_call_site_over_many_queries_is_one_report() {
+        let (mut conn, _) = seeded(100);
+        let mut session = Session::new(&mut conn);
+        session.detect_n_plus_one(true);
+        let mut line = 0;
+        for _ in 0..50 {
+            let people = Person::query().filter(person::id.le(10)).load(&mut session).unwrap();
+            line = line!() + 2;
+            for p in &people {
+                p.load(Person::reports, &mut session).unwrap();
+            }
+        }
+        let reports = session.reports();
+        assert_eq!(reports.len(), 1, "{reports:#?}");
+        match &reports[0] {
+            Report::NPlusOne { count, location, .. } => {
+                assert_eq!((*count, location.line()), (500, line));
+            }
+            other => panic!("expected an N+1 report, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_single_lazy_read_is_not_n_plus_one() {
         let (mut conn, _) = seeded(100);
         let mut session = Session::new(&mut conn);
@@ -174,14 +197,31 @@ orm_tests::backend_tests! {
     }
 
     #[test]
-    fn the_statement_log_keeps_ten_thousand_statements_by_default() {
+    fn the_statement_log_keeps_ten_thousand_statements_and_512_kib_by_default() {
         let (mut conn, _) = seeded(1);
         let mut session = Session::new(&mut conn);
-        for _ in 0..10_001 {
-            session.connection().batch_execute("SELECT 1").unwrap();
-        }
+        let run = |session: &mut Session<'_, Conn>, n: usize| {
+            for _ in 0..n {
+                session.connection().batch_execute("SELECT 1").unwrap();
+            }
+        };
+        run(&mut session, 10_001);
         assert_eq!(session.statements(), 10_001);
+        // Bytes first: each entry holds a few hundred bytes with its text.
+        let kept = session.statement_log().len();
+        assert!((512..10_000).contains(&kept), "{kept}");
+        // Without the byte limit, 10,000 statements.
+        session.statement_log_bytes(usize::MAX);
+        run(&mut session, 10_001);
         assert_eq!(session.statement_log().len(), 10_000);
+        // With no room at all, still the latest statement, whatever its size.
+        session.statement_log_bytes(0);
+        let long = format!("SELECT '{}'", "x".repeat(100_000));
+        session.connection().batch_execute(&long).unwrap();
+        let log = session.statement_log();
+        assert_eq!(log.len(), 1);
+        assert!(log[0].sql.ends_with(" ..."), "cut after 16 KiB");
+        assert_eq!(session.statements(), 20_003);
     }
 
     #[test]

@@ -234,7 +234,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
             Link::Through { table, parent_column, target_column } => {
                 let filter = KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.into() };
                 let link = ThroughLink { table, parent_column, target_column };
-                let render = renderer::<Db<C>, _>(plan, Some(link), &filter);
+                let render = renderer::<Db<C>, _>(plan, Some(link), &filter, chunk.len());
                 let fetch = match lazy && chunk.len() == 1 {
                     true => fetch::<R::Target, LinkKey<R::JoinKey>, C, LazyLoad<R>>,
                     false => fetch::<R::Target, LinkKey<R::JoinKey>, C, Dynamic>,
@@ -246,7 +246,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     Some(link),
                     cause,
                     walk,
-                    Some(render),
+                    render,
                 )?;
                 for (LinkKey(key), target) in rows {
                     add(key, target);
@@ -258,7 +258,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     _ => target_key,
                 };
                 let filter = KeyIn { table: target_table, column, keys: chunk.into() };
-                let render = renderer::<Db<C>, _>(plan, None, &filter);
+                let render = renderer::<Db<C>, _>(plan, None, &filter, chunk.len());
                 let fetch = match lazy && chunk.len() == 1 {
                     true => fetch::<R::Target, (), C, LazyLoad<R>>,
                     false => fetch::<R::Target, (), C, Dynamic>,
@@ -270,7 +270,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     None,
                     cause,
                     walk,
-                    Some(render),
+                    render,
                 )?;
                 for ((), target) in rows {
                     if let Some(key) = R::target_key(&target) {
@@ -283,15 +283,24 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     Ok(())
 }
 
-/// Renders the statement `fetch_targets` runs, for the statement log, when the log is read.
+/// Keys up to which a statement's rendering for the log waits until the log is read; one with
+/// more is rendered as it runs (cut after 16 KiB), so the log never keeps a key list.
+const DEFERRED_KEYS: usize = 16;
+
+/// Renders the statement `fetch_targets` runs, for the statement log, when the log is read;
+/// `None` (rendered as it runs) past [`DEFERRED_KEYS`] keys.
 fn renderer<DB: OrmBackend, K: KeyValue>(
     plan: &Arc<PlanNode>,
     link: Option<ThroughLink>,
     filter: &KeyIn<K>,
-) -> Render {
+    keys: usize,
+) -> Option<Render> {
+    if keys > DEFERRED_KEYS {
+        return None;
+    }
     let plan = Arc::clone(plan);
     let filter = filter.clone();
-    Box::new(move || {
+    Some(Box::new(move || {
         let filters: [Fragment<DB>; 1] = [Box::new(filter.clone())];
         let query = SelectGraph {
             plan: &plan,
@@ -303,7 +312,7 @@ fn renderer<DB: OrmBackend, K: KeyValue>(
             offset: None,
         };
         DB::debug_sql(&query)
-    })
+    }))
 }
 
 /// The target of many-to-one `R` with join key `key`, if the session holds it.
