@@ -24,6 +24,7 @@ use diesel::connection::InstrumentationEvent;
 use diesel::prelude::*;
 use orm_core::prelude::*;
 use orm_tests::sqlite::seeded;
+use orm_tests::variants::Boss;
 use orm_tests::{address, person, person_project, project, Person};
 
 /// The global allocator, counting the live and peak heap bytes.
@@ -866,5 +867,114 @@ fn graphs(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, graphs);
+// ---------------------------------------------------------------------------------------------
+// Deep data: a chain of managers 100,000 levels deep.
+
+/// Levels of the deep chain (`ORM_BENCH_CHAIN` to choose).
+fn chain_levels() -> usize {
+    std::env::var("ORM_BENCH_CHAIN").map_or(100_000, |n| n.parse().expect("a number"))
+}
+
+/// The ORM's chain: every person loaded, each manager read through the session (from the
+/// identity map), the chain held by its last person alone.
+fn orm_chain(conn: &mut Conn) -> Arc<Person> {
+    let mut session = Session::new(conn);
+    session.detect_n_plus_one(false);
+    let people = Person::query().order_by(person::id.desc()).load(&mut session).unwrap();
+    let tail = people[0].clone().into_arc();
+    let mut p = Arc::clone(&tail);
+    while p.load(Person::manager, &mut session).unwrap().is_some() {
+        let next = p.manager.stored().unwrap().clone().unwrap();
+        p = next;
+    }
+    tail
+}
+
+/// The hand-written chain: the rows, and each row's manager as an index.
+fn hand_chain(conn: &mut Conn) -> (Vec<PersonRow>, Vec<Option<usize>>) {
+    let rows: Vec<PersonRow> =
+        person::table.select(PersonRow::as_select()).order_by(person::id).load(conn).unwrap();
+    let index: HashMap<i32, usize> = rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    let managers = rows.iter().map(|r| r.manager_id.and_then(|m| index.get(&m).copied())).collect();
+    (rows, managers)
+}
+
+/// The declared `selectin` self-reference from the top: one statement per level.
+fn orm_selectin_chain(conn: &mut Conn) -> (u64, usize) {
+    let mut session = Session::new(conn);
+    session.detect_n_plus_one(false);
+    let top = Boss::query().filter(person::id.eq(1)).load(&mut session).unwrap();
+    let mut sum = 0u64;
+    let mut level = top[0].reports.get().unwrap().to_vec();
+    while let Some(next) = level.first().cloned() {
+        sum += next.id as u64;
+        level = next.reports.get().unwrap().to_vec();
+    }
+    (sum, session.statements())
+}
+
+/// The same, hand-written: the reports of the last level's people, level after level.
+fn hand_selectin_chain(conn: &mut Conn) -> (u64, usize) {
+    let statements = counted(conn);
+    let mut sum = 0u64;
+    let mut level = vec![1];
+    loop {
+        let rows: Vec<PersonRow> = person::table
+            .select(PersonRow::as_select())
+            .filter(person::manager_id.eq_any(&level))
+            .order_by(person::id)
+            .load(conn)
+            .unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        sum += rows.iter().map(|r| r.id as u64).sum::<u64>();
+        level = rows.iter().map(|r| r.id).collect();
+    }
+    (sum, statements.load(Ordering::Relaxed))
+}
+
+fn deep_chain(c: &mut Criterion) {
+    if std::env::var("ORM_BENCH_ONLY").is_ok_and(|only| only != "deep-chain") {
+        return;
+    }
+    let levels = chain_levels();
+    let mut conn = orm_tests::sqlite::chain(levels);
+    let (orm_peak, tail) = peak_heap(|| orm_chain(&mut conn));
+    let (hand_peak, hand) = peak_heap(|| hand_chain(&mut conn));
+    assert_eq!(hand.0.len(), levels);
+    drop((tail, hand));
+    let line = format!(
+        "peak heap, a chain of {levels} managers: orm {:.1} MiB, hand-written {:.1} MiB, ratio {:.2}",
+        orm_peak as f64 / 1048576.0,
+        hand_peak as f64 / 1048576.0,
+        orm_peak as f64 / hand_peak as f64
+    );
+    println!("{line}");
+    let _ = std::fs::write(format!("{}/bench-chain-{levels}.txt", env!("CARGO_TARGET_TMPDIR")), line);
+    let (orm_sum, orm_statements) = orm_selectin_chain(&mut conn);
+    let (hand_sum, hand_statements) = hand_selectin_chain(&mut conn);
+    assert_eq!((orm_sum, orm_statements), (hand_sum, hand_statements + 1));
+
+    let mut group = c.benchmark_group("deep-chain");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(6));
+    // Dropping the graph, built outside the timing.
+    group.bench_with_input(BenchmarkId::new("orm-drop", levels), &levels, |b, _| {
+        b.iter_batched(|| orm_chain(&mut conn), drop, criterion::BatchSize::PerIteration)
+    });
+    group.bench_with_input(BenchmarkId::new("hand-drop", levels), &levels, |b, _| {
+        b.iter_batched(|| hand_chain(&mut conn), drop, criterion::BatchSize::PerIteration)
+    });
+    group.bench_with_input(BenchmarkId::new("orm-selectin", levels), &levels, |b, _| {
+        b.iter(|| black_box(orm_selectin_chain(&mut conn)))
+    });
+    group.bench_with_input(BenchmarkId::new("hand-selectin", levels), &levels, |b, _| {
+        b.iter(|| black_box(hand_selectin_chain(&mut conn)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, graphs, deep_chain);
 criterion_main!(benches);
