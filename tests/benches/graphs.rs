@@ -951,7 +951,8 @@ fn deep_chain(c: &mut Criterion) {
         orm_peak as f64 / hand_peak as f64
     );
     println!("{line}");
-    let _ = std::fs::write(format!("{}/bench-chain-{levels}.txt", env!("CARGO_TARGET_TMPDIR")), line);
+    let _ =
+        std::fs::write(format!("{}/bench-chain-{levels}.txt", env!("CARGO_TARGET_TMPDIR")), line);
     let (orm_sum, orm_statements) = orm_selectin_chain(&mut conn);
     let (hand_sum, hand_statements) = hand_selectin_chain(&mut conn);
     assert_eq!((orm_sum, orm_statements), (hand_sum, hand_statements + 1));
