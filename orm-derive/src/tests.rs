@@ -72,7 +72,7 @@ fn every_mistake_is_reported_in_one_pass() {
             "missing relation kind: add one of `belongs_to = T`, `has_one = T`, `has_many = T`, `many_to_many = T`",
             "`foreign_key = manger_id` names no column field of `Person`",
             "`has_many` relates a collection: use `Rel<Vec<Person>>`",
-            "`join_depth` applies to `lazy = \"joined\"` only",
+            "`join_depth` applies to `lazy = \"joined\"` and `lazy = \"selectin\"` only",
         ],
     );
 }
