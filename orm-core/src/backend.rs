@@ -4,6 +4,7 @@
 //! [`Decode`](crate::model::Decode) generically over diesel backends, and the
 //! [`AllBackends`] bundle asks for it on every backend this build of `orm-core` enables.
 
+use std::any::TypeId;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -173,6 +174,16 @@ pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static
         bits: u32,
     ) -> Result<Option<Option<i64>>, Box<dyn std::error::Error + Send + Sync>>;
 
+    /// Checks that a value fits a field of SQL type `ST` as stored: SQLite keeps any value in any
+    /// column, and diesel would convert it silently (the integer 12 read as the text "12", the
+    /// text "abc" as the number 0). Fails quoting the value; `NULL` and the types it does not
+    /// know pass. A no-op where columns hold their declared type (PostgreSQL).
+    fn check_storage<ST: 'static>(
+        _value: &mut Option<Self::RawValue<'_>>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
+
     /// Decodes the model whose first column is at `offset`, with its key already read.
     fn decode<'a, M: Model, R: Row<'a, Self>>(
         row: &R,
@@ -232,7 +243,10 @@ impl OrmBackend for Sqlite {
             let wide = Self::read_integer(field.value(), bits)?.flatten();
             return Ok(wide.and_then(|w| crate::model::integer_into::<K>(Some(w))));
         }
-        <K as KeyFor<Sqlite>>::decode(field.value())
+        // One value for both: each `field.value()` asks SQLite for the column again.
+        let mut value = field.value();
+        Self::check_storage::<K::SqlType>(&mut value)?;
+        <K as KeyFor<Sqlite>>::decode(value)
     }
 
     fn read_integer(
@@ -243,17 +257,7 @@ impl OrmBackend for Sqlite {
         let wide = match value.value_type() {
             None => return Ok(Some(None)),
             Some(SqliteType::Long) => value.read_long(),
-            Some(SqliteType::Double) => {
-                return Err(format!("REAL value {:?} is not an integer", value.read_double()).into())
-            }
-            Some(SqliteType::Binary) => {
-                let bytes = value.read_blob().len();
-                return Err(format!("BLOB value of {bytes} bytes is not an integer").into());
-            }
-            Some(_) => {
-                let text = quoted(value.read_text());
-                return Err(format!("TEXT value {text} is not an integer").into());
-            }
+            Some(_) => return Err(format!("{} is not an integer", described(&mut value)).into()),
         };
         match bits {
             64.. => Ok(Some(Some(wide))),
@@ -264,12 +268,60 @@ impl OrmBackend for Sqlite {
         }
     }
 
+    fn check_storage<ST: 'static>(
+        value: &mut Option<Self::RawValue<'_>>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let Some((classes, expected)) = sqlite_storage::<ST>() else { return Ok(()) };
+        let Some(value) = value else { return Ok(()) };
+        match value.value_type() {
+            None => Ok(()),
+            Some(found) if classes.contains(&found) => Ok(()),
+            Some(_) => Err(format!("{} is not {expected}", described(value)).into()),
+        }
+    }
+
     fn decode<'a, M: Model, R: Row<'a, Self>>(
         row: &R,
         offset: usize,
         key: M::Key,
     ) -> deserialize::Result<M> {
         <M as Decode<Sqlite>>::decode_at(row, offset, key)
+    }
+}
+
+/// The SQLite storage classes a column of SQL type `ST` may hold, and what its values are, for
+/// the types whose values diesel would otherwise convert: text, numbers, blobs, booleans.
+/// (Integers are read by [`OrmBackend::read_integer`]; dates and times are stored as text or
+/// numbers, both of which diesel reads.)
+fn sqlite_storage<ST: 'static>() -> Option<(&'static [SqliteType], &'static str)> {
+    use diesel::sql_types::{Binary, Bool, Double, Float, Nullable};
+    fn is<ST: 'static, T: 'static>() -> bool {
+        TypeId::of::<ST>() == TypeId::of::<T>() || TypeId::of::<ST>() == TypeId::of::<Nullable<T>>()
+    }
+    if is::<ST, Text>() {
+        Some((&[SqliteType::Text], "text"))
+    } else if is::<ST, Double>() || is::<ST, Float>() {
+        Some((&[SqliteType::Double, SqliteType::Long], "a number"))
+    } else if is::<ST, Integer>() || is::<ST, BigInt>() || is::<ST, SmallInt>() {
+        Some((&[SqliteType::Long], "an integer"))
+    } else if is::<ST, Bool>() {
+        Some((&[SqliteType::Long], "a boolean"))
+    } else if is::<ST, Binary>() {
+        Some((&[SqliteType::Binary], "a blob"))
+    } else {
+        None
+    }
+}
+
+/// A SQLite value as an error message shows it: its storage class and the value (text quoted
+/// and cut, a blob by its size).
+fn described(value: &mut diesel::sqlite::SqliteValue<'_, '_, '_>) -> String {
+    match value.value_type() {
+        None => "NULL".to_owned(),
+        Some(SqliteType::Long) => format!("INTEGER value {}", value.read_long()),
+        Some(SqliteType::Double) => format!("REAL value {:?}", value.read_double()),
+        Some(SqliteType::Binary) => format!("BLOB value of {} bytes", value.read_blob().len()),
+        Some(_) => format!("TEXT value {}", quoted(value.read_text())),
     }
 }
 

@@ -219,7 +219,7 @@ impl<K: KeyValue> AsKey<K> for Option<K> {
 
 /// Decodes column `index` of `row` into a field, naming the model and column on failure.
 #[doc(hidden)]
-pub fn field_at<'a, DB, ST, T, R>(
+pub fn field_at<'a, DB, ST: 'static, T, R>(
     row: &R,
     index: usize,
     model: &'static str,
@@ -245,7 +245,10 @@ where
             });
         }
     }
-    T::from_nullable_sql(field.value()).map_err(|source| failure(model, column, source))
+    // One value for both: each `field.value()` asks SQLite for the column again.
+    let mut value = field.value();
+    DB::check_storage::<ST>(&mut value).map_err(|source| failure(model, column, source))?;
+    T::from_nullable_sql(value).map_err(|source| failure(model, column, source))
 }
 
 /// An integer field (`i16`, `i32`, `i64`, or their `Option`s) from a value already checked to

@@ -193,9 +193,10 @@ mod links {
 }
 
 /// SQLite only (PostgreSQL's columns hold their declared type): a value of another storage
-/// class in an integer column is an error quoting the value read, never a converted number.
+/// class than the field's (TEXT in an integer, INTEGER in a text) is an error quoting the value
+/// read, never a converted one.
 #[test]
-fn sqlite_values_an_integer_field_cannot_read_are_errors_quoting_the_value() {
+fn sqlite_values_of_another_storage_class_are_errors_quoting_the_value() {
     let cases = [
         ("counter", "1, 1e30", "Counter", "hits", "REAL value 1e30 is not an integer"),
         ("counter", "1, 3.7", "Counter", "hits", "REAL value 3.7 is not an integer"),
@@ -249,6 +250,39 @@ fn sqlite_values_an_integer_field_cannot_read_are_errors_quoting_the_value() {
         error.to_string(),
         "cannot decode column `person_id` of `person_project`: REAL value 1.0 is not an integer"
     );
+    // Text fields: what a column without type affinity keeps as it came, on every path that
+    // decodes the row (root, joined, selectin, lazy).
+    let cases = [
+        ("12", "INTEGER value 12 is not text"),
+        ("1.5", "REAL value 1.5 is not text"),
+        ("x'00ff'", "BLOB value of 2 bytes is not text"),
+    ];
+    for (city, message) in cases {
+        let mut conn = orm_tests::sqlite::empty();
+        conn.batch_execute(&format!(
+            "DROP TABLE person; DROP TABLE address;
+             CREATE TABLE address (id INTEGER PRIMARY KEY, street, city);
+             CREATE TABLE person (id INTEGER PRIMARY KEY, firstname, lastname, address_id INTEGER, manager_id INTEGER);
+             INSERT INTO address VALUES (1, 'rue', {city});
+             INSERT INTO person VALUES (1, 'Pierre', 'Martin', 1, NULL);"
+        ))
+        .unwrap();
+        let mut session = Session::new(&mut conn);
+        let decode_error = |result: orm_core::Result<()>| match result.unwrap_err() {
+            Error::Decode { model: "Address", column: "city", source } => source.to_string(),
+            other => panic!("{city}: expected a decode error of `Address.city`, got {other:?}"),
+        };
+        let root = Address::query().load(&mut session).map(|_| ());
+        let joined =
+            Person::query().options(joined(Person::address)).load(&mut session).map(|_| ());
+        let selectin =
+            Person::query().options(selectin(Person::address)).load(&mut session).map(|_| ());
+        let people = Person::query().load(&mut session).unwrap();
+        let lazy = people[0].load(Person::address, &mut session).map(|_| ());
+        for result in [root, joined, selectin, lazy] {
+            assert_eq!(decode_error(result), message);
+        }
+    }
     // What SQLite's integer affinity stored as an integer reads as one.
     let mut conn = orm_tests::sqlite::empty();
     conn.batch_execute(
