@@ -53,6 +53,15 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
         let column = column_alias(c.ident);
         quote!(<#column as #p::diesel::Column>::NAME)
     });
+    // The declared key must be the `table!`'s: another column would merge distinct rows. At the
+    // key's token: "expected `isbn`, found `id`".
+    let key_column = &model.primary_key;
+    let table_at_key = Ident::new(&table_module.to_string(), key_column.span());
+    let key_check = quote_spanned! {key_column.span()=>
+        const _: fn() = || {
+            let _: <#table_at_key::table as #p::diesel::Table>::PrimaryKey = #table_at_key::#key_column;
+        };
+    };
     let infos = model.relations.iter().map(relation_info);
     let module = marker_module(model);
     let visitor = quote!(__visitor);
@@ -64,6 +73,7 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
         quote_spanned!(at_target=> #index => #p::Option::Some(#visitor.visit::<#module::#marker>()),)
     });
     quote! {
+        #key_check
         #[automatically_derived]
         impl #p::Model for #ident {
             type Key = #key_ty;
