@@ -7,13 +7,14 @@ pub use std::vec::Vec;
 
 pub use crate::backend::{AllBackends, KeyValue};
 pub use crate::model::{
-    field_at, AsKey, Decode, Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor,
-    Strategy,
+    column_named, field_at, AsKey, Decode, Link, Model, Relation, RelationInfo, RelationKind,
+    RelationVisitor, SqlTable, Strategy,
 };
 pub use crate::options::{RelOption, RelationOf};
 pub use crate::rel::{Rel, Shape};
 pub use crate::typed::{kind, view as typed_view, Apply, Has, InnerOr, No, SlotFor, State, Yes};
 pub use std::marker::PhantomData;
+pub use std::sync::OnceLock;
 
 pub use crate::__for_each_backend as for_each_backend;
 pub use crate::__impl_required_shape as impl_required_shape;

@@ -60,7 +60,7 @@ pub enum Error {
     },
 
     /// A filter or order names a table the query neither selects from nor joins.
-    #[error("the query filters on `{table}`, which it does not join (tables in the query: {available:?}); add `.join(..)` for it")]
+    #[error("the query filters on `{table}`, which it does not join (tables in the query: {available:?}); add `.join(..)` for it (an eager `joined(..)` load joins under an anonymous alias: to filter on it, `.join(..)` the relation and load it with `contains_eager(..)`)")]
     TableNotInQuery {
         /// The table (or alias) named.
         table: String,

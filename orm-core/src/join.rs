@@ -12,7 +12,7 @@ use diesel::QueryResult;
 
 use crate::backend::OrmBackend;
 use crate::error::Error;
-use crate::model::{Link, Model, Relation};
+use crate::model::{Link, Model, Relation, SqlTable};
 use crate::sql;
 
 /// An explicit join of the query (`.join(Person::address)`, `.join_as(Person::manager, manager)`).
@@ -28,7 +28,7 @@ pub(crate) struct UserJoin {
     pub(crate) relation: (TypeId, usize),
     pub(crate) link: Link,
     pub(crate) target: TypeId,
-    pub(crate) table: &'static str,
+    pub(crate) table: SqlTable,
     pub(crate) target_key: &'static str,
     /// The name the query and the user's filters use: the table's, or the alias's.
     pub(crate) name: String,
@@ -49,7 +49,7 @@ impl UserJoin {
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names = vec![self.name.clone()];
         if let Link::Through { table, .. } = self.link {
-            names.push(self.through_name(table));
+            names.push(self.through_name(table().name));
         }
         names
     }
@@ -89,11 +89,11 @@ pub(crate) fn user_join<M: Model, R: Relation>(
     };
     let parent_name = match parent {
         Some(i) => joins[i].name.clone(),
-        None => M::TABLE.to_owned(),
+        None => M::table().name.to_owned(),
     };
-    let table = <R::Target as Model>::TABLE;
-    let name = alias.unwrap_or(table).to_owned();
-    let taken = name == M::TABLE || joins.iter().any(|j| j.names().contains(&name));
+    let table = <R::Target as Model>::table();
+    let name = alias.unwrap_or(table.name).to_owned();
+    let taken = name == M::table().name || joins.iter().any(|j| j.names().contains(&name));
     if taken {
         return Err(invalid(format!(
             "`{name}` is already in the query: join it under another name with `join_as` and a diesel `alias!`"
@@ -128,7 +128,8 @@ pub(crate) fn walk_user_join<DB: OrmBackend>(
         }
         Link::TargetColumn(column) => sql::join(out, kind, target, (&join.name, column), parent),
         Link::Through { table, parent_column, target_column } => {
-            let through = join.through_name(table);
+            let table = table();
+            let through = join.through_name(table.name);
             sql::join(out, kind, (table, &through), (&through, parent_column), parent)?;
             sql::join(out, kind, target, (&join.name, join.target_key), (&through, target_column))
         }
@@ -155,11 +156,11 @@ where
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         let info = R::info();
-        let parent = <R::Parent as Model>::TABLE;
+        let parent = <R::Parent as Model>::table().name;
         let parent_key = <R::Parent as Model>::COLUMNS[<R::Parent as Model>::KEY_COLUMN];
-        let table = <R::Target as Model>::TABLE;
+        let table = <R::Target as Model>::table();
         let target_key = <R::Target as Model>::COLUMNS[<R::Target as Model>::KEY_COLUMN];
-        let name = self.alias.unwrap_or(table);
+        let name = self.alias.unwrap_or(table.name);
         if name == parent {
             return Err(diesel::result::Error::QueryBuilderError(
                 format!(
@@ -188,7 +189,8 @@ where
                 sql::column(&mut out, (parent, parent_key))?;
             }
             Link::Through { table: through, parent_column, target_column } => {
-                let link = format!("{name}_{through}");
+                let through = through();
+                let link = format!("{name}_{}", through.name);
                 sql::table_as(&mut out, through, &link)?;
                 out.push_sql(" INNER JOIN ");
                 sql::table_as(&mut out, table, name)?;
@@ -282,18 +284,34 @@ pub(crate) fn missing_table(sql: &str, quote: char) -> Option<(String, Vec<Strin
             tokens.push(Token::Other);
         }
     }
-    let mut introduced = Vec::new();
-    for pair in tokens.windows(2) {
-        if let [Token::Word(w), Token::Ident(name)] = pair {
-            if matches!(w.as_str(), "FROM" | "JOIN" | "AS") {
-                introduced.push(name.clone());
+    // Dotted chains of identifiers: `"app"."person"` after FROM, JOIN or AS brings in its last
+    // name; `"app"."person"."id"` elsewhere is a column of its next-to-last.
+    let mut chains: Vec<(bool, Vec<&String>)> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if let Token::Ident(first) = &tokens[i] {
+            let brings = i > 0
+                && matches!(&tokens[i - 1], Token::Word(w) if matches!(w.as_str(), "FROM" | "JOIN" | "AS"));
+            let mut chain = vec![first];
+            while let (Some(Token::Dot), Some(Token::Ident(next))) =
+                (tokens.get(i + 1), tokens.get(i + 2))
+            {
+                chain.push(next);
+                i += 2;
             }
+            chains.push((brings, chain));
         }
+        i += 1;
     }
-    for triple in tokens.windows(3) {
-        if let [Token::Ident(table), Token::Dot, Token::Ident(_)] = triple {
+    let introduced: Vec<String> = chains
+        .iter()
+        .filter(|(brings, _)| *brings)
+        .filter_map(|(_, chain)| chain.last().map(|name| (*name).clone()))
+        .collect();
+    for (brings, chain) in &chains {
+        if let (false, [.., table, _column]) = (*brings, chain.as_slice()) {
             if !introduced.contains(table) {
-                return Some((table.clone(), introduced));
+                return Some(((*table).clone(), introduced));
             }
         }
     }
@@ -314,5 +332,12 @@ mod tests {
         assert_eq!(missing_table(pg, '"'), None);
         let literal = "SELECT `person`.`id` FROM `person` WHERE name = 'it''s `x`.`y`'";
         assert_eq!(missing_table(literal, '`'), None);
+        // A table in a schema is brought in by its own name.
+        let schema =
+            r#"SELECT "person"."id" FROM "app"."person" WHERE ("app"."person"."name" = $1)"#;
+        assert_eq!(missing_table(schema, '"'), None);
+        let missing =
+            r#"SELECT "person"."id" FROM "app"."person" WHERE ("app"."address"."city" = $1)"#;
+        assert_eq!(missing_table(missing, '"').map(|(t, _)| t), Some("address".to_owned()));
     }
 }

@@ -84,7 +84,9 @@ pub use crate::backend::{AllBackends, KeyFor, KeyForAll, KeyValue, OrmBackend, S
 pub use crate::detect::{Report, Strictness};
 pub use crate::error::{Error, NotLoadedReason, Result};
 pub use crate::join::{Exists, RelationExt};
-pub use crate::model::{Decode, Link, Model, Relation, RelationInfo, RelationKind, Strategy};
+pub use crate::model::{
+    Decode, Link, Model, Relation, RelationInfo, RelationKind, SqlTable, Strategy,
+};
 pub use crate::options::{
     contains_eager, joined, lazy, raise, raise_all, selectin, IntoOptions, OptionTree, Options,
     RaiseAll, RelOption, RelationOf,

@@ -28,14 +28,17 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
 
     /// The struct's name, for messages.
     const NAME: &'static str;
-    /// The SQL table name.
-    const TABLE: &'static str;
+    /// The Rust field names of the columns, in field order (parallel to [`Model::COLUMNS`]).
+    const FIELDS: &'static [&'static str];
     /// The SQL column names, in field order; the row decoder reads them by position.
     const COLUMNS: &'static [&'static str];
     /// The index of the primary key in [`Model::COLUMNS`].
     const KEY_COLUMN: usize;
     /// The relations, in field order; a relation's [`Relation::INDEX`] points in here.
     const RELATIONS: &'static [RelationInfo];
+
+    /// The SQL table, as diesel's `table!` names it (its `sql_name` and schema).
+    fn table() -> SqlTable;
 
     /// The primary key of this row.
     fn key(&self) -> &Self::Key;
@@ -119,7 +122,7 @@ pub enum Strategy {
 }
 
 /// The SQL columns that link a parent to its related rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Link {
     /// `target.pk = parent.column` (belongs_to).
     ParentColumn(&'static str),
@@ -128,12 +131,100 @@ pub enum Link {
     /// `through.parent_column = parent.pk AND target.pk = through.target_column` (many_to_many).
     Through {
         /// The association table.
-        table: &'static str,
+        table: fn() -> SqlTable,
         /// Its column referencing the parent's key.
         parent_column: &'static str,
         /// Its column referencing the target's key.
         target_column: &'static str,
     },
+}
+
+/// A table as diesel's `table!` names it in SQL: its `sql_name`, in its schema if it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqlTable {
+    /// The schema (`table! { app.person .. }`), if named.
+    pub schema: Option<&'static str>,
+    /// The table's SQL name: the name it is referred to by in the statement.
+    pub name: &'static str,
+}
+
+impl SqlTable {
+    /// The names of the `table!` type `T`, as diesel renders its `FROM` clause (once per table
+    /// and process: the strings live as long as the program, like the `table!` itself).
+    pub fn of<T>() -> SqlTable
+    where
+        T: diesel::QuerySource + Default,
+        T::FromClause: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>,
+    {
+        use diesel::query_builder::{QueryBuilder, QueryFragment};
+        let mut builder = diesel::sqlite::SqliteQueryBuilder::new();
+        let rendered = T::default()
+            .from_clause()
+            .to_sql(&mut builder, &diesel::sqlite::Sqlite)
+            .map(|()| builder.finish())
+            .unwrap_or_default();
+        let mut parts = quoted_identifiers(&rendered, '`');
+        let name = parts.pop().unwrap_or(rendered);
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        SqlTable { schema: parts.pop().map(leak), name: leak(name) }
+    }
+}
+
+/// The identifiers of `sql`, a dotted chain of identifiers quoted with `quote` (doubled inside).
+pub(crate) fn quoted_identifiers(sql: &str, quote: char) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != quote {
+            continue;
+        }
+        let mut ident = String::new();
+        while let Some(c) = chars.next() {
+            if c == quote {
+                if chars.next_if_eq(&quote).is_some() {
+                    ident.push(quote);
+                    continue;
+                }
+                break;
+            }
+            ident.push(c);
+        }
+        parts.push(ident);
+    }
+    parts
+}
+
+/// The SQL name of the column whose field is `field`, from a model's [`Model::FIELDS`] and
+/// [`Model::COLUMNS`] (`field` itself if no field has that name: the derive reports it).
+#[doc(hidden)]
+pub const fn column_named(
+    fields: &'static [&'static str],
+    columns: &'static [&'static str],
+    field: &'static str,
+) -> &'static str {
+    let mut i = 0;
+    while i < fields.len() && i < columns.len() {
+        if str_eq(fields[i], field) {
+            return columns[i];
+        }
+        i += 1;
+    }
+    field
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// The static description of one relation field.

@@ -8,7 +8,7 @@ use std::any::TypeId;
 
 use crate::error::Error;
 use crate::join::UserJoin;
-use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor, Strategy};
+use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor, SqlTable, Strategy};
 use crate::options::OptionTree;
 
 /// A relation's identity along a load path: the parent model and the relation's index.
@@ -54,7 +54,7 @@ pub(crate) struct PlanNode {
     /// The SQL name of this node in the statement: the table for the root, an anonymous alias
     /// `t<N>` for an eager join, the join's name for `contains_eager`.
     pub(crate) name: String,
-    pub(crate) table: &'static str,
+    pub(crate) table: SqlTable,
     pub(crate) columns: &'static [&'static str],
     pub(crate) key_column: usize,
     /// Position of this model's first column in the row.
@@ -126,7 +126,7 @@ impl<'j> PlanBuilder<'j> {
         options: &OptionTree,
         path: &mut Path,
     ) -> Result<PlanNode, Error> {
-        let node = self.node::<M>(M::TABLE.to_owned(), Some(None), Some(options), path);
+        let node = self.node::<M>(M::table().name.to_owned(), Some(None), Some(options), path);
         match self.error {
             Some(error) => Err(error),
             None => Ok(node),
@@ -156,7 +156,7 @@ impl<'j> PlanBuilder<'j> {
         let mut node = PlanNode {
             id: self.next_id,
             name,
-            table: M::TABLE,
+            table: M::table(),
             columns: M::COLUMNS,
             key_column: M::KEY_COLUMN,
             offset: self.next_column,
@@ -258,7 +258,7 @@ impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_, '_> {
             Some(join) => {
                 let join = &self.builder.joins[join];
                 let through = match info.link {
-                    Link::Through { table, .. } => Some(join.through_name(table)),
+                    Link::Through { table, .. } => Some(join.through_name(table().name)),
                     _ => None,
                 };
                 (join.name.clone(), through)

@@ -183,7 +183,7 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
     /// Keeps the row whose primary key is `key`.
     pub fn filter_key(mut self, key: M::Key) -> Self {
         self.filters.push(Box::new(KeyEq {
-            table: M::TABLE,
+            table: M::table().name,
             column: M::COLUMNS[M::KEY_COLUMN],
             key,
         }));

@@ -13,7 +13,7 @@ use diesel::{QueryResult, RunQueryDsl};
 
 use crate::backend::{KeyValue, OrmBackend};
 use crate::join::{walk_user_join, UserJoin};
-use crate::model::Link;
+use crate::model::{Link, SqlTable};
 use crate::plan::PlanNode;
 
 /// A boxed piece of SQL: a user filter or order expression, or a key list.
@@ -23,7 +23,7 @@ pub(crate) type Fragment<DB> = Box<dyn QueryFragment<DB> + Send>;
 /// `through.parent_column` as the row's first column.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ThroughLink {
-    pub(crate) table: &'static str,
+    pub(crate) table: SqlTable,
     pub(crate) parent_column: &'static str,
     pub(crate) target_column: &'static str,
 }
@@ -79,7 +79,8 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
                     join(out, LEFT, (target.table, alias), (alias, column), (parent, parent_key))?;
                 }
                 Link::Through { table, parent_column, target_column } => {
-                    let through = child.through_name.as_deref().unwrap_or(table);
+                    let table = table();
+                    let through = child.through_name.as_deref().unwrap_or(table.name);
                     join(
                         out,
                         LEFT,
@@ -151,7 +152,7 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
 pub(crate) fn join<DB: OrmBackend>(
     out: &mut AstPass<'_, '_, DB>,
     kind: &str,
-    (table, name): (&str, &str),
+    (table, name): (SqlTable, &str),
     left: (&str, &str),
     right: (&str, &str),
 ) -> QueryResult<()> {
@@ -163,14 +164,18 @@ pub(crate) fn join<DB: OrmBackend>(
     column(out, right)
 }
 
-/// `table`, or `table AS name` when the names differ.
+/// `table` (in its schema, if it has one), or `table AS name` when the names differ.
 pub(crate) fn table_as<DB: OrmBackend>(
     out: &mut AstPass<'_, '_, DB>,
-    table: &str,
+    table: SqlTable,
     name: &str,
 ) -> QueryResult<()> {
-    out.push_identifier(table)?;
-    if name != table {
+    if let Some(schema) = table.schema {
+        out.push_identifier(schema)?;
+        out.push_sql(".");
+    }
+    out.push_identifier(table.name)?;
+    if name != table.name {
         out.push_sql(" AS ");
         out.push_identifier(name)?;
     }
@@ -206,25 +211,25 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
             // A to-many explicit join repeats parents inside the subquery too.
             let repeats = self.joins.iter().any(|j| !matches!(j.link, Link::ParentColumn(_)));
             out.push_sql(if repeats { "(SELECT DISTINCT " } else { "(SELECT " });
-            out.push_identifier(root.table)?;
+            out.push_identifier(root.table.name)?;
             out.push_sql(".* FROM ");
-            out.push_identifier(root.table)?;
+            table_as(&mut out, root.table, root.table.name)?;
             self.walk_user_joins(&mut out)?;
             self.walk_where(&mut out)?;
             self.walk_order(&mut out)?;
             self.walk_limit(&mut out)?;
             out.push_sql(") AS ");
+            out.push_identifier(root.table.name)?;
+        } else {
+            table_as(&mut out, root.table, root.table.name)?;
         }
-        out.push_identifier(root.table)?;
         if let Some(link) = &self.link {
             out.push_sql(" INNER JOIN ");
-            out.push_identifier(link.table)?;
-            out.push_sql(" AS ");
-            out.push_identifier(LINK_ALIAS)?;
+            table_as(&mut out, link.table, LINK_ALIAS)?;
             out.push_sql(" ON ");
             column(&mut out, (LINK_ALIAS, link.target_column))?;
             out.push_sql(" = ");
-            column(&mut out, (root.table, root.columns[root.key_column]))?;
+            column(&mut out, (root.table.name, root.columns[root.key_column]))?;
         }
         self.walk_user_joins(&mut out)?;
         Self::walk_joins(root, &mut out)?;

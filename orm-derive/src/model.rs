@@ -130,11 +130,6 @@ impl<'a> Model<'a> {
         })
     }
 
-    /// The table's name in SQL: the last segment of the `table!` path.
-    pub fn table_name(&self) -> String {
-        self.table.segments.last().map(|s| s.ident.to_string()).unwrap_or_default()
-    }
-
     pub fn key_column(&self) -> Option<(usize, &Column<'a>)> {
         self.columns.iter().enumerate().find(|(_, c)| *c.ident == self.primary_key)
     }

@@ -108,7 +108,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
     fn row<'a, DB: OrmBackend, R: Row<'a, DB>>(&mut self, row: &R) -> deserialize::Result<()> {
         self.rows += 1;
         let link = L::read::<DB, R>(row).map_err(|e| match self.link {
-            Some(link) => crate::model::failure(link.table, link.parent_column, e),
+            Some(link) => crate::model::failure(link.table.name, link.parent_column, e),
             None => e,
         })?;
         let mut state = State {

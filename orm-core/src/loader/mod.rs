@@ -154,10 +154,15 @@ fn statement_error<C: SessionConnection>(
     error: diesel::result::Error,
 ) -> crate::error::Error {
     // A filter on a table the query does not join fails in the database with a message that
-    // does not say so; look for that cause before reporting the database's words.
+    // does not say so; look for that cause before reporting the database's words, and say it
+    // only if the database's words name that table (when unsure, they stand).
     if !query.filters.is_empty() || !query.order.is_empty() {
-        if let Err(missing) = check_tables(query) {
-            return missing;
+        if let Err(crate::error::Error::TableNotInQuery { table, available }) = check_tables(query)
+        {
+            let words = error.to_string().to_lowercase();
+            if words.contains(&table.to_lowercase()) {
+                return crate::error::Error::TableNotInQuery { table, available };
+            }
         }
     }
     session.db_error(error)

@@ -227,13 +227,13 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     lazy: bool,
     mut add: impl FnMut(R::JoinKey, Arc<R::Target>),
 ) -> Result<()> {
-    let target_table = <R::Target as Model>::TABLE;
+    let target_table = <R::Target as Model>::table().name;
     let target_key = <R::Target as Model>::COLUMNS[<R::Target as Model>::KEY_COLUMN];
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
         match R::info().link {
             Link::Through { table, parent_column, target_column } => {
                 let filter = KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.into() };
-                let link = ThroughLink { table, parent_column, target_column };
+                let link = ThroughLink { table: table(), parent_column, target_column };
                 let render = renderer::<Db<C>, _>(plan, Some(link), &filter, chunk.len());
                 let fetch = match lazy && chunk.len() == 1 {
                     true => fetch::<R::Target, LinkKey<R::JoinKey>, C, LazyLoad<R>>,

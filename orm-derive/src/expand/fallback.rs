@@ -38,10 +38,13 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
                 type Base = #state;
                 type Bare = #state;
                 const NAME: &'static str = stringify!(#ident);
-                const TABLE: &'static str = "";
+                const FIELDS: &'static [&'static str] = &[];
                 const COLUMNS: &'static [&'static str] = &[];
                 const KEY_COLUMN: usize = 0;
                 const RELATIONS: &'static [#p::RelationInfo] = &[];
+                fn table() -> #p::SqlTable {
+                    unreachable!()
+                }
                 fn key(&self) -> &i64 {
                     unreachable!()
                 }

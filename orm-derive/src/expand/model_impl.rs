@@ -42,7 +42,6 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
     let p = private();
     let ident = model.ident;
     let table_module = table_module(model);
-    let table_name = model.table_name();
     let Some((key_index, key)) = model.key_column() else {
         return TokenStream::new();
     };
@@ -62,6 +61,7 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
             let _: <#table_at_key::table as #p::diesel::Table>::PrimaryKey = #table_at_key::#key_column;
         };
     };
+    let fields = model.columns.iter().map(|c| c.ident.to_string());
     let infos = model.relations.iter().map(relation_info);
     let module = marker_module(model);
     let visitor = quote!(__visitor);
@@ -80,10 +80,15 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
             type Table = #table_module::table;
             #state_types
             const NAME: &'static str = stringify!(#ident);
-            const TABLE: &'static str = #table_name;
+            const FIELDS: &'static [&'static str] = &[#(#fields),*];
             const COLUMNS: &'static [&'static str] = &[#(#columns),*];
             const KEY_COLUMN: usize = #key_index;
             const RELATIONS: &'static [#p::RelationInfo] = &[#(#infos),*];
+
+            fn table() -> #p::SqlTable {
+                static TABLE: #p::OnceLock<#p::SqlTable> = #p::OnceLock::new();
+                *TABLE.get_or_init(#p::SqlTable::of::<#table_module::table>)
+            }
 
             fn key(&self) -> &Self::Key {
                 &self.#key_ident

@@ -71,11 +71,17 @@ pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
         }
         (KindKw::ManyToMany, Some(through), Some(target_key)) => {
             let through_path = &through.value;
-            let table =
-                through_path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
             let parent = quote_spanned!(fk.span()=> #through_path::#fk);
             let tk = &target_key.value;
             let target_column = quote_spanned!(tk.span()=> #through_path::#tk);
+            // diesel's names for the association table (its `sql_name`, its schema), once.
+            let table = quote!({
+                fn __orm_through() -> #p::SqlTable {
+                    static TABLE: #p::OnceLock<#p::SqlTable> = #p::OnceLock::new();
+                    *TABLE.get_or_init(#p::SqlTable::of::<#through_path::table>)
+                }
+                __orm_through
+            });
             quote!(#p::Link::Through {
                 table: #table,
                 parent_column: <#parent as #p::diesel::Column>::NAME,
@@ -83,8 +89,15 @@ pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
             })
         }
         _ => {
-            let column = fk.to_string();
-            quote!(#p::Link::TargetColumn(#column))
+            // The target's field: its column's SQL name comes from the target model.
+            let field = fk.to_string();
+            let target = &relation.target;
+            let at_target = target_span(target);
+            quote_spanned!(at_target=> #p::Link::TargetColumn(#p::column_named(
+                <#target as #p::Model>::FIELDS,
+                <#target as #p::Model>::COLUMNS,
+                #field,
+            )))
         }
     };
     quote! {
