@@ -299,7 +299,9 @@ pub(crate) fn missing_table(sql: &str, quote: char) -> Option<(String, Vec<Strin
                 chain.push(next);
                 i += 2;
             }
-            chains.push((brings, chain));
+            // `JOIN "address" AS "t1"` brings in `t1`, not `address`.
+            let aliased = matches!(tokens.get(i + 1), Some(Token::Word(w)) if w == "AS");
+            chains.push((brings && !aliased, chain));
         }
         i += 1;
     }
@@ -339,5 +341,8 @@ mod tests {
         let missing =
             r#"SELECT "person"."id" FROM "app"."person" WHERE ("app"."address"."city" = $1)"#;
         assert_eq!(missing_table(missing, '"').map(|(t, _)| t), Some("address".to_owned()));
+        // An aliased join brings in its alias only.
+        let aliased = "SELECT `person`.`id` FROM `person` LEFT OUTER JOIN `address` AS `t1` ON `t1`.`id` = `person`.`address_id` WHERE (`address`.`city` = ?)";
+        assert_eq!(missing_table(aliased, '`').map(|(t, _)| t), Some("address".to_owned()));
     }
 }

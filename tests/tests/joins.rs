@@ -272,6 +272,32 @@ orm_tests::backend_tests! {
     }
 
     #[test]
+    fn a_filter_on_a_table_only_an_eager_load_joins_says_to_join_it() {
+        let (mut conn, _) = seeded(20);
+        let mut session = Session::new(&mut conn);
+        // `joined(..)` joins under an anonymous alias: the filter cannot see `address`.
+        let error = Person::query()
+            .options(joined(Person::address))
+            .filter(address::city.eq("Paris"))
+            .load(&mut session)
+            .unwrap_err();
+        match &error {
+            Error::TableNotInQuery { table, .. } => assert_eq!(table, "address"),
+            other => panic!("expected TableNotInQuery, got {other:?}"),
+        }
+        assert!(error.to_string().contains("`.join(..)` the relation and load it with `contains_eager(..)`"), "{error}");
+        // As the hint says.
+        let parisians = Person::query()
+            .join(Person::address)
+            .filter(address::city.eq("Paris"))
+            .options(contains_eager(Person::address))
+            .load(&mut session)
+            .unwrap();
+        assert!(!parisians.is_empty());
+        assert!(parisians.iter().all(|p| p.address.get().flatten().unwrap().city == "Paris"));
+    }
+
+    #[test]
     fn a_filter_on_a_table_not_joined_names_the_table() {
         let (mut conn, _) = seeded(20);
         let mut session = Session::new(&mut conn);
