@@ -36,6 +36,16 @@ pub enum Error {
         key: String,
     },
 
+    /// Two rows of one statement reached one object: a table the statement reads holds two rows
+    /// with one primary key (its constraint is missing). Merging them would lose a row.
+    #[error("`{model}` {key} came in two rows of one statement: a table it reads has rows with the same primary key")]
+    DuplicateKey {
+        /// The model.
+        model: &'static str,
+        /// The key, as text.
+        key: String,
+    },
+
     /// A column value could not be decoded into its field.
     #[error("cannot decode column `{column}` of `{model}`: {source}")]
     Decode {

@@ -23,6 +23,8 @@ pub(crate) enum Held {
     ThisLoad,
     /// Held from an earlier load.
     Earlier,
+    /// Already the root of a row of this very statement: two rows with one primary key.
+    Repeated,
 }
 
 /// Every model's map.
@@ -30,6 +32,8 @@ pub(crate) enum Held {
 pub(crate) struct IdentityMap {
     /// By model: a handful, looked up once per decoded object (a scan beats hashing here).
     maps: Vec<(TypeId, Box<dyn AnyMap>)>,
+    /// The last statement number given out (see [`IdentityMap::next_statement`]).
+    statements: Statement,
 }
 
 /// A model's map, type-erased.
@@ -37,6 +41,7 @@ trait AnyMap: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn prune(&mut self);
     fn prune_dead(&mut self);
+    fn forget_roots(&mut self);
     fn is_empty(&self) -> bool;
 }
 
@@ -53,6 +58,13 @@ impl<M: Model> AnyMap for ModelMap<M> {
         ModelMap::prune_dead(self);
     }
 
+    fn forget_roots(&mut self) {
+        let dense = self.dense.iter_mut().flatten();
+        for slot in dense.chain(self.sparse.values_mut()) {
+            slot.root_of = 0;
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -61,13 +73,33 @@ impl<M: Model> AnyMap for ModelMap<M> {
 struct Slot<M> {
     object: Weak<M>,
     origin: Origin,
+    /// The last statement whose root rows reached it (see [`Root`]); fits the slot's padding.
+    root_of: Statement,
 }
 
+/// A statement's number in the session, for telling two root rows of one statement apart.
+pub(crate) type Statement = u32;
+
+/// Whether the row being decoded is the root of a statement whose rows cannot repeat a root:
+/// its statement's number, to catch a second row with the same key.
+pub(crate) type Root = Option<Statement>;
+
 impl<M> Slot<M> {
-    /// The object if it is still held, and whether it came from the load `origin` or before.
-    fn held(&self, origin: Origin) -> Option<(Arc<M>, Held)> {
+    fn new(object: &Arc<M>, origin: Origin, root: Root) -> Self {
+        Slot { object: Arc::downgrade(object), origin, root_of: root.unwrap_or(0) }
+    }
+
+    /// The object if it is still held, and whether it came from the load `origin` or before
+    /// (or from a root row of the statement `root`).
+    fn held(&mut self, origin: Origin, root: Root) -> Option<(Arc<M>, Held)> {
+        let object = self.object.upgrade()?;
+        if let Some(statement) = root {
+            if std::mem::replace(&mut self.root_of, statement) == statement {
+                return Some((object, Held::Repeated));
+            }
+        }
         let from = if self.origin == origin { Held::ThisLoad } else { Held::Earlier };
-        self.object.upgrade().map(|object| (object, from))
+        Some((object, from))
     }
 }
 
@@ -152,37 +184,39 @@ impl<M: Model> ModelMap<M> {
 
     /// The held object with `key`, or the one `decode` makes, held from now on (one probe
     /// either way), and whether it is new, held from an earlier load, or from this one.
+    /// `root`: the row is a root of that statement, which must not reach a key twice.
     pub(crate) fn get_or_decode<E>(
         &mut self,
         key: M::Key,
         origin: Origin,
+        root: Root,
         decode: impl FnOnce(M::Key) -> Result<M, E>,
     ) -> Result<(Arc<M>, Held), E> {
         if let Some(index) = self.dense_index(&key) {
             let entry = &mut self.dense[index];
-            if let Some(held) = entry.as_ref().and_then(|slot| slot.held(origin)) {
+            if let Some(held) = entry.as_mut().and_then(|slot| slot.held(origin, root)) {
                 return Ok(held);
             }
             let object = Arc::new(decode(key)?);
             if entry.is_none() {
                 self.len += 1;
             }
-            *entry = Some(Slot { object: Arc::downgrade(&object), origin });
+            *entry = Some(Slot::new(&object, origin, root));
             return Ok((object, Held::New));
         }
         match self.sparse.entry(key) {
-            Entry::Occupied(mut held) => match held.get().held(origin) {
+            Entry::Occupied(mut held) => match held.get_mut().held(origin, root) {
                 Some(held) => Ok(held),
                 None => {
                     let object = Arc::new(decode(held.key().clone())?);
-                    held.insert(Slot { object: Arc::downgrade(&object), origin });
+                    held.insert(Slot::new(&object, origin, root));
                     Ok((object, Held::New))
                 }
             },
             Entry::Vacant(slot) => {
                 let object = Arc::new(decode(slot.key().clone())?);
                 self.sparse_indexed += usize::from(slot.key().as_index().is_some());
-                slot.insert(Slot { object: Arc::downgrade(&object), origin });
+                slot.insert(Slot::new(&object, origin, root));
                 self.len += 1;
                 Ok((object, Held::New))
             }
@@ -256,6 +290,19 @@ impl IdentityMap {
             .as_any_mut()
             .downcast_mut::<ModelMap<M>>()
             .expect("identity map entries are keyed by their model's TypeId")
+    }
+
+    /// A number for the next statement, for [`Root`]: never 0, and when the numbers wrap (after
+    /// 4 billion statements) no slot keeps an old one.
+    pub(crate) fn next_statement(&mut self) -> Statement {
+        self.statements = self.statements.wrapping_add(1);
+        if self.statements == 0 {
+            for (_, map) in &mut self.maps {
+                map.forget_roots();
+            }
+            self.statements = 1;
+        }
+        self.statements
     }
 
     /// Prunes every model's map that has doubled since its last pruning.

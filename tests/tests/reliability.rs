@@ -117,6 +117,42 @@ orm_tests::backend_tests! {
     }
 
     #[test]
+    fn two_rows_with_one_primary_key_are_an_error_not_a_merged_object() {
+        let mut conn = empty();
+        conn.batch_execute(
+            "DROP TABLE person_project; DROP TABLE person; DROP TABLE address;
+             CREATE TABLE address (id INTEGER NOT NULL, street TEXT NOT NULL, city TEXT NOT NULL);
+             CREATE TABLE person (id INTEGER NOT NULL, firstname TEXT NOT NULL, lastname TEXT NOT NULL,
+                                  address_id INTEGER, manager_id INTEGER);
+             INSERT INTO address VALUES (1, 'rue', 'Paris'), (1, 'rue', 'Lyon'), (2, 'quai', 'Nice');
+             INSERT INTO person VALUES (1, 'Pierre', 'Martin', 1, NULL), (2, 'Pauline', 'Martin', 2, NULL),
+                                       (2, 'Paul', 'Durand', 2, NULL);",
+        )
+        .unwrap();
+        let mut session = Session::new(&mut conn);
+        let duplicate = |result: orm_core::Result<usize>| match result {
+            Err(Error::DuplicateKey { model, key }) => (model, key),
+            other => panic!("expected DuplicateKey, got {other:?}"),
+        };
+        // Two people with id 2 (diesel would return both; the identity map would merge them).
+        let roots = Person::query().load(&mut session).map(|p| p.len());
+        assert_eq!(duplicate(roots), ("Person", "2".to_owned()));
+        let one = || Person::query().filter(person::id.eq(1));
+        // Two addresses with id 1, found by a selectin statement, a lazy load, or a join (which
+        // repeats person 1's row).
+        let by_selectin = one().options(selectin(Person::address)).load(&mut session).map(|p| p.len());
+        assert_eq!(duplicate(by_selectin), ("Address", "1".to_owned()));
+        let pierre = one().load(&mut session).unwrap();
+        let lazy = pierre[0].load(Person::address, &mut session).map(|_| 0);
+        assert_eq!(duplicate(lazy), ("Address", "1".to_owned()));
+        let by_join = one().options(joined(Person::address)).load(&mut session).map(|p| p.len());
+        assert_eq!(duplicate(by_join), ("Person", "1".to_owned()));
+        // A statement that repeats roots by design is no duplicate.
+        let both = Person::query().filter(person::id.eq(1)).options(joined(Person::reports)).load(&mut session);
+        assert_eq!(both.unwrap().len(), 1);
+    }
+
+    #[test]
     fn hostile_strings_round_trip_as_bound_parameters() {
         let mut conn = empty();
         let long = "ab'c".repeat(5_000);

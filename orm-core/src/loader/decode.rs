@@ -21,7 +21,7 @@ use diesel::row::{NamedRow, Row};
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Error;
 use crate::identity::Origin;
-use crate::identity::{Held, IdentityMap};
+use crate::identity::{Held, IdentityMap, Root, Statement};
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::plan::PlanNode;
 use crate::rel::Shape;
@@ -33,11 +33,16 @@ thread_local! {
 
 /// The first column of a linked (many-to-many selectin) row: the parent key it belongs to.
 pub(crate) trait RowLink: Clone + Eq + Hash + 'static {
+    /// Whether rows carry a link: then one root row per link, and a key may repeat.
+    const LINKED: bool = true;
+
     /// Reads the link from the row; `()` reads nothing.
     fn read<'a, DB: OrmBackend, R: Row<'a, DB>>(row: &R) -> deserialize::Result<Self>;
 }
 
 impl RowLink for () {
+    const LINKED: bool = false;
+
     fn read<'a, DB: OrmBackend, R: Row<'a, DB>>(_: &R) -> deserialize::Result<()> {
         Ok(())
     }
@@ -73,6 +78,8 @@ pub(crate) struct Decoder<M: Model, L> {
     /// Whether this is the statement of the user's query, whose options also apply to the root
     /// objects the session already held.
     query_root: bool,
+    /// This statement's number, when no root may come twice (no join repeats a root row).
+    root: Root,
     /// Rows read.
     pub(crate) rows: usize,
     /// Whether a row reached an object held from an earlier load at a node that joins
@@ -88,8 +95,10 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         repeats: bool,
         origin: Origin,
         query_root: bool,
+        statement: Statement,
     ) -> Self {
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
+        let root = (seen.is_none() && !L::LINKED).then_some(statement);
         Decoder {
             plan,
             link,
@@ -100,6 +109,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             error: None,
             origin,
             query_root,
+            root,
             rows: 0,
             revisited: false,
         }
@@ -119,7 +129,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             origin: self.origin,
             query_root: self.query_root,
         };
-        let Some(object) = decode_node::<DB, R, M>(row, &self.plan, &mut state)? else {
+        let Some(object) = decode_node::<DB, R, M>(row, &self.plan, self.root, &mut state)? else {
             let column = M::COLUMNS[M::KEY_COLUMN];
             return Err(crate::model::failure(M::NAME, column, "NULL in the primary key".into()));
         };
@@ -227,10 +237,12 @@ struct State<'s> {
     query_root: bool,
 }
 
-/// Decodes the model of `node` and its joined relations; `None` when its key is `NULL`.
+/// Decodes the model of `node` and its joined relations; `None` when its key is `NULL`. `root`:
+/// the statement's number if this is its root and no root may come twice.
 fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     row: &R,
     node: &PlanNode,
+    root: Root,
     state: &mut State<'_>,
 ) -> deserialize::Result<Option<Arc<T>>> {
     let key = DB::key_at::<T::Key, R>(row, node.offset + T::KEY_COLUMN)
@@ -240,10 +252,17 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     };
     // An object the session holds keeps its state: only its unloaded relations that this
     // statement joins are filled below, as SQLAlchemy does for existing instances.
-    let (object, held) = state
-        .identity
-        .model::<T>()
-        .get_or_decode(key, state.origin, |key| DB::decode::<T, R>(row, node.offset, key))?;
+    let (object, held) =
+        state.identity.model::<T>().get_or_decode(key, state.origin, root, |key| {
+            DB::decode::<T, R>(row, node.offset, key)
+        })?;
+    if held == Held::Repeated {
+        // Two rows with one primary key (a table whose constraint is missing): merging them
+        // would lose one.
+        let key = format!("{:?}", object.key());
+        *state.error = Some(Error::DuplicateKey { model: T::NAME, key });
+        return Err("duplicate primary key".into());
+    }
     let new = held == Held::New;
     if held == Held::Earlier && !node.joined.is_empty() {
         *state.revisited = true;
@@ -280,7 +299,7 @@ impl<'a, P: Model, DB: OrmBackend, R: Row<'a, DB>> RelationVisitor<P>
     type Output = deserialize::Result<()>;
 
     fn visit<Rl: Relation<Parent = P>>(self) -> deserialize::Result<()> {
-        let target = decode_node::<DB, R, Rl::Target>(self.row, self.node, self.state)?;
+        let target = decode_node::<DB, R, Rl::Target>(self.row, self.node, None, self.state)?;
         let slot = Rl::slot(self.parent);
         if slot.is_loaded() {
             return Ok(());

@@ -107,7 +107,9 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         query.joins.iter().any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));
     session.identity.prune();
     let query_root = matches!(cause, Cause::Query(_));
-    let decoder = Decoder::<M, L>::new(Arc::clone(&plan), link, repeats, origin, query_root);
+    let statement = session.identity.next_statement();
+    let decoder =
+        Decoder::<M, L>::new(Arc::clone(&plan), link, repeats, origin, query_root, statement);
     let recording = session.recorder().fetch(cause, render);
     let (conn, identity) = session.conn_and_identity();
     let (mut decoder, result) = with_decoder(identity, decoder, || {
