@@ -65,6 +65,11 @@ pub(crate) struct PlanNode {
     pub(crate) deferred: Vec<Deferred>,
     /// Relations left unloaded, and whether they raise.
     pub(crate) unloaded: Vec<(usize, bool)>,
+    /// The model of this node.
+    pub(crate) model: TypeId,
+    /// Relations left to a lazy load with options of their own (`lazy(r).then(..)`): the
+    /// options that load applies.
+    pub(crate) lazy_options: Vec<(usize, OptionTree)>,
 }
 
 /// A relation joined into the parent's statement.
@@ -96,6 +101,17 @@ impl PlanNode {
     /// Whether this node or a joined descendant multiplies rows (a joined collection).
     pub(crate) fn multiplies_rows(&self) -> bool {
         self.joined.iter().any(|j| j.multiplies || j.node.multiplies_rows())
+    }
+
+    /// Calls `f` with the model, relation and options of every relation this statement leaves
+    /// to a lazy load with options of its own.
+    pub(crate) fn for_each_lazy_option(&self, f: &mut impl FnMut(TypeId, usize, &OptionTree)) {
+        for (relation, options) in &self.lazy_options {
+            f(self.model, *relation, options);
+        }
+        for child in &self.joined {
+            child.node.for_each_lazy_option(f);
+        }
     }
 
     /// Whether any node of the statement defers a `selectin` load.
@@ -163,6 +179,8 @@ impl<'j> PlanBuilder<'j> {
             joined: Vec::new(),
             deferred: Vec::new(),
             unloaded: Vec::new(),
+            model: TypeId::of::<M>(),
+            lazy_options: Vec::new(),
         };
         self.next_id += 1;
         self.next_column += M::COLUMNS.len();
@@ -204,7 +222,12 @@ impl<'j> PlanBuilder<'j> {
                         path: child_path,
                     });
                 }
-                Strategy::Lazy => node.unloaded.push((index, false)),
+                Strategy::Lazy => {
+                    node.unloaded.push((index, false));
+                    if let Some(options) = child_options.filter(|o| **o != OptionTree::default()) {
+                        node.lazy_options.push((index, options.clone()));
+                    }
+                }
                 Strategy::Raise => node.unloaded.push((index, true)),
             }
         }

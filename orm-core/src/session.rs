@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::identity::IdentityMap;
 use crate::identity::Origin;
 use crate::model::Model;
+use crate::options::OptionTree;
 use crate::plan::PlanNode;
 use crate::stats::{Recorder, Statement};
 
@@ -47,6 +48,9 @@ pub struct Session<'c, C: SessionConnection> {
     pub(crate) strictness: Strictness,
     /// The plans of lazy loads, per relation: the same for every object.
     pub(crate) lazy_plans: FxHashMap<(TypeId, usize), Arc<PlanNode>>,
+    /// The options a load left for the later lazy loads of its objects' relations
+    /// (`lazy(r).then(..)`), by load, model and relation.
+    pub(crate) lazy_options: LazyOptions,
     next_origin: Origin,
 }
 
@@ -62,6 +66,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
             detector: Detector::default(),
             strictness: Strictness::default(),
             lazy_plans: FxHashMap::default(),
+            lazy_options: LazyOptions::default(),
             next_origin: 0,
         }
     }
@@ -299,6 +304,49 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         Error::from_diesel(source, || {
             self.recorder.lock().last().map(|s| s.sql.clone()).unwrap_or_default()
         })
+    }
+}
+
+/// The options loads left for later lazy loads, for the latest loads: past
+/// [`LazyOptions::KEPT`] entries the oldest loads' are forgotten (amortised), so a long session
+/// stays bounded.
+#[derive(Default)]
+pub(crate) struct LazyOptions {
+    by_load: FxHashMap<(Origin, TypeId, usize), Arc<OptionTree>>,
+    limit: usize,
+}
+
+impl LazyOptions {
+    const KEPT: usize = 4096;
+
+    /// Records the options of every lazy relation `plan` leaves, for the objects of load
+    /// `origin`.
+    pub(crate) fn record(&mut self, origin: Origin, plan: &PlanNode) {
+        plan.for_each_lazy_option(&mut |model, relation, options| {
+            let options = Arc::new(options.clone());
+            self.by_load.insert((origin, model, relation), options);
+        });
+        if self.by_load.len() > self.limit.max(Self::KEPT) {
+            let mut origins: Vec<Origin> = self.by_load.keys().map(|k| k.0).collect();
+            origins.sort_unstable();
+            let cutoff = origins[origins.len() / 2];
+            self.by_load.retain(|k, _| k.0 >= cutoff);
+            self.limit = 2 * self.by_load.len();
+        }
+    }
+
+    /// The options load `origin` left for relation `relation` of model `model`.
+    pub(crate) fn get(
+        &self,
+        origin: Origin,
+        model: TypeId,
+        relation: usize,
+    ) -> Option<Arc<OptionTree>> {
+        self.by_load.get(&(origin, model, relation)).cloned()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_load.is_empty()
     }
 }
 

@@ -10,6 +10,49 @@ use orm_tests::*;
 
 orm_tests::backend_tests! {
     #[test]
+    fn options_under_lazy_apply_when_the_relation_loads_later() {
+        let (mut conn, _) = seeded(200);
+        let mut session = Session::new(&mut conn);
+        session.detect_n_plus_one(false);
+        let people = Person::query()
+            .filter(person::id.between(2, 6))
+            .options(lazy(Person::reports).then(joined(Person::address)))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(session.statements(), 1);
+        // Each lazy load joins the reports' addresses: one statement per person, none to read
+        // the addresses after.
+        let mut reports = Vec::new();
+        for p in &people {
+            reports.extend(p.load(Person::reports, &mut session).unwrap().iter().cloned());
+        }
+        assert_eq!(session.statements(), 1 + 5);
+        assert!(reports.len() > 20);
+        session.assert_statements(0, |s| {
+            for r in &reports {
+                assert_eq!(r.load(Person::address, s).unwrap().map(|a| a.id), r.address_id);
+            }
+        });
+        // A many-to-one loaded by SQL later brings what its option loads (here a selectin: the
+        // manager, then its projects, in one transaction).
+        session.clear_identity_map();
+        let people = Person::query()
+            .filter(person::id.between(20, 21))
+            .options(lazy(Person::manager).then(selectin(Person::projects)))
+            .load(&mut session)
+            .unwrap();
+        session.reset_statements();
+        let manager = people[0].load(Person::manager, &mut session).unwrap().unwrap();
+        assert_eq!(session.statements(), 2, "the manager, then its projects: {:#?}", session.queries());
+        assert!(manager.projects.is_loaded());
+        // Without the option, the same lazy load leaves projects unloaded.
+        session.clear_identity_map();
+        let plain = Person::query().filter(person::id.eq(30)).load(&mut session).unwrap();
+        let manager = plain[0].load(Person::manager, &mut session).unwrap().unwrap();
+        assert!(!manager.projects.is_loaded());
+    }
+
+    #[test]
     fn lazy_loop_runs_one_statement_per_row() {
         for size in [10, 100, 1_000] {
             let (mut conn, _) = seeded(size);

@@ -32,10 +32,12 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
     // The query `parent` came from: lazy loads repeated over its objects are the N+1 pattern.
     // Only the detector and `n_plus_one_only` count them.
     let counted = session.detector.enabled || session.strictness == Strictness::NPlusOneOnly;
-    let origin = match counted {
+    // Also where a load left options for this lazy load (`lazy(r).then(..)`).
+    let load_origin = match counted || !session.lazy_options.is_empty() {
         true => session.identity.model::<R::Parent>().origin(parent.key()),
         false => None,
     };
+    let origin = load_origin.filter(|_| counted);
     match session.strictness {
         Strictness::Lazy => {}
         Strictness::Strict => return Err(Error::StrictLazyLoad { model, relation, location }),
@@ -47,20 +49,27 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
     }
     if !held_target::<R, C>(parent, session)? {
         let key = (TypeId::of::<R::Parent>(), R::INDEX);
-        let plan = match session.lazy_plans.get(&key) {
-            Some(plan) => Arc::clone(plan),
-            None => {
+        let left = load_origin.and_then(|o| session.lazy_options.get(o, key.0, key.1));
+        let (plan, options) = match (left, session.lazy_plans.get(&key)) {
+            // The options the parent's load left for it: a plan of their own, a statement
+            // that is not the relation's prepared default.
+            (Some(options), _) => {
+                (plan_for::<R>(&options, &mut Default::default())?, Some(options))
+            }
+            (None, Some(plan)) => (Arc::clone(plan), None),
+            (None, None) => {
                 let plan = plan_for::<R>(&OptionTree::default(), &mut Default::default())?;
                 session.lazy_plans.insert(key, Arc::clone(&plan));
-                plan
+                (plan, None)
             }
         };
         let cause = Cause::Lazy(model, relation);
         let target_origin = session.next_origin();
         let run = |s: &mut Session<'_, C>| {
             let mut walk = Walk::new(target_origin);
-            let options = walk.options_id(&OptionTree::default());
-            let load = Load { plan: Arc::clone(&plan), cause, options, lazy: true };
+            let lazy = options.is_none();
+            let options = walk.options_id(options.as_deref().unwrap_or(&OptionTree::default()));
+            let load = Load { plan: Arc::clone(&plan), cause, options, lazy };
             load_relation::<R, C>(s, &[parent], load, &mut walk)?;
             walk.run(s)
         };

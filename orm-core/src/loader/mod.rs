@@ -137,6 +137,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         session.identity.prune_dead();
         return Err(error);
     }
+    session.lazy_options.record(origin, &plan);
     decoder.finish();
     let roots = std::mem::take(&mut decoder.roots);
     if decoder.revisited {
