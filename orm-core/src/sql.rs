@@ -30,6 +30,13 @@ pub(crate) struct ThroughLink {
 
 const LEFT: &str = " LEFT OUTER JOIN ";
 
+/// The names of the parent page's subqueries and columns (see `SelectGraph::walk_parent_page`).
+const PAGE: &str = "__orm_page";
+const PAGE_ROWS: &str = "__orm_rows";
+const PAGE_KEY: &str = "__orm_key";
+const PAGE_ROW: &str = "__orm_row";
+const PAGE_FIRST: &str = "__orm_first";
+
 /// The alias of the association table in a linked (many-to-many selectin) statement.
 pub(crate) const LINK_ALIAS: &str = "t0";
 
@@ -130,6 +137,50 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         Ok(())
     }
 
+    /// ` INNER JOIN (..) ON ..`: the page of parents when the query's own joins repeat them,
+    /// each parent placed by its first row in the query's order. (`SELECT DISTINCT` cannot
+    /// order by a joined column on PostgreSQL, and on SQLite it orders by an arbitrary row.)
+    fn walk_parent_page<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let root = self.plan;
+        let key = (root.table.name, root.columns[root.key_column]);
+        out.push_sql(" INNER JOIN (SELECT ");
+        column(out, (PAGE_ROWS, PAGE_KEY))?;
+        out.push_sql(", MIN(");
+        column(out, (PAGE_ROWS, PAGE_ROW))?;
+        out.push_sql(") AS ");
+        out.push_identifier(PAGE_FIRST)?;
+        out.push_sql(" FROM (SELECT ");
+        column(out, key)?;
+        out.push_sql(" AS ");
+        out.push_identifier(PAGE_KEY)?;
+        out.push_sql(", ROW_NUMBER() OVER (");
+        if self.order.is_empty() {
+            out.push_sql("ORDER BY ");
+            column(out, key)?;
+        } else {
+            self.walk_order(out)?;
+        }
+        out.push_sql(") AS ");
+        out.push_identifier(PAGE_ROW)?;
+        out.push_sql(" FROM ");
+        table_as(out, root.table, root.table.name)?;
+        self.walk_user_joins(out)?;
+        self.walk_where(out)?;
+        out.push_sql(") AS ");
+        out.push_identifier(PAGE_ROWS)?;
+        out.push_sql(" GROUP BY ");
+        column(out, (PAGE_ROWS, PAGE_KEY))?;
+        out.push_sql(" ORDER BY ");
+        out.push_identifier(PAGE_FIRST)?;
+        self.walk_limit(out)?;
+        out.push_sql(") AS ");
+        out.push_identifier(PAGE)?;
+        out.push_sql(" ON ");
+        column(out, (PAGE, PAGE_KEY))?;
+        out.push_sql(" = ");
+        column(out, key)
+    }
+
     fn walk_limit<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
         if let Some(limit) = &self.limit {
             out.push_sql(" LIMIT ");
@@ -208,16 +259,19 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
         let limit_in_subquery =
             (self.limit.is_some() || self.offset.is_some()) && root.multiplies_rows();
         if limit_in_subquery {
-            // A to-many explicit join repeats parents inside the subquery too.
-            let repeats = self.joins.iter().any(|j| !matches!(j.link, Link::ParentColumn(_)));
-            out.push_sql(if repeats { "(SELECT DISTINCT " } else { "(SELECT " });
+            out.push_sql("(SELECT ");
             out.push_identifier(root.table.name)?;
             out.push_sql(".* FROM ");
             table_as(&mut out, root.table, root.table.name)?;
-            self.walk_user_joins(&mut out)?;
-            self.walk_where(&mut out)?;
-            self.walk_order(&mut out)?;
-            self.walk_limit(&mut out)?;
+            // A to-many explicit join repeats parents inside the subquery too.
+            if self.joins.iter().any(|j| !matches!(j.link, Link::ParentColumn(_))) {
+                self.walk_parent_page(&mut out)?;
+            } else {
+                self.walk_user_joins(&mut out)?;
+                self.walk_where(&mut out)?;
+                self.walk_order(&mut out)?;
+                self.walk_limit(&mut out)?;
+            }
             out.push_sql(") AS ");
             out.push_identifier(root.table.name)?;
         } else {

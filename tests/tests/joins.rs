@@ -362,6 +362,78 @@ orm_tests::backend_tests! {
     }
 
     #[test]
+    fn limit_with_a_to_many_join_pages_parents_by_their_first_row() {
+        let (mut conn, _) = seeded(300);
+        let mut session = Session::new(&mut conn);
+        // Every combination of ordering (none, the parent's column, the joined table's, both
+        // ways) and LIMIT/OFFSET; the expected page is plain diesel's rows, each address once
+        // at its first row.
+        macro_rules! page {
+            ([$($order:expr),*], [$($diesel_order:expr),+], $limit:expr, $offset:expr) => {{
+                let mut rows = address::table
+                    .inner_join(person::table)
+                    .filter(person::lastname.ne("Zzz"))
+                    .select(address::id)
+                    .into_boxed();
+                $( rows = rows.then_order_by($diesel_order); )+
+                let rows: Vec<i32> = rows.load(session.connection()).unwrap();
+                let mut seen = std::collections::HashSet::new();
+                let firsts: Vec<i32> = rows.into_iter().filter(|a| seen.insert(*a)).collect();
+                let limit: Option<i64> = $limit;
+                let offset: Option<i64> = $offset;
+                let expected: Vec<i32> = firsts
+                    .into_iter()
+                    .skip(offset.unwrap_or(0) as usize)
+                    .take(limit.map_or(usize::MAX, |l| l as usize))
+                    .collect();
+                let mut query = Address::query()
+                    .join(Address::residents)
+                    .filter(person::lastname.ne("Zzz"))
+                    .options(joined(Address::residents));
+                $( query = query.order_by($order); )*
+                if let Some(limit) = limit {
+                    query = query.limit(limit);
+                }
+                if let Some(offset) = offset {
+                    query = query.offset(offset);
+                }
+                let addresses = query.load(&mut session).unwrap();
+                let got: Vec<i32> = addresses.iter().map(|a| a.id).collect();
+                assert_eq!(got, expected, "order {}, limit {limit:?}, offset {offset:?}", stringify!($($order),*));
+                // The joined collection holds every resident, whatever the join's filter.
+                for address in &addresses {
+                    let residents = address.residents.get().unwrap().len() as i64;
+                    let all: i64 = person::table
+                        .filter(person::address_id.eq(address.id))
+                        .count()
+                        .get_result(session.connection())
+                        .unwrap();
+                    assert_eq!(residents, all);
+                }
+                session.clear_identity_map();
+            }};
+        }
+        for (limit, offset) in [(Some(3), None), (Some(4), Some(2)), (None, Some(140))] {
+            // Unordered, parents come by key.
+            page!([], [address::id], limit, offset);
+            page!([address::id.desc()], [address::id.desc()], limit, offset);
+            page!([person::id.desc()], [person::id.desc()], limit, offset);
+            page!(
+                [person::firstname.asc(), person::id.asc()],
+                [person::firstname.asc(), person::id.asc()],
+                limit,
+                offset
+            );
+            page!(
+                [address::city.desc(), person::id.desc()],
+                [address::city.desc(), person::id.desc()],
+                limit,
+                offset
+            );
+        }
+    }
+
+    #[test]
     fn limit_with_a_join_and_a_joined_collection_counts_parents() {
         let (mut conn, _) = seeded(1_000);
         let expected: Vec<i32> = person::table
