@@ -415,15 +415,18 @@ orm_tests::backend_tests! {
 
 /// What a generated data set can hold besides good rows, as SQLite keeps it: a key column
 /// holding TEXT, REAL or a BLOB, a text column holding a number or a BLOB (the columns are
-/// declared without types). Two rows with one primary key are not generated: a joined
-/// collection repeats rows by design and hides them (see `two_rows_with_one_primary_key_..`
-/// in reliability.rs for what is caught).
+/// declared without types), two rows with one primary key (the tables are declared without
+/// their constraints).
 #[derive(Debug, Clone)]
 enum Odd {
     /// Person `index` (wrapped) gets this as its `address_id` or `manager_id`.
     PersonKey { index: usize, manager: bool, value: &'static str },
     /// Address `id` (wrapped) gets this city.
     City { id: i32, value: &'static str },
+    /// Person `index` (wrapped) is inserted twice, the second time with another name.
+    DuplicatePerson { index: usize },
+    /// Address `id` (wrapped) is inserted twice, in another city.
+    DuplicateAddress { id: i32 },
 }
 
 fn odd() -> impl Strategy<Value = Odd> {
@@ -436,10 +439,13 @@ fn odd() -> impl Strategy<Value = Odd> {
             value
         }),
         (1..10i32, city).prop_map(|(id, value)| Odd::City { id, value }),
+        (0..50usize).prop_map(|index| Odd::DuplicatePerson { index }),
+        (1..10i32).prop_map(|id| Odd::DuplicateAddress { id }),
     ]
 }
 
-/// The data set in tables without types on the keys and the city, with `odd` applied.
+/// The data set in tables without types on the keys and the city, nor primary-key constraints,
+/// with `odd` applied.
 fn odd_sql(data: &Data, odd: &[Odd]) -> String {
     let mut sql = "DROP TABLE person_project; DROP TABLE person; DROP TABLE address; DROP TABLE project;
         CREATE TABLE address (id INTEGER NOT NULL, street TEXT NOT NULL, city);
@@ -460,6 +466,14 @@ fn odd_sql(data: &Data, odd: &[Odd]) -> String {
                     "UPDATE address SET city = {value} WHERE id = {};\n",
                     (id - 1) % data.addresses + 1
                 )
+            }
+            Odd::DuplicatePerson { index } => {
+                let id = index % people + 1;
+                format!("INSERT INTO person SELECT id, 'twin', lastname, address_id, manager_id FROM person WHERE id = {id};\n")
+            }
+            Odd::DuplicateAddress { id } => {
+                let id = (id - 1) % data.addresses + 1;
+                format!("INSERT INTO address VALUES ({id}, 'twin street', 'twin city');\n")
             }
         };
     }

@@ -147,9 +147,20 @@ orm_tests::backend_tests! {
         assert_eq!(duplicate(lazy), ("Address", "1".to_owned()));
         let by_join = one().options(joined(Person::address)).load(&mut session).map(|p| p.len());
         assert_eq!(duplicate(by_join), ("Person", "1".to_owned()));
-        // A statement that repeats roots by design is no duplicate.
+        // A statement that repeats roots by design is no duplicate...
         let both = Person::query().filter(person::id.eq(1)).options(joined(Person::reports)).load(&mut session);
         assert_eq!(both.unwrap().len(), 1);
+        // ... but two rows with the same keys in every table are: the joined collection does
+        // not hide the two addresses with id 1.
+        let with_reports = one().options((joined(Person::address), joined(Person::reports))).load(&mut session).map(|p| p.len());
+        assert_eq!(duplicate(with_reports), ("Person", "1".to_owned()));
+        // A failed statement leaves the objects the session held as they were: Pierre's address
+        // (read from the first of the rows) is not filled by the statement that failed.
+        let held = session.get::<Person>(1).unwrap().unwrap();
+        assert!(!held.address.is_loaded());
+        let all = Person::query().order_by(person::id).options(joined(Person::address)).load(&mut session).map(|p| p.len());
+        assert!(matches!(all, Err(Error::DuplicateKey { .. })));
+        assert!(!held.address.is_loaded());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::any::Any;
 use std::cell::Cell;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -80,6 +80,13 @@ pub(crate) struct Decoder<M: Model, L> {
     query_root: bool,
     /// This statement's number, when no root may come twice (no join repeats a root row).
     root: Root,
+    /// When only the plan's own joins repeat rows: each row's keys, node by node, hashed.
+    /// Joins over unique keys never give two rows the same keys; a table with two rows for one
+    /// key does.
+    row_keys: Option<RowKeys>,
+    /// Relations of objects this statement did not create, to fill once it succeeded: a failed
+    /// statement leaves the objects the session held as they were.
+    fills: Vec<Box<dyn FnOnce()>>,
     /// Rows read.
     pub(crate) rows: usize,
     /// Whether a row reached an object held from an earlier load at a node that joins
@@ -99,6 +106,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
     ) -> Self {
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
         let root = (seen.is_none() && !L::LINKED).then_some(statement);
+        let row_keys = (!repeats && plan.multiplies_rows()).then(RowKeys::default);
         Decoder {
             plan,
             link,
@@ -110,6 +118,8 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             origin,
             query_root,
             root,
+            row_keys,
+            fills: Vec::new(),
             rows: 0,
             revisited: false,
         }
@@ -121,11 +131,18 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             Some(link) => crate::model::failure(link.table.name, link.parent_column, e),
             None => e,
         })?;
+        let mut keys = self.row_keys.as_ref().map(|seen| {
+            let mut keys = seen.hasher();
+            link.hash(&mut keys);
+            keys
+        });
         let mut state = State {
             identity: &mut self.identity,
             revisited: &mut self.revisited,
             pending: &mut self.pending,
             error: &mut self.error,
+            fills: &mut self.fills,
+            keys: keys.as_mut(),
             origin: self.origin,
             query_root: self.query_root,
         };
@@ -133,6 +150,13 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             let column = M::COLUMNS[M::KEY_COLUMN];
             return Err(crate::model::failure(M::NAME, column, "NULL in the primary key".into()));
         };
+        if let (Some(seen), Some(keys)) = (&mut self.row_keys, keys) {
+            if !seen.insert(keys) {
+                let key = format!("{:?}", object.key());
+                self.error = Some(Error::DuplicateKey { model: M::NAME, key });
+                return Err("duplicate primary key".into());
+            }
+        }
         if let Some(seen) = &mut self.seen {
             if !seen.insert((link.clone(), object.key().clone())) {
                 return Ok(());
@@ -142,8 +166,12 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         Ok(())
     }
 
-    /// Fills the joined collections gathered over all rows.
+    /// Fills the joined collections gathered over all rows, and the relations of objects held
+    /// from before.
     pub(crate) fn finish(&mut self) {
+        for fill in self.fills.drain(..) {
+            fill();
+        }
         for pending in self.pending.iter_mut().filter_map(Option::take) {
             pending.finish();
         }
@@ -228,11 +256,113 @@ impl Drop for Current {
     }
 }
 
+/// The keys of the rows a statement read, as 128-bit hashes (two folded-multiply lanes from
+/// random seeds): a false "duplicate" is as likely as a 128-bit collision.
+struct RowKeys {
+    seeds: (u64, u64),
+    seen: std::collections::HashSet<u128, std::hash::BuildHasherDefault<Prehashed>>,
+}
+
+/// The set's hasher: the values are hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u128(&mut self, i: u128) {
+        self.0 = i as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for RowKeys {
+    fn default() -> Self {
+        let random = std::hash::RandomState::new();
+        let seeds = (random.hash_one(0u8), random.hash_one(1u8));
+        RowKeys { seeds, seen: Default::default() }
+    }
+}
+
+impl RowKeys {
+    fn hasher(&self) -> RowHasher {
+        RowHasher { lanes: self.seeds }
+    }
+
+    /// Whether no earlier row had these keys.
+    fn insert(&mut self, row: RowHasher) -> bool {
+        let (a, b) = row.lanes;
+        self.seen.insert((u128::from(a) << 64) | u128::from(b))
+    }
+}
+
+/// Hashes one row's keys (see [`RowKeys`]).
+struct RowHasher {
+    lanes: (u64, u64),
+}
+
+/// The high and low halves of a full product, folded: the mixing step of wyhash and foldhash.
+fn folded_multiply(x: u64, y: u64) -> u64 {
+    let full = u128::from(x) * u128::from(y);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl Hasher for RowHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+        self.write_usize(bytes.len());
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        const K: (u64, u64) = (0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7345);
+        let (a, b) = self.lanes;
+        self.lanes = (folded_multiply(a ^ i, K.0), folded_multiply(b ^ i.rotate_left(32), K.1));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_i32(&mut self, i: i32) {
+        self.write_u32(i as u32);
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.write_u64(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.lanes.0 ^ self.lanes.1
+    }
+}
+
 struct State<'s> {
     identity: &'s mut IdentityMap,
     revisited: &'s mut bool,
     pending: &'s mut Vec<Option<Box<dyn PendingFill>>>,
     error: &'s mut Option<Error>,
+    fills: &'s mut Vec<Box<dyn FnOnce()>>,
+    /// The row's keys so far (see `Decoder::row_keys`).
+    keys: Option<&'s mut RowHasher>,
     origin: Origin,
     query_root: bool,
 }
@@ -247,6 +377,9 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
 ) -> deserialize::Result<Option<Arc<T>>> {
     let key = DB::key_at::<T::Key, R>(row, node.offset + T::KEY_COLUMN)
         .map_err(|e| crate::model::failure(T::NAME, T::COLUMNS[T::KEY_COLUMN], e))?;
+    if let Some(keys) = state.keys.as_deref_mut() {
+        (node.id, &key).hash(keys);
+    }
     let Some(key) = key else {
         return Ok(None);
     };
@@ -279,7 +412,10 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
         }
     }
     for child in &node.joined {
-        let visitor = JoinRow { row, node: &child.node, parent: &object, state, _db: PhantomData };
+        // A parent this statement did not create keeps its relations until it succeeds.
+        let defer = !new;
+        let visitor =
+            JoinRow { row, node: &child.node, parent: &object, defer, state, _db: PhantomData };
         T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
     }
     Ok(Some(object))
@@ -289,6 +425,8 @@ struct JoinRow<'r, 's, 't, R, P, DB> {
     row: &'r R,
     node: &'r PlanNode,
     parent: &'r Arc<P>,
+    /// Fill the parent's slot once the statement succeeded (see `Decoder::fills`).
+    defer: bool,
     state: &'s mut State<'t>,
     _db: PhantomData<DB>,
 }
@@ -323,6 +461,10 @@ impl<'a, P: Model, DB: OrmBackend, R: Row<'a, DB>> RelationVisitor<P>
             return Ok(());
         }
         match <Rl::Shape as Shape>::from_row(target) {
+            Some(value) if self.defer => {
+                let parent = Arc::clone(self.parent);
+                self.state.fills.push(Box::new(move || Rl::slot(&parent).fill(value)));
+            }
             Some(value) => slot.fill(value),
             None => {
                 *self.state.error = Some(dangling::<Rl>(self.parent));
