@@ -19,6 +19,36 @@ pub use std::sync::OnceLock;
 pub use crate::__for_each_backend as for_each_backend;
 pub use crate::__impl_required_shape as impl_required_shape;
 
+/// Two values of one field, compared by [`SameByEq`] when their type is `PartialEq` and
+/// counted as the same by [`SameByDefault`] otherwise (autoref specialization: generated code
+/// calls `(&Compare(a, b)).same()` with both traits in scope, and method lookup takes the
+/// `PartialEq` impl when it applies).
+pub struct Compare<'a, T>(pub &'a T, pub &'a T);
+
+/// [`Compare`] for `PartialEq` types.
+pub trait SameByEq {
+    /// Whether both values are equal.
+    fn same(&self) -> bool;
+}
+
+impl<T: PartialEq> SameByEq for Compare<'_, T> {
+    fn same(&self) -> bool {
+        self.0 == self.1
+    }
+}
+
+/// [`Compare`] for other types: not comparable, so the same.
+pub trait SameByDefault {
+    /// Always `true`.
+    fn same(&self) -> bool;
+}
+
+impl<T> SameByDefault for &Compare<'_, T> {
+    fn same(&self) -> bool {
+        true
+    }
+}
+
 /// Compile-time check that a field of type `T` holds the column's SQL type `ST` on `DB`.
 pub fn assert_column<ST, T, DB>()
 where

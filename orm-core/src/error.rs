@@ -46,6 +46,16 @@ pub enum Error {
         key: String,
     },
 
+    /// [`Session::refresh`](crate::Session::refresh) found no row for the object: it was
+    /// deleted since it was loaded. The session no longer holds it.
+    #[error("cannot refresh `{model}` {key}: its row no longer exists")]
+    Deleted {
+        /// The model.
+        model: &'static str,
+        /// The key, as text.
+        key: String,
+    },
+
     /// A column value could not be decoded into its field.
     #[error("cannot decode column `{column}` of `{model}`: {source}")]
     Decode {

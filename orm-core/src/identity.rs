@@ -27,6 +27,15 @@ pub(crate) enum Held {
     Repeated,
 }
 
+/// What a load does with a held object its rows reach again (see [`ModelMap::get_or_decode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// Keep it if the row is unchanged ([`Model::same_row`]); a changed row makes a new object.
+    Changed,
+    /// Make a new object from every row (`populate_existing`).
+    All,
+}
+
 /// Every model's map.
 #[derive(Default)]
 pub(crate) struct IdentityMap {
@@ -42,6 +51,7 @@ trait AnyMap: Send {
     fn prune(&mut self);
     fn prune_dead(&mut self);
     fn forget_roots(&mut self);
+    fn forget_since(&mut self, origin: Origin);
     fn is_empty(&self) -> bool;
 }
 
@@ -65,6 +75,16 @@ impl<M: Model> AnyMap for ModelMap<M> {
         }
     }
 
+    fn forget_since(&mut self, origin: Origin) {
+        for entry in &mut self.dense {
+            if entry.as_ref().is_some_and(|slot| slot.origin > origin) {
+                *entry = None;
+            }
+        }
+        self.sparse.retain(|_, slot| slot.origin <= origin);
+        self.prune_dead();
+    }
+
     fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -85,6 +105,11 @@ pub(crate) type Statement = u32;
 pub(crate) type Root = Option<Statement>;
 
 impl<M> Slot<M> {
+    /// An entry for an object not decoded yet (or no longer held).
+    fn dead() -> Self {
+        Slot { object: Weak::new(), origin: 0, root_of: 0 }
+    }
+
     fn new(object: &Arc<M>, origin: Origin, root: Root) -> Self {
         Slot { object: Arc::downgrade(object), origin, root_of: root.unwrap_or(0) }
     }
@@ -185,42 +210,70 @@ impl<M: Model> ModelMap<M> {
     /// The held object with `key`, or the one `decode` makes, held from now on (one probe
     /// either way), and whether it is new, held from an earlier load, or from this one.
     /// `root`: the row is a root of that statement, which must not reach a key twice.
+    ///
+    /// An object held from an earlier load is decoded again and compared with the row: a changed
+    /// row (or any row, with [`Refresh::All`]) makes a new object, which the map holds from now
+    /// on ([`Held::New`]); the old one stays as it is for those who hold it.
     pub(crate) fn get_or_decode<E>(
         &mut self,
         key: M::Key,
         origin: Origin,
         root: Root,
+        refresh: Refresh,
         decode: impl FnOnce(M::Key) -> Result<M, E>,
     ) -> Result<(Arc<M>, Held), E> {
-        if let Some(index) = self.dense_index(&key) {
-            let entry = &mut self.dense[index];
-            if let Some(held) = entry.as_mut().and_then(|slot| slot.held(origin, root)) {
-                return Ok(held);
-            }
-            let object = Arc::new(decode(key)?);
-            if entry.is_none() {
-                self.len += 1;
-            }
-            *entry = Some(Slot::new(&object, origin, root));
-            return Ok((object, Held::New));
-        }
-        match self.sparse.entry(key) {
-            Entry::Occupied(mut held) => match held.get_mut().held(origin, root) {
-                Some(held) => Ok(held),
-                None => {
-                    let object = Arc::new(decode(held.key().clone())?);
-                    held.insert(Slot::new(&object, origin, root));
-                    Ok((object, Held::New))
+        let slot = match self.dense_index(&key) {
+            Some(index) => {
+                let entry = &mut self.dense[index];
+                if entry.is_none() {
+                    self.len += 1;
                 }
-            },
-            Entry::Vacant(slot) => {
-                let object = Arc::new(decode(slot.key().clone())?);
-                self.sparse_indexed += usize::from(slot.key().as_index().is_some());
-                slot.insert(Slot::new(&object, origin, root));
-                self.len += 1;
-                Ok((object, Held::New))
+                entry
             }
-        }
+            None => {
+                let slot = match self.sparse.entry(key.clone()) {
+                    Entry::Occupied(held) => held.into_mut(),
+                    Entry::Vacant(slot) => {
+                        self.sparse_indexed += usize::from(key.as_index().is_some());
+                        self.len += 1;
+                        slot.insert(Slot::dead())
+                    }
+                };
+                return Self::get_or_decode_in(slot, key, origin, root, refresh, decode);
+            }
+        };
+        Self::get_or_decode_in(
+            slot.get_or_insert_with(Slot::dead),
+            key,
+            origin,
+            root,
+            refresh,
+            decode,
+        )
+    }
+
+    fn get_or_decode_in<E>(
+        slot: &mut Slot<M>,
+        key: M::Key,
+        origin: Origin,
+        root: Root,
+        refresh: Refresh,
+        decode: impl FnOnce(M::Key) -> Result<M, E>,
+    ) -> Result<(Arc<M>, Held), E> {
+        let held = slot.held(origin, root);
+        let object = match held {
+            Some((object, Held::Earlier)) => {
+                let row = decode(key)?;
+                if refresh == Refresh::Changed && object.same_row(&row) {
+                    return Ok((object, Held::Earlier));
+                }
+                Arc::new(row)
+            }
+            Some(held) => return Ok(held),
+            None => Arc::new(decode(key)?),
+        };
+        *slot = Slot::new(&object, origin, root);
+        Ok((object, Held::New))
     }
 
     /// Drops the entries of objects nobody holds, when the map has doubled since the last time.
@@ -246,6 +299,23 @@ impl<M: Model> ModelMap<M> {
         self.sparse_indexed = self.sparse.keys().filter(|k| k.as_index().is_some()).count();
         self.len = live + self.sparse.len();
         self.prune_at = (self.len * 2).max(1024);
+    }
+
+    /// Forgets the object with `key`: the next load reads its row into a new object.
+    pub(crate) fn forget(&mut self, key: &M::Key) {
+        match key.as_index() {
+            Some(index) if index < self.dense.len() => {
+                if self.dense[index].take().is_some() {
+                    self.len -= 1;
+                }
+            }
+            _ => {
+                if self.sparse.remove(key).is_some() {
+                    self.sparse_indexed -= usize::from(key.as_index().is_some());
+                    self.len -= 1;
+                }
+            }
+        }
     }
 
     /// The load the object with `key` first came from.
@@ -303,6 +373,14 @@ impl IdentityMap {
             self.statements = 1;
         }
         self.statements
+    }
+
+    /// Forgets the objects that loads after `origin` decoded: a rolled-back transaction's
+    /// loads may have read its own writes.
+    pub(crate) fn forget_since(&mut self, origin: Origin) {
+        for (_, map) in &mut self.maps {
+            map.forget_since(origin);
+        }
     }
 
     /// Prunes every model's map that has doubled since its last pruning.

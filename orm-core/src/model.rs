@@ -43,6 +43,13 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
     /// The primary key of this row.
     fn key(&self) -> &Self::Key;
 
+    /// Whether `other`, this row read again, has the same values: every column field whose type
+    /// is `PartialEq` is compared (a field of another type counts as unchanged). A load that
+    /// reaches a held object whose row changed builds a new object from the row (see
+    /// [`Session`](crate::Session), "held objects").
+    #[doc(hidden)]
+    fn same_row(&self, other: &Self) -> bool;
+
     /// Calls `visitor` with the relation type at `index` of [`Model::RELATIONS`].
     #[doc(hidden)]
     fn visit_relation<V: RelationVisitor<Self>>(index: usize, visitor: V) -> Option<V::Output>;

@@ -29,6 +29,11 @@ impl OptionTree {
         self.entries.iter().find(|e| e.relation == relation)
     }
 
+    /// Sets relation `relation`'s strategy, with no nested options.
+    pub(crate) fn mirror(&mut self, relation: usize, strategy: Strategy) {
+        self.add(OptionEntry { relation, strategy, children: OptionTree::default() });
+    }
+
     /// Adds `entry`; options on the same relation merge (the later strategy wins).
     fn add(&mut self, entry: OptionEntry) {
         match self.entries.iter_mut().find(|e| e.relation == entry.relation) {

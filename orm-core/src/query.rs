@@ -10,6 +10,7 @@ use diesel::sql_types::BoolOrNullableBool;
 
 use crate::backend::OrmBackend;
 use crate::error::{Error, Result};
+use crate::identity::Refresh;
 use crate::join::{user_join, UserJoin};
 use crate::loader::{self, Statement};
 use crate::model::{Model, Relation};
@@ -40,6 +41,8 @@ pub struct Query<M: Model, DB, S = <M as Model>::Base> {
     pub(crate) limit: Option<i64>,
     pub(crate) offset: Option<i64>,
     pub(crate) options: OptionTree,
+    /// What the load does with the objects the session already holds.
+    pub(crate) refresh: Refresh,
     _types: PhantomData<fn() -> (M, S)>,
 }
 
@@ -54,6 +57,7 @@ impl<M: Model, DB: OrmBackend> Query<M, DB> {
             limit: None,
             offset: None,
             options: OptionTree::default(),
+            refresh: Refresh::Changed,
             _types: PhantomData,
         }
     }
@@ -110,6 +114,7 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
             limit: self.limit,
             offset: self.offset,
             options: self.options,
+            refresh: self.refresh,
             _types: PhantomData,
         }
     }
@@ -180,6 +185,16 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
         self
     }
 
+    /// Builds every object this load reaches from the rows it reads, including the ones the
+    /// session already holds, with the relations this query loads (SQLAlchemy's
+    /// `populate_existing`): the identity map holds the new objects from now on, and whoever
+    /// holds an old one keeps it as it was. Without it, a held object whose row is unchanged is
+    /// returned as it is, with the relations it had loaded.
+    pub fn populate_existing(mut self) -> Self {
+        self.refresh = Refresh::All;
+        self
+    }
+
     /// Keeps the row whose primary key is `key`.
     pub fn filter_key(mut self, key: M::Key) -> Self {
         self.filters.push(Box::new(KeyEq {
@@ -206,7 +221,7 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
             limit: self.limit,
             offset: self.offset,
         };
-        let roots = loader::load_root::<M, C>(session, statement, &self.options)?;
+        let roots = loader::load_root::<M, C>(session, statement, &self.options, self.refresh)?;
         Ok(roots.into_iter().map(Loaded::new).collect())
     }
 

@@ -52,6 +52,7 @@ pub struct Session<'c, C: SessionConnection> {
     /// (`lazy(r).then(..)`), by load, model and relation.
     pub(crate) lazy_options: LazyOptions,
     next_origin: Origin,
+    expire_on_commit: bool,
 }
 
 impl<'c, C: SessionConnection> Session<'c, C> {
@@ -68,6 +69,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
             lazy_plans: FxHashMap::default(),
             lazy_options: LazyOptions::default(),
             next_origin: 0,
+            expire_on_commit: false,
         }
     }
 
@@ -215,9 +217,54 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         Ok(query.load(self)?.into_iter().next().map(crate::Loaded::into_arc))
     }
 
-    /// Drops the identity map: later loads decode rows again instead of reusing held objects.
+    /// Drops the identity map: later loads decode rows again instead of reusing held objects
+    /// (the same as [`Session::expire_all`]).
     pub fn clear_identity_map(&mut self) {
         self.identity = IdentityMap::default();
+    }
+
+    /// Forgets every object the session holds (SQLAlchemy's `expire_all`): the next load reads
+    /// their rows into new objects, and [`Session::get`] and many-to-one loads query instead of
+    /// answering from the identity map. Objects you hold stay as they were.
+    pub fn expire_all(&mut self) {
+        self.identity = IdentityMap::default();
+    }
+
+    /// Forgets the object of model `M` with primary key `key` (see [`Session::expire_all`]).
+    pub fn expire<M: Model>(&mut self, key: &M::Key) {
+        self.identity.model::<M>().forget(key);
+    }
+
+    /// Expires every object when the outermost [`Session::transaction`] commits (SQLAlchemy's
+    /// `expire_on_commit`); off by default. Off, objects the session holds stay in the identity
+    /// map after a commit, and a load that reads their rows again still replaces the changed
+    /// ones; on, a commit also makes `get` and many-to-one loads query again.
+    pub fn expire_on_commit(&mut self, enabled: bool) -> &mut Self {
+        self.expire_on_commit = enabled;
+        self
+    }
+
+    /// Reads `object`'s row again, with the relations it had loaded (one level, by `selectin`;
+    /// the others as they were: lazy, or `raise`), and returns the new object, which the
+    /// identity map holds from now on. The object you passed stays as it was.
+    ///
+    /// [`Error::Deleted`] if its row no longer exists.
+    pub fn refresh<M: Model>(&mut self, object: &impl AsRef<M>) -> Result<Arc<M>> {
+        let object = object.as_ref();
+        let mut query = crate::Query::<M, Db<C>>::new().filter_key(object.key().clone());
+        query.options = OptionTree::default();
+        for relation in 0..M::RELATIONS.len() {
+            let strategy = M::visit_relation(relation, LoadedAs { parent: object });
+            let strategy = strategy.unwrap_or(crate::Strategy::Lazy);
+            query.options.mirror(relation, strategy);
+        }
+        match query.populate_existing().load(self)?.into_iter().next() {
+            Some(fresh) => Ok(fresh.into_arc()),
+            None => {
+                self.expire::<M>(object.key());
+                Err(Error::Deleted { model: M::NAME, key: format!("{:?}", object.key()) })
+            }
+        }
     }
 
     /// Runs `f` inside a transaction (a savepoint if one is already open): committed if `f`
@@ -227,9 +274,20 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// transaction `f` opened on [`Session::connection`] and left open), so a panic caught
     /// higher up leaves the connection as it found it: the next transaction really commits.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let outermost = matches!(self.transaction_depth(), Ok(None));
+        let value = self.run_transaction(f)?;
+        if outermost && self.expire_on_commit {
+            self.expire_all();
+        }
+        Ok(value)
+    }
+
+    /// [`Session::transaction`], without expiring on commit (for the loader's own).
+    fn run_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let depth = self.transaction_depth().map_err(|e| self.db_error(e))?;
         C::TransactionManager::begin_transaction(self.conn).map_err(|e| self.db_error(e))?;
-        let mut open = OpenTransaction { session: self, depth, done: false };
+        let origin = self.next_origin;
+        let mut open = OpenTransaction { session: self, depth, origin, done: false };
         if let (None, Some(snapshot)) = (depth, <Db<C> as OrmBackend>::SNAPSHOT) {
             if let Err(error) = open.session.conn.batch_execute(snapshot) {
                 return Err(open.session.db_error(error));
@@ -251,11 +309,11 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         mut f: impl FnMut(&mut Self) -> Result<T>,
     ) -> Result<T> {
         let outermost = matches!(self.transaction_depth(), Ok(None));
-        match self.transaction(&mut f) {
+        match self.run_transaction(&mut f) {
             Err(Error::Database { source, .. })
                 if outermost && <Db<C> as OrmBackend>::is_stale_statement(&source) =>
             {
-                self.transaction(f)
+                self.run_transaction(f)
             }
             result => result,
         }
@@ -350,12 +408,35 @@ impl LazyOptions {
     }
 }
 
+/// The strategy that reloads a relation of `parent` as it is: `selectin` if loaded, `raise` if
+/// it raises, lazy otherwise.
+struct LoadedAs<'p, P> {
+    parent: &'p P,
+}
+
+impl<P: Model> crate::model::RelationVisitor<P> for LoadedAs<'_, P> {
+    type Output = crate::Strategy;
+
+    fn visit<R: crate::Relation<Parent = P>>(self) -> crate::Strategy {
+        let slot = R::slot(self.parent);
+        if slot.is_loaded() {
+            crate::Strategy::Selectin
+        } else if slot.is_raise() {
+            crate::Strategy::Raise
+        } else {
+            crate::Strategy::Lazy
+        }
+    }
+}
+
 /// A transaction [`Session::transaction`] opened: rolled back on drop unless it is done (committed
 /// or being committed), so neither an error nor a panic in its body leaves it open.
 struct OpenTransaction<'s, 'c, C: SessionConnection> {
     session: &'s mut Session<'c, C>,
     /// The depth before it was opened: rolling back returns to it.
     depth: Option<NonZeroU32>,
+    /// The last load before it: the objects of later loads may show its writes.
+    origin: Origin,
     done: bool,
 }
 
@@ -373,9 +454,10 @@ impl<C: SessionConnection> Drop for OpenTransaction<'_, '_, C> {
                 break;
             }
         }
-        // The objects of the rolled-back work die with the unwinding frames: drop their
-        // identity entries now, not at the next load.
-        self.session.identity.prune_dead();
+        // The objects its loads decoded may show its own writes, now undone: the session
+        // forgets them (those still held stay as they are), and the entries of objects that
+        // died with the unwinding frames go too.
+        self.session.identity.forget_since(self.origin);
     }
 }
 

@@ -21,7 +21,7 @@ use diesel::row::{NamedRow, Row};
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Error;
 use crate::identity::Origin;
-use crate::identity::{Held, IdentityMap, Root, Statement};
+use crate::identity::{Held, IdentityMap, Refresh, Root, Statement};
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::plan::PlanNode;
 use crate::rel::Shape;
@@ -78,6 +78,8 @@ pub(crate) struct Decoder<M: Model, L> {
     /// Whether this is the statement of the user's query, whose options also apply to the root
     /// objects the session already held.
     query_root: bool,
+    /// What a row that reaches an object held from an earlier load does.
+    refresh: Refresh,
     /// This statement's number, when no root may come twice (no join repeats a root row).
     root: Root,
     /// When only the plan's own joins repeat rows: each row's keys, node by node, hashed.
@@ -102,6 +104,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         repeats: bool,
         origin: Origin,
         query_root: bool,
+        refresh: Refresh,
         statement: Statement,
     ) -> Self {
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
@@ -117,6 +120,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             error: None,
             origin,
             query_root,
+            refresh,
             root,
             row_keys,
             fills: Vec::new(),
@@ -145,6 +149,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             keys: keys.as_mut(),
             origin: self.origin,
             query_root: self.query_root,
+            refresh: self.refresh,
         };
         let Some(object) = decode_node::<DB, R, M>(row, &self.plan, self.root, &mut state)? else {
             let column = M::COLUMNS[M::KEY_COLUMN];
@@ -365,6 +370,7 @@ struct State<'s> {
     keys: Option<&'s mut RowHasher>,
     origin: Origin,
     query_root: bool,
+    refresh: Refresh,
 }
 
 /// Decodes the model of `node` and its joined relations; `None` when its key is `NULL`. `root`:
@@ -385,10 +391,13 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     };
     // An object the session holds keeps its state: only its unloaded relations that this
     // statement joins are filled below, as SQLAlchemy does for existing instances.
-    let (object, held) =
-        state.identity.model::<T>().get_or_decode(key, state.origin, root, |key| {
-            DB::decode::<T, R>(row, node.offset, key)
-        })?;
+    let (object, held) = state.identity.model::<T>().get_or_decode(
+        key,
+        state.origin,
+        root,
+        state.refresh,
+        |key| DB::decode::<T, R>(row, node.offset, key),
+    )?;
     if held == Held::Repeated {
         // Two rows with one primary key (a table whose constraint is missing): merging them
         // would lose one.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::detect::Strictness;
 use crate::error::{Error, NotLoadedReason, Result};
+use crate::identity::Refresh;
 use crate::model::{Model, Relation, RelationKind};
 use crate::options::OptionTree;
 use crate::rel::Shape;
@@ -66,7 +67,7 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
         let cause = Cause::Lazy(model, relation);
         let target_origin = session.next_origin();
         let run = |s: &mut Session<'_, C>| {
-            let mut walk = Walk::new(target_origin);
+            let mut walk = Walk::new(target_origin, Refresh::Changed);
             let lazy = options.is_none();
             let options = walk.options_id(options.as_deref().unwrap_or(&OptionTree::default()));
             let load = Load { plan: Arc::clone(&plan), cause, options, lazy };

@@ -13,6 +13,7 @@ use diesel::RunQueryDsl;
 
 use crate::backend::OrmBackend;
 use crate::error::Result;
+use crate::identity::Refresh;
 use crate::join::UserJoin;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::options::OptionTree;
@@ -51,6 +52,7 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     session: &mut Session<'_, C>,
     statement: Statement<Db<C>>,
     options: &OptionTree,
+    refresh: Refresh,
 ) -> Result<Vec<Arc<M>>> {
     let plan = Arc::new(
         PlanBuilder::new(0, &statement.joins).root::<M>(options, &mut Default::default())?,
@@ -58,7 +60,7 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     let origin = session.next_origin();
     let run = |session: &mut Session<'_, C>| {
         let cause = Cause::Query(M::NAME);
-        let mut walk = Walk::new(origin);
+        let mut walk = Walk::new(origin, refresh);
         let roots = fetch::<M, (), C, Dynamic>(
             session,
             Arc::clone(&plan),
@@ -108,8 +110,16 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     session.identity.prune();
     let query_root = matches!(cause, Cause::Query(_));
     let statement = session.identity.next_statement();
-    let decoder =
-        Decoder::<M, L>::new(Arc::clone(&plan), link, repeats, origin, query_root, statement);
+    let refresh = walk.refresh;
+    let decoder = Decoder::<M, L>::new(
+        Arc::clone(&plan),
+        link,
+        repeats,
+        origin,
+        query_root,
+        refresh,
+        statement,
+    );
     let recording = session.recorder().fetch(cause, render);
     let (conn, identity) = session.conn_and_identity();
     let (mut decoder, result) = with_decoder(identity, decoder, || {

@@ -9,6 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Result;
+use crate::identity::Refresh;
 use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor};
 use crate::options::OptionTree;
 use crate::plan::{Deferred, Path, PlanBuilder, PlanNode};
@@ -91,8 +92,12 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     };
     // A many-to-one whose target the session holds is filled from the identity map, as
     // SQLAlchemy's selectin does: only the missing keys are queried. (Not looked for when the
-    // session holds no target at all: a probe per parent for nothing.)
-    if R::info().kind == RelationKind::BelongsTo && session.identity.holds::<R::Target>() {
+    // session holds no target at all: a probe per parent for nothing. Nor under
+    // `populate_existing`, which reads every row again.)
+    if R::info().kind == RelationKind::BelongsTo
+        && walk.refresh == Refresh::Changed
+        && session.identity.holds::<R::Target>()
+    {
         let mut seen: FxHashSet<usize> = existing.iter().map(|t| Arc::as_ptr(t) as usize).collect();
         // Many parents share a target: one identity-map probe per distinct key.
         let mut held: FxHashMap<&R::JoinKey, Option<Arc<R::Target>>> = FxHashMap::default();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashSet;
 
 use crate::error::Result;
-use crate::identity::Origin;
+use crate::identity::{Origin, Refresh};
 use crate::model::{Model, Relation};
 use crate::options::OptionTree;
 use crate::plan::PlanNode;
@@ -24,6 +24,8 @@ use crate::session::{Session, SessionConnection};
 pub(crate) struct Walk<C: SessionConnection> {
     /// The load the objects it reaches come from (for the N+1 detector).
     pub(crate) origin: Origin,
+    /// What its rows do with the objects the session held before it.
+    pub(crate) refresh: Refresh,
     levels: VecDeque<Box<dyn Level<C>>>,
     /// `(relation, options, object)`: the loaded relations of objects already walked into.
     walked: FxHashSet<(TypeId, usize, usize)>,
@@ -49,8 +51,14 @@ impl<T: Model, C: SessionConnection> Level<C> for Below<T> {
 }
 
 impl<C: SessionConnection> Walk<C> {
-    pub(crate) fn new(origin: Origin) -> Self {
-        Walk { origin, levels: VecDeque::new(), walked: FxHashSet::default(), options: Vec::new() }
+    pub(crate) fn new(origin: Origin, refresh: Refresh) -> Self {
+        Walk {
+            origin,
+            refresh,
+            levels: VecDeque::new(),
+            walked: FxHashSet::default(),
+            options: Vec::new(),
+        }
     }
 
     /// Queues the `selectin` loads of `plan` for `objects`, if it has any.

@@ -48,6 +48,9 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
                 fn key(&self) -> &i64 {
                     unreachable!()
                 }
+                fn same_row(&self, _: &Self) -> bool {
+                    unreachable!()
+                }
                 fn visit_relation<__V: #p::RelationVisitor<Self>>(
                     _: usize,
                     _: __V,

@@ -62,6 +62,10 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
         };
     };
     let fields = model.columns.iter().map(|c| c.ident.to_string());
+    let compared = model.columns.iter().map(|c| {
+        let field = c.ident;
+        quote!((&#p::Compare(&self.#field, &__other.#field)).same())
+    });
     let infos = model.relations.iter().map(relation_info);
     let module = marker_module(model);
     let visitor = quote!(__visitor);
@@ -92,6 +96,12 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
 
             fn key(&self) -> &Self::Key {
                 &self.#key_ident
+            }
+
+            fn same_row(&self, __other: &Self) -> bool {
+                #[allow(unused_imports)]
+                use #p::{SameByDefault as _, SameByEq as _};
+                true #(&& #compared)*
             }
 
             fn visit_relation<__V: #p::RelationVisitor<Self>>(
