@@ -5,6 +5,7 @@
 //! cases shrink to a small data set and option tree.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use orm_core::prelude::*;
 use orm_core::RelationOf;
@@ -411,6 +412,194 @@ orm_tests::backend_tests! {
             prop_assert_eq!(lazy.len(), eager.len());
         });
     }
+
+    fn load_people(
+        session: &mut Session<'_, Conn>,
+        level: &Level,
+        populate_existing: bool,
+    ) -> Vec<Arc<Person>> {
+        let query = Person::query()
+            .order_by(person::id)
+            .options(Options::new().with(lazy(Person::projects)).with(options(level)));
+        let query = if populate_existing { query.populate_existing() } else { query };
+        query.load(session).unwrap().into_iter().map(Loaded::into_arc).collect()
+    }
+
+    /// One session loads, the data changes, the session loads again. With `populate_existing`
+    /// the second graph is the one a fresh session builds; without it, held objects may stay as
+    /// they were, but no relation ever contradicts the keys of the object holding it.
+    #[test]
+    fn a_change_between_two_loads_never_gives_a_contradicting_graph() {
+        let config = ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        proptest!(config, |(
+            data in data(),
+            first in level(3, true),
+            changes in proptest::collection::vec(change(), 1..6),
+            second in level(3, true),
+        )| {
+            let mut conn = empty();
+            without_foreign_keys(&mut conn, &insert_sql(&data));
+            let before = rows(&mut conn);
+            let mut session = Session::new(&mut conn);
+            session.detect_n_plus_one(false);
+            // The first graph, read lazily down to `DEPTH`: the session holds many objects with
+            // many relations loaded.
+            let held = load_people(&mut session, &first, false);
+            for p in &held {
+                node(p, DEPTH, true, &mut session);
+            }
+            without_foreign_keys(session.connection(), &change_sql(&data, &changes));
+            let after = rows(session.connection());
+            let snapshots = [&before, &after];
+            prop_assert!(agrees_with_its_keys(&held, snapshots).is_ok());
+
+            let again = load_people(&mut session, &second, false);
+            if let Err(e) = agrees_with_its_keys(&again, snapshots) {
+                prop_assert!(false, "right after the second load: {e}");
+            }
+            for p in &again {
+                node(p, DEPTH, true, &mut session);
+            }
+            if let Err(e) = agrees_with_its_keys(&again, snapshots) {
+                prop_assert!(false, "after lazy reads: {e}");
+            }
+            if let Err(e) = agrees_with_its_keys(&held, snapshots) {
+                prop_assert!(false, "the first graph after the second load: {e}");
+            }
+
+            let populated = load_people(&mut session, &second, true);
+            let populated: Vec<Node> =
+                populated.iter().map(|p| node(p, DEPTH, true, &mut session)).collect();
+            drop(session);
+            let fresh = nodes(&mut conn, Some(&second));
+            prop_assert_eq!(populated, fresh);
+        });
+    }
+}
+
+/// A change to `person` between two loads of one session.
+#[derive(Debug, Clone)]
+enum Change {
+    /// Person `index` (wrapped) gets a new name, and maybe a new manager or address.
+    Update { index: usize, manager: Option<Option<i32>>, address: Option<Option<i32>> },
+    /// A new person, after the others.
+    Insert { manager: Option<i32>, address: Option<i32> },
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    let key = || proptest::option::of(1..30i32);
+    prop_oneof![
+        (0..30usize, proptest::option::of(key()), proptest::option::of(key()))
+            .prop_map(|(index, manager, address)| Change::Update { index, manager, address }),
+        (key(), key()).prop_map(|(manager, address)| Change::Insert { manager, address }),
+    ]
+}
+
+fn change_sql(data: &Data, changes: &[Change]) -> String {
+    let key = |k: Option<i32>| k.map_or("NULL".to_owned(), |k| k.to_string());
+    let mut sql = String::new();
+    let mut next = data.people.len() + 1;
+    for (n, change) in changes.iter().enumerate() {
+        sql += &match change {
+            Change::Update { index, manager, address } => {
+                let mut set = format!("firstname = 'changed {n}'");
+                if let Some(manager) = manager {
+                    set += &format!(", manager_id = {}", key(*manager));
+                }
+                if let Some(address) = address {
+                    set += &format!(", address_id = {}", key(*address));
+                }
+                format!("UPDATE person SET {set} WHERE id = {};\n", index % data.people.len() + 1)
+            }
+            Change::Insert { manager, address } => {
+                next += 1;
+                format!(
+                    "INSERT INTO person VALUES ({}, 'new', 'last', {}, {});\n",
+                    next - 1,
+                    key(*address),
+                    key(*manager)
+                )
+            }
+        };
+    }
+    sql
+}
+
+/// The `person` table at one moment: each row's fields by id.
+type Rows = std::collections::BTreeMap<i32, (String, String, Option<i32>, Option<i32>)>;
+
+fn rows<C>(conn: &mut C) -> Rows
+where
+    C: diesel::Connection,
+    person::table:
+        diesel::query_dsl::LoadQuery<'static, C, (i32, String, String, Option<i32>, Option<i32>)>,
+{
+    use diesel::RunQueryDsl;
+    person::table
+        .load(conn)
+        .unwrap()
+        .into_iter()
+        .map(|(id, f, l, a, m)| (id, (f, l, a, m)))
+        .collect()
+}
+
+/// Walks every loaded relation from `roots` (no SQL) and checks that each agrees with the key
+/// fields of the object holding it at one snapshot of the table (`before` or `after` the
+/// change) in which that object's row is what the object shows; a graph mixing stale fields
+/// with fresh relations fails here.
+fn agrees_with_its_keys(roots: &[Arc<Person>], snapshots: [&Rows; 2]) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut queue: std::collections::VecDeque<Arc<Person>> = roots.iter().cloned().collect();
+    while let Some(p) = queue.pop_front() {
+        if !seen.insert(Arc::as_ptr(&p)) {
+            continue;
+        }
+        let fields = (p.firstname.clone(), p.lastname.clone(), p.address_id, p.manager_id);
+        let shows = |rows: &&Rows| rows.get(&p.id) == Some(&fields);
+        let at: Vec<&Rows> = snapshots.iter().copied().filter(shows).collect();
+        if at.is_empty() {
+            return Err(format!("person {} shows {fields:?}, a row no snapshot had", p.id));
+        }
+        if let Some(manager) = p.manager.stored() {
+            let agrees = |rows: &Rows| match (manager, p.manager_id) {
+                (Some(m), key) => Some(m.id) == key,
+                (None, Some(key)) => !rows.contains_key(&key),
+                (None, None) => true,
+            };
+            if !at.iter().any(|rows| agrees(rows)) {
+                return Err(format!(
+                    "person {} (manager_id {:?}) has manager {:?}",
+                    p.id,
+                    p.manager_id,
+                    manager.as_ref().map(|m| m.id)
+                ));
+            }
+            queue.extend(manager.iter().cloned());
+        }
+        if let Some(reports) = p.reports.stored() {
+            let ids: BTreeSet<i32> = reports.iter().map(|r| r.id).collect();
+            let agrees = |rows: &Rows| {
+                ids == rows.iter().filter(|(_, r)| r.3 == Some(p.id)).map(|(id, _)| *id).collect()
+            };
+            if !at.iter().any(|rows| agrees(rows)) {
+                return Err(format!("person {} has reports {ids:?}, in no snapshot", p.id));
+            }
+            queue.extend(reports.iter().cloned());
+        }
+        if let Some(address) = p.address.stored() {
+            if address.as_ref().is_some_and(|a| Some(a.id) != p.address_id) {
+                return Err(format!(
+                    "person {} (address_id {:?}) has another address",
+                    p.id, p.address_id
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a generated data set can hold besides good rows, as SQLite keeps it: a key column

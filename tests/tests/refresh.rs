@@ -413,4 +413,34 @@ orm_tests::backend_tests! {
             "{reports:#?}"
         );
     }
+
+    #[test]
+    fn an_old_and_a_new_object_of_one_row_both_get_their_collection() {
+        let mut conn = empty();
+        without_foreign_keys(
+            &mut conn,
+            "INSERT INTO person VALUES (1, 'One', 'l', NULL, 1);
+             INSERT INTO person VALUES (2, 'Two', 'l', NULL, 1);",
+        );
+        let mut session = Session::new(&mut conn);
+        let held = Person::query().order_by(person::id).load(&mut session).unwrap();
+        // Person 2 holds the old person 1 as its manager, and the old person 1 itself.
+        for p in &held {
+            p.load(Person::manager, &mut session).unwrap();
+        }
+        diesel::update(person::table.find(1)).set(person::firstname.eq("Changed")).execute(session.connection()).unwrap();
+        // The managers' managers' reports: the old person 1 (through 2's loaded manager) and
+        // the new one (read again as a root) are both parents of one `reports` load.
+        let people = Person::query()
+            .order_by(person::id)
+            .options(selectin(Person::manager).then(joined(Person::manager).then(joined(Person::reports))))
+            .load(&mut session)
+            .unwrap();
+        for p in &people {
+            let boss = p.manager.get().unwrap().unwrap().manager.get().unwrap().unwrap();
+            assert_eq!(report_ids(boss), BTreeSet::from([1, 2]), "person {}'s manager's manager", p.id);
+        }
+        assert_eq!(people[0].firstname, "Changed");
+        assert_eq!(people[1].manager.get().unwrap().unwrap().firstname, "One");
+    }
 }

@@ -153,8 +153,18 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
             found.entry(key).or_default().push(target);
         })?;
         // A collection's join key is its parent's own key: each list has one owner, moved in.
+        // Unless two objects of one row are among the parents (one held from before the row
+        // changed, one read since), which both get the list.
+        let keyed = pending.iter().filter(|p| R::parent_key(p).is_some()).count();
+        let shared = keys.len() < keyed;
         for &parent in pending.iter() {
-            let rows = R::parent_key(parent).and_then(|k| found.remove(k));
+            let rows = R::parent_key(parent).and_then(|k| {
+                if shared {
+                    found.get(k).cloned()
+                } else {
+                    found.remove(k)
+                }
+            });
             fill_collection::<R>(parent, rows.unwrap_or_default());
         }
     } else {
