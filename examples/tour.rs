@@ -137,5 +137,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `city(&bare)` would not compile: "relation `address` is not loaded in `PersonState`".
     let upgraded = bare.upgrade(Person::address, &mut session)?;
     println!("  after `upgrade(Person::address)`: {}", city(&upgraded));
+
+    println!("\nover time: rows changed since a load");
+    let boss = Person::query()
+        .filter(person::id.eq(1))
+        .options(selectin(Person::reports))
+        .first(&mut session)?
+        .ok_or("person 1 exists")?;
+    diesel::update(person::table.filter(person::id.eq(12)))
+        .set(person::manager_id.eq(Some(2)))
+        .execute(session.connection())?;
+    // Person 12 read again: its row changed, so this is a new object with the new manager; the
+    // `boss` graph keeps its snapshot.
+    let moved = Person::query()
+        .filter(person::id.eq(12))
+        .options(joined(Person::manager))
+        .first(&mut session)?
+        .ok_or("person 12 exists")?;
+    let manager = moved.get(Person::manager).map_or("-", |m| m.firstname.as_str());
+    println!("  person 12 read again: manager_id {:?}, manager {manager}", moved.manager_id);
+    let reports = |p: &Person| p.reports.get().map_or(0, <[_]>::len);
+    println!("  person 1's reports, as loaded: {}", reports(&boss));
+    let fresh = session.refresh(&boss)?;
+    println!(
+        "  after `session.refresh(&boss)`: {} (the old handle: {})",
+        reports(&fresh),
+        reports(&boss)
+    );
     Ok(())
 }
