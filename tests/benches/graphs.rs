@@ -105,6 +105,8 @@ mod rows {
 
 use rows::{AddressRow, Membership, PersonRow, ProjectRow};
 
+mod ownership;
+
 type Conn = SqliteConnection;
 
 /// Counts the statements hand-written code runs, without the session's log and echo.
@@ -977,5 +979,5 @@ fn deep_chain(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, graphs, deep_chain);
+criterion_group!(benches, graphs, deep_chain, ownership::prototypes);
 criterion_main!(benches);
