@@ -228,28 +228,18 @@ impl<M: Model> ModelMap<M> {
                 if entry.is_none() {
                     self.len += 1;
                 }
-                entry
+                entry.get_or_insert_with(Slot::dead)
             }
-            None => {
-                let slot = match self.sparse.entry(key.clone()) {
-                    Entry::Occupied(held) => held.into_mut(),
-                    Entry::Vacant(slot) => {
-                        self.sparse_indexed += usize::from(key.as_index().is_some());
-                        self.len += 1;
-                        slot.insert(Slot::dead())
-                    }
-                };
-                return Self::get_or_decode_in(slot, key, origin, root, refresh, decode);
-            }
+            None => match self.sparse.entry(key.clone()) {
+                Entry::Occupied(held) => held.into_mut(),
+                Entry::Vacant(slot) => {
+                    self.sparse_indexed += usize::from(key.as_index().is_some());
+                    self.len += 1;
+                    slot.insert(Slot::dead())
+                }
+            },
         };
-        Self::get_or_decode_in(
-            slot.get_or_insert_with(Slot::dead),
-            key,
-            origin,
-            root,
-            refresh,
-            decode,
-        )
+        Self::get_or_decode_in(slot, key, origin, root, refresh, decode)
     }
 
     fn get_or_decode_in<E>(

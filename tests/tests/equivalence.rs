@@ -12,6 +12,15 @@ use orm_core::RelationOf;
 use orm_tests::*;
 use proptest::prelude::*;
 
+/// 48 cases, or `PROPTEST_CASES`; failures are printed, not saved.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 /// A generated data set: per person its address and manager (either may be NULL or dangle),
 /// and per person the projects it works on.
 #[derive(Debug, Clone)]
@@ -390,11 +399,7 @@ orm_tests::backend_tests! {
 
     #[test]
     fn every_option_set_builds_the_lazy_graph() {
-        let config = ProptestConfig {
-            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48),
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        };
+        let config = config();
         proptest!(config, |(data in data(), level in level(3, true))| {
             let mut conn = empty();
             without_foreign_keys(&mut conn, &insert_sql(&data));
@@ -430,11 +435,7 @@ orm_tests::backend_tests! {
     /// they were, but no relation ever contradicts the keys of the object holding it.
     #[test]
     fn a_change_between_two_loads_never_gives_a_contradicting_graph() {
-        let config = ProptestConfig {
-            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48),
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        };
+        let config = config();
         proptest!(config, |(
             data in data(),
             first in level(3, true),
@@ -689,11 +690,7 @@ fn try_nodes(
 /// gives; never two different graphs.
 #[test]
 fn odd_values_give_an_error_or_the_same_graph() {
-    let config = ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
+    let config = config();
     proptest!(config, |(
         data in data(),
         odd in proptest::collection::vec(odd(), 1..3),

@@ -25,6 +25,19 @@ fn typed_report_count(p: &Loaded<Person, impl Has<person_rel::reports>>) -> usiz
 }
 
 orm_tests::backend_tests! {
+    /// Inserts person 10,001, "New Hire", managed by `manager`, with plain diesel.
+    fn hire(conn: &mut Conn, manager: i32) {
+        diesel::insert_into(person::table)
+            .values((
+                person::id.eq(10_001),
+                person::firstname.eq("New"),
+                person::lastname.eq("Hire"),
+                person::manager_id.eq(Some(manager)),
+            ))
+            .execute(conn)
+            .unwrap();
+    }
+
     #[test]
     fn a_changed_row_replaces_the_held_object_in_every_strategy() {
         for strategy in ["joined", "selectin", "lazy"] {
@@ -110,15 +123,7 @@ orm_tests::backend_tests! {
         assert_eq!(report_ids(&again).len(), 18);
         // A new report: reading person 1 again without `populate_existing` keeps the collection
         // the session loaded (the row of person 1 did not change; SQLAlchemy does the same).
-        diesel::insert_into(person::table)
-            .values((
-                person::id.eq(10_001),
-                person::firstname.eq("New"),
-                person::lastname.eq("Hire"),
-                person::manager_id.eq(Some(1)),
-            ))
-            .execute(session.connection())
-            .unwrap();
+        hire(session.connection(), 1);
         let kept = Person::query()
             .filter(person::id.eq(1))
             .options(selectin(Person::reports))
@@ -140,15 +145,7 @@ orm_tests::backend_tests! {
             .load(&mut session)
             .unwrap();
         assert_eq!(report_ids(&before[0]).len(), 18);
-        diesel::insert_into(person::table)
-            .values((
-                person::id.eq(10_001),
-                person::firstname.eq("New"),
-                person::lastname.eq("Hire"),
-                person::manager_id.eq(Some(1)),
-            ))
-            .execute(session.connection())
-            .unwrap();
+        hire(session.connection(), 1);
         session.reset_statements();
         let after = Person::query()
             .filter(person::id.le(3))
@@ -341,14 +338,7 @@ orm_tests::backend_tests! {
                 diesel::update(person::table.find(MOVED))
                     .set((person::firstname.eq("Moved"), person::manager_id.eq(Some(3))))
                     .execute(c)?;
-                diesel::insert_into(person::table)
-                    .values((
-                        person::id.eq(10_001),
-                        person::firstname.eq("New"),
-                        person::lastname.eq("Hire"),
-                        person::manager_id.eq(Some(2)),
-                    ))
-                    .execute(c)?;
+                hire(c, 2);
                 Ok(())
             })
             .unwrap();
