@@ -12,6 +12,11 @@
 //!   object of the load, which empties every relation slot when it is dropped, so cycles are
 //!   broken. Objects cannot be shared between two owners (a slot emptied under another owner's
 //!   reader would be unsound), which is the arena's rule too.
+//! - **store**: the arena as docs/design.md proposes to build it: objects appended to
+//!   `boxcar` vectors that never move them (so handles on other threads can read while a lazy
+//!   load appends), relation slots holding pointers into the same graph (an atomic pointer per
+//!   to-one, a boxed slice per collection), keys behind a mutex locked once per statement, and
+//!   one handle (`Arc` of the graph and a pointer) per root, as `Loaded` would be.
 //!
 //! ```text
 //! ORM_BENCH_ONLY=ownership ORM_BENCH_SIZES=10000,100000 cargo bench -p orm-tests --bench graphs
@@ -679,6 +684,276 @@ mod owner {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The arena as docs/design.md proposes it: stable storage shared by handles, pointer slots.
+
+mod store {
+    use std::ptr;
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A to-one slot: null until loaded, then [`One::NONE`] or a pointer into the same graph.
+    pub struct One<T>(AtomicPtr<T>);
+
+    impl<T> One<T> {
+        fn none() -> *mut T {
+            // Any address no object of the graph can have: a dangling, aligned one.
+            ptr::NonNull::<T>::dangling().as_ptr()
+        }
+
+        fn unloaded() -> Self {
+            One(AtomicPtr::new(ptr::null_mut()))
+        }
+
+        /// Fills the slot once.
+        pub fn fill(&self, target: Option<&T>) {
+            let target = target.map_or(Self::none(), |t| ptr::from_ref(t).cast_mut());
+            let _ = self.0.compare_exchange(
+                ptr::null_mut(),
+                target,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+        }
+
+        pub fn get(&self) -> Option<Option<&T>> {
+            let p = self.0.load(Ordering::Acquire);
+            if p.is_null() {
+                None
+            } else if p == Self::none() {
+                Some(None)
+            } else {
+                // SAFETY: a filled slot points into the graph that holds this object (a relation
+                // never leaves its graph), whose storage never moves or frees an object while the
+                // graph lives; `&self` is borrowed from a handle that keeps the graph alive.
+                Some(Some(unsafe { &*p }))
+            }
+        }
+    }
+
+    /// A pointer into a graph, for collections.
+    pub struct Ptr<T>(*const T);
+
+    // SAFETY: a `Ptr` is a shared reference into a graph that is `Sync`; it is read only while a
+    // handle keeps that graph alive (see `One::get`).
+    unsafe impl<T: Sync> Send for Ptr<T> {}
+    // SAFETY: as above.
+    unsafe impl<T: Sync> Sync for Ptr<T> {}
+
+    /// A collection slot.
+    pub struct Many<T>(OnceLock<Box<[Ptr<T>]>>);
+
+    impl<T> Many<T> {
+        pub fn fill(&self, targets: Vec<&T>) {
+            let _ = self.0.set(targets.into_iter().map(|t| Ptr(ptr::from_ref(t))).collect());
+        }
+
+        pub fn get(&self) -> Option<impl Iterator<Item = &T>> {
+            // SAFETY: as in `One::get`.
+            self.0.get().map(|ts| ts.iter().map(|t| unsafe { &*t.0 }))
+        }
+    }
+
+    pub struct SPerson {
+        pub id: i32,
+        pub firstname: String,
+        pub lastname: String,
+        pub address_id: Option<i32>,
+        pub manager_id: Option<i32>,
+        pub address: One<SAddress>,
+        pub manager: One<SPerson>,
+        pub reports: Many<SPerson>,
+        pub projects: Many<SProject>,
+    }
+
+    pub struct SAddress {
+        pub id: i32,
+        pub street: String,
+        pub city: String,
+    }
+
+    pub struct SProject {
+        pub id: i32,
+        pub name: String,
+    }
+
+    #[derive(Default)]
+    struct Keys {
+        people: Slots,
+        addresses: Slots,
+    }
+
+    /// A session's graph: objects appended, never moved, freed with the graph.
+    #[derive(Default)]
+    pub struct Graph {
+        people: boxcar::Vec<SPerson>,
+        addresses: boxcar::Vec<SAddress>,
+        keys: Mutex<Keys>,
+    }
+
+    /// An owned handle: the graph and one object in it.
+    pub struct Handle {
+        graph: Arc<Graph>,
+        person: *const SPerson,
+    }
+
+    // SAFETY: a handle is an `Arc` of a `Sync` graph and a shared reference into it.
+    unsafe impl Send for Handle {}
+    // SAFETY: as above.
+    unsafe impl Sync for Handle {}
+
+    impl std::ops::Deref for Handle {
+        type Target = SPerson;
+
+        fn deref(&self) -> &SPerson {
+            // SAFETY: `person` points into `graph`, which this handle keeps alive.
+            unsafe { &*self.person }
+        }
+    }
+
+    impl Graph {
+        /// The person of `row`'s key, appended if the graph has none (`keys` locked by the
+        /// caller for the whole statement).
+        fn person<'g>(&'g self, keys: &mut Keys, row: PersonRow) -> &'g SPerson {
+            let people = &self.people;
+            let (i, _) = keys.people.get_or_insert(row.id, || {
+                people.push(SPerson {
+                    id: row.id,
+                    firstname: row.firstname,
+                    lastname: row.lastname,
+                    address_id: row.address_id,
+                    manager_id: row.manager_id,
+                    address: One::unloaded(),
+                    manager: One::unloaded(),
+                    reports: Many(OnceLock::new()),
+                    projects: Many(OnceLock::new()),
+                }) as u32
+            });
+            &self.people[i as usize]
+        }
+
+        fn address<'g>(&'g self, keys: &mut Keys, row: AddressRow) -> &'g SAddress {
+            let addresses = &self.addresses;
+            let (i, _) = keys.addresses.get_or_insert(row.id, || {
+                addresses.push(SAddress { id: row.id, street: row.street, city: row.city }) as u32
+            });
+            &self.addresses[i as usize]
+        }
+
+        fn handle(self: &Arc<Self>, person: &SPerson) -> Handle {
+            Handle { graph: Arc::clone(self), person: ptr::from_ref(person) }
+        }
+    }
+
+    pub fn decode(conn: &mut Conn, graph: &Arc<Graph>) -> Vec<Handle> {
+        let rows = person::table
+            .left_join(address::table)
+            .order_by(person::id)
+            .select((PersonRow::as_select(), Option::<AddressRow>::as_select()))
+            .load_iter::<(PersonRow, Option<AddressRow>), diesel::connection::DefaultLoadingMode>(
+                conn,
+            )
+            .unwrap();
+        let mut keys = graph.keys.lock().unwrap();
+        let mut roots = Vec::new();
+        for row in rows {
+            let (person, address) = row.unwrap();
+            let address = address.map(|a| graph.address(&mut keys, a));
+            let p = graph.person(&mut keys, person);
+            p.address.fill(address);
+            roots.push(graph.handle(p));
+        }
+        roots
+    }
+
+    pub fn decode_sum(people: &[Handle]) -> u64 {
+        people
+            .iter()
+            .map(|p| {
+                let address = p.address.get().unwrap().map(|a| (a.id, a.city.as_str()));
+                person_sum(p.id, &p.firstname) + address_sum(address)
+            })
+            .sum()
+    }
+
+    fn parents(conn: &mut Conn, graph: &Arc<Graph>, n: usize) -> Vec<Handle> {
+        let rows = person::table
+            .filter(person::id.le((n / 10) as i32))
+            .order_by(person::id)
+            .select(PersonRow::as_select())
+            .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
+            .unwrap();
+        let mut keys = graph.keys.lock().unwrap();
+        rows.map(|row| {
+            let p = graph.person(&mut keys, row.unwrap());
+            graph.handle(p)
+        })
+        .collect()
+    }
+
+    /// `selectin` of the reports of the first tenth: pointers grouped per parent.
+    pub fn selectin_reports(conn: &mut Conn, graph: &Arc<Graph>, n: usize) -> Vec<Handle> {
+        let roots = parents(conn, graph, n);
+        let mut ids: Vec<i32> = roots.iter().map(|p| p.id).collect();
+        ids.sort_unstable();
+        let mut found: Vec<Vec<&SPerson>> = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let rows = person::table
+                .filter(person::manager_id.eq_any(chunk))
+                .select(PersonRow::as_select())
+                .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
+                .unwrap();
+            let mut keys = graph.keys.lock().unwrap();
+            for row in rows {
+                let row = row.unwrap();
+                let parent = keys.people.get(row.manager_id.unwrap()).unwrap() as usize;
+                if parent >= found.len() {
+                    found.resize_with(parent + 1, Vec::new);
+                }
+                found[parent].push(graph.person(&mut keys, row));
+            }
+        }
+        let keys = graph.keys.lock().unwrap();
+        for p in &roots {
+            let at = keys.people.get(p.id).unwrap() as usize;
+            let mut list = found.get_mut(at).map(std::mem::take).unwrap_or_default();
+            list.sort_unstable_by_key(|r| r.id);
+            p.reports.fill(list);
+        }
+        roots
+    }
+
+    /// The N+1 loop: one statement per parent, each appending to the shared graph.
+    pub fn lazy_reports(conn: &mut Conn, graph: &Arc<Graph>, n: usize) -> Vec<Handle> {
+        let roots = parents(conn, graph, n);
+        for p in &roots {
+            let rows = person::table
+                .filter(person::manager_id.eq(p.id))
+                .select(PersonRow::as_select())
+                .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
+                .unwrap();
+            let mut keys = p.graph.keys.lock().unwrap();
+            let mut list: Vec<&SPerson> =
+                rows.map(|r| p.graph.person(&mut keys, r.unwrap())).collect();
+            list.sort_unstable_by_key(|r| r.id);
+            p.reports.fill(list);
+        }
+        roots
+    }
+
+    pub fn reports_sum(people: &[Handle]) -> u64 {
+        people
+            .iter()
+            .map(|p| {
+                person_sum(p.id, &p.firstname)
+                    + p.reports.get().unwrap().map(|r| person_sum(r.id, &r.firstname)).sum::<u64>()
+            })
+            .sum()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The harness.
 
 /// Live heap growth over `rounds` of `load` then drop, after one warm-up round.
@@ -743,6 +1018,12 @@ pub fn prototypes(c: &mut Criterion) {
                 ("hand", Box::new(|c: &mut Conn| hand_decode(c).0)),
                 ("arena", Box::new(|c: &mut Conn| arena::decode_sum(&arena::decode(c)))),
                 ("owner", Box::new(|c: &mut Conn| owner::decode_sum(&owner::decode(c)))),
+                (
+                    "store",
+                    Box::new(|c: &mut Conn| {
+                        store::decode_sum(&store::decode(c, &Default::default()))
+                    }),
+                ),
             ],
             &mut conn,
         );
@@ -770,6 +1051,12 @@ pub fn prototypes(c: &mut Criterion) {
                         owner::reports_sum(&owner::reports_of_first_tenth(c, n))
                     }),
                 ),
+                (
+                    "store",
+                    Box::new(move |c: &mut Conn| {
+                        store::reports_sum(&store::selectin_reports(c, &Default::default(), n))
+                    }),
+                ),
             ],
             &mut conn,
         );
@@ -782,6 +1069,22 @@ pub fn prototypes(c: &mut Criterion) {
                 ("hand", Box::new(|c: &mut Conn| hand_selectin_projects(c).0)),
                 ("arena", Box::new(|c: &mut Conn| arena::projects_sum(&arena::projects(c)))),
                 ("owner", Box::new(|c: &mut Conn| owner::projects_sum(&owner::projects(c)))),
+            ],
+            &mut conn,
+        );
+        group(
+            c,
+            "lazy-reports",
+            n,
+            vec![
+                ("orm", Box::new(move |c: &mut Conn| orm_reports(c, n, (), true).0)),
+                ("hand", Box::new(move |c: &mut Conn| hand_lazy_reports(c, n).0)),
+                (
+                    "store",
+                    Box::new(move |c: &mut Conn| {
+                        store::reports_sum(&store::lazy_reports(c, &Default::default(), n))
+                    }),
+                ),
             ],
             &mut conn,
         );
