@@ -369,6 +369,23 @@ mod arena {
             .sum()
     }
 
+    /// Every person of a chain with its manager as an index (the manager is the previous row).
+    pub fn chain(conn: &mut Conn) -> Graph {
+        let mut graph = Graph::default();
+        let rows = person::table
+            .order_by(person::id)
+            .select(PersonRow::as_select())
+            .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
+            .unwrap();
+        for row in rows {
+            let row = row.unwrap();
+            let boss = row.manager_id.and_then(|m| graph.person_at.get(m)).unwrap_or(NULL);
+            let p = graph.person(row);
+            graph.people[p as usize].manager = boss;
+        }
+        graph
+    }
+
     /// Both directions: every person with `joined` manager and `selectin` reports.
     pub fn both_directions(conn: &mut Conn) -> Results {
         let mut graph = Graph::default();
@@ -995,9 +1012,32 @@ fn group(c: &mut Criterion, name: &str, n: usize, runs: Vec<(&str, Sum<'_>)>, co
     group.finish();
 }
 
+/// Dropping a chain of 1,000,000 managers, built outside the timing: the arena, the ORM's
+/// `Arc`s (held by the last person alone) and hand-written rows with manager indices.
+fn drop_chain(c: &mut Criterion) {
+    let levels = 1_000_000;
+    let mut conn = orm_tests::sqlite::chain(levels);
+    let mut group = c.benchmark_group("ownership-drop-chain");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_with_input(BenchmarkId::new("arena", levels), &levels, |b, _| {
+        b.iter_batched(|| arena::chain(&mut conn), drop, criterion::BatchSize::PerIteration)
+    });
+    group.bench_with_input(BenchmarkId::new("orm", levels), &levels, |b, _| {
+        b.iter_batched(|| orm_chain(&mut conn), drop, criterion::BatchSize::PerIteration)
+    });
+    group.bench_with_input(BenchmarkId::new("hand", levels), &levels, |b, _| {
+        b.iter_batched(|| hand_chain(&mut conn), drop, criterion::BatchSize::PerIteration)
+    });
+    group.finish();
+}
+
 pub fn prototypes(c: &mut Criterion) {
-    if !std::env::var("ORM_BENCH_ONLY").is_ok_and(|only| only == "ownership") {
-        return;
+    match std::env::var("ORM_BENCH_ONLY").as_deref() {
+        Ok("ownership") => {}
+        Ok("ownership-drop-chain") => return drop_chain(c),
+        _ => return,
     }
     for n in sizes() {
         let (mut conn, _) = seeded(n);
