@@ -1,6 +1,7 @@
 //! `Rel<T>`: a relation field that is either not loaded or loaded, and the shapes it can hold.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -14,7 +15,9 @@ use crate::typed::Loaded;
 /// that. A LEFT JOIN miss is *loaded* (`None` or empty), never "not loaded". Related rows are
 /// held in `Arc`s: one decoded row is shared by every parent that points to it.
 pub struct Rel<T: Shape> {
-    value: OnceLock<T::Stored>,
+    /// Released by `Rel`'s own `Drop` (see `release.rs`); `ManuallyDrop` keeps the compiler's
+    /// drop check from walking into the related model (and from there the whole model graph).
+    value: OnceLock<ManuallyDrop<T::Stored>>,
     raise: AtomicBool,
     /// Whether the application read it (for the unused-eager-load report).
     read: AtomicBool,
@@ -33,7 +36,7 @@ impl<T: Shape> Rel<T> {
 
     /// The loaded value as stored (`Option<Arc<T>>`, `Arc<T>` or `Vec<Arc<T>>`).
     pub fn stored(&self) -> Option<&T::Stored> {
-        let value = self.value.get();
+        let value = self.value.get().map(|v| &**v);
         if value.is_some() && !self.read.load(Ordering::Relaxed) {
             self.read.store(true, Ordering::Relaxed);
         }
@@ -42,7 +45,7 @@ impl<T: Shape> Rel<T> {
 
     /// The stored value, without counting as a read (for the loader).
     pub(crate) fn peek(&self) -> Option<&T::Stored> {
-        self.value.get()
+        self.value.get().map(|v| &**v)
     }
 
     /// Whether the application has read the loaded value.
@@ -62,7 +65,9 @@ impl<T: Shape> Rel<T> {
 
     /// Fills the relation; a relation that is already loaded keeps its value.
     pub(crate) fn fill(&self, value: T::Stored) {
-        let _ = self.value.set(value);
+        if let Err(refused) = self.value.set(ManuallyDrop::new(value)) {
+            crate::release::release(T::into_rows(ManuallyDrop::into_inner(refused)));
+        }
     }
 
     /// Sets whether an unloaded read raises (from the strategy of the load that produced it).
@@ -77,11 +82,28 @@ impl<T: Shape> Rel<T> {
 /// graph takes the same stack at any depth.
 impl<T: Shape> Drop for Rel<T> {
     fn drop(&mut self) {
-        if let Some(stored) = self.value.take() {
+        if let Some(stored) = self.value.take().map(ManuallyDrop::into_inner) {
             crate::release::release(T::into_rows(stored));
         }
     }
 }
+
+// `Send` and `Sync` are stated here rather than proven through the related model: the derived
+// proof walked from every model through its `Rel`s into every model it reaches, which made
+// `cargo check` of 60 models take minutes and overflow the recursion limit (docs/design.md,
+// "Compile time of the choice"). With these impls, proving `Person: Send + Sync` stops at its
+// `Rel` fields: each model is proven once, on its own fields, at its `impl Model`.
+//
+// SAFETY: a `Rel<T>` holds atomics and, once filled, `Arc`s of `T::Target`; the derived impls
+// would require `T::Target: Send + Sync`. Only the loader fills a `Rel` (`fill` is crate-private),
+// and only through a `Relation`, whose `Target` is a `Model`, which has `Send + Sync` as
+// supertraits (checked where each model implements it). A `Rel` whose target is not a model
+// (the derive rejects it) can never be filled, so it holds nothing to send or share.
+#[allow(unsafe_code)]
+unsafe impl<T: Shape> Send for Rel<T> {}
+// SAFETY: as for `Send` above.
+#[allow(unsafe_code)]
+unsafe impl<T: Shape> Sync for Rel<T> {}
 
 impl<T: Shape> Default for Rel<T> {
     fn default() -> Self {
@@ -115,7 +137,7 @@ where
                 write!(f, "{}({:?})", M::NAME, self.0.key())
             }
         }
-        let Some(stored) = self.value.get() else {
+        let Some(stored) = self.value.get().map(|v| &**v) else {
             return f.write_str("NotLoaded");
         };
         let mut rows = T::rows(stored).iter().map(|row| Key(&**row));
@@ -145,9 +167,9 @@ impl<I: Iterator<Item = T> + Clone, T: fmt::Debug> fmt::Debug for DebugList<I> {
 )]
 pub trait Shape: 'static {
     /// The related model.
-    type Target: Send + Sync + 'static;
+    type Target: 'static;
     /// What is stored once loaded.
-    type Stored: Send + Sync + 'static;
+    type Stored: 'static;
     /// What a read returns.
     type View<'a>;
     /// What a typed read returns, the related objects being in state `I` (see
@@ -176,7 +198,7 @@ pub trait Shape: 'static {
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> Self::Typed<'a, I>;
 }
 
-impl<M: Send + Sync + 'static> Shape for Option<M> {
+impl<M: 'static> Shape for Option<M> {
     type Target = M;
     type Stored = Option<Arc<M>>;
     type View<'a> = Option<&'a M>;
@@ -254,7 +276,7 @@ macro_rules! __impl_required_shape {
     };
 }
 
-impl<M: Send + Sync + 'static> Shape for Vec<M> {
+impl<M: 'static> Shape for Vec<M> {
     type Target = M;
     type Stored = Vec<Arc<M>>;
     type View<'a> = &'a [Arc<M>];
@@ -283,5 +305,35 @@ impl<M: Send + Sync + 'static> Shape for Vec<M> {
 
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> &'a [Loaded<M, I>] {
         crate::typed::view_slice(stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::Rel;
+
+    /// Counts its drops.
+    struct Probe<'a>(&'a AtomicUsize);
+
+    impl Drop for Probe<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_refused_fill_and_the_kept_value_are_both_dropped() {
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        let rel: Rel<Option<Probe<'static>>> = Rel::new();
+        rel.fill(Some(Arc::new(Probe(&DROPS))));
+        // Already loaded: the second value is refused, and dropped now.
+        rel.fill(Some(Arc::new(Probe(&DROPS))));
+        assert_eq!(DROPS.load(Ordering::Relaxed), 1);
+        assert!(rel.is_loaded());
+        drop(rel);
+        assert_eq!(DROPS.load(Ordering::Relaxed), 2);
     }
 }

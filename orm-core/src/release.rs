@@ -11,7 +11,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-type Held = Arc<dyn Any + Send + Sync>;
+type Held = Arc<dyn Any>;
 
 thread_local! {
     /// Objects whose release waits for the outermost release on this thread.
@@ -25,7 +25,7 @@ const KEPT_CAPACITY: usize = 1024;
 
 /// Drops `rows` (a relation's related objects), iteratively: a release inside another one only
 /// queues the objects it held last.
-pub(crate) fn release<T: Send + Sync + 'static>(rows: impl Iterator<Item = Arc<T>>) {
+pub(crate) fn release<T: 'static>(rows: impl Iterator<Item = Arc<T>>) {
     match RELEASING.try_with(|releasing| releasing.replace(true)) {
         // The thread is ending and its locals are gone: drop in place.
         Err(_) => rows.for_each(drop),

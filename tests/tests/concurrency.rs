@@ -13,6 +13,40 @@ const COMMITS: i32 = 60;
 
 orm_tests::backend_tests! {
     #[test]
+    fn a_loaded_graph_is_read_on_other_threads_after_its_session_ends() {
+        let (mut conn, _) = seeded(100);
+        let people = {
+            let mut session = Session::new(&mut conn);
+            Person::query()
+                .order_by(person::id)
+                .options((joined(Person::manager), selectin(Person::reports).then(joined(Person::address))))
+                .load(&mut session)
+                .unwrap()
+        };
+        let people = Arc::new(people);
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let people = Arc::clone(&people);
+                thread::spawn(move || {
+                    people
+                        .iter()
+                        .map(|p| {
+                            let reports = p.get(Person::reports);
+                            assert!(reports.iter().all(|r| r.manager_id == Some(p.id)));
+                            assert_eq!(p.get(Person::manager).map(|m| m.id), p.manager_id);
+                            reports.len()
+                        })
+                        .sum::<usize>()
+                })
+            })
+            .collect();
+        for reader in readers {
+            // Everyone but person 1 is someone's report.
+            assert_eq!(reader.join().unwrap(), 99);
+        }
+    }
+
+    #[test]
     fn readers_see_one_snapshot_while_a_writer_commits() {
         let (_keep, pool) = pool(200, 9);
         let baseline = {
