@@ -220,7 +220,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// Drops the identity map: later loads decode rows again instead of reusing held objects
     /// (the same as [`Session::expire_all`]).
     pub fn clear_identity_map(&mut self) {
-        self.identity = IdentityMap::default();
+        self.expire_all();
     }
 
     /// Forgets every object the session holds (SQLAlchemy's `expire_all`): the next load reads
@@ -252,7 +252,6 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     pub fn refresh<M: Model>(&mut self, object: &impl AsRef<M>) -> Result<Arc<M>> {
         let object = object.as_ref();
         let mut query = crate::Query::<M, Db<C>>::new().filter_key(object.key().clone());
-        query.options = OptionTree::default();
         for relation in 0..M::RELATIONS.len() {
             let strategy = M::visit_relation(relation, LoadedAs { parent: object });
             let strategy = strategy.unwrap_or(crate::Strategy::Lazy);

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::ptr;
+use std::sync::Arc;
 
 use diesel::prelude::*;
 use orm_core::prelude::*;
@@ -36,6 +37,12 @@ orm_tests::backend_tests! {
             ))
             .execute(conn)
             .unwrap();
+    }
+
+    /// Person `id` as `session.get` hands it out, with exactly `statements` statements (0: from
+    /// the identity map).
+    fn get_with(session: &mut Session<'_, Conn>, id: i32, statements: usize) -> Arc<Person> {
+        session.assert_statements(statements, |s| s.get::<Person>(id).unwrap().unwrap())
     }
 
     #[test]
@@ -72,7 +79,7 @@ orm_tests::backend_tests! {
             assert_eq!(old.manager.get().unwrap().unwrap().id, 1);
             assert!(!ptr::eq(&*old, &*fresh));
             // From now on the session hands out the new object.
-            let got = session.assert_statements(0, |s| s.get::<Person>(MOVED).unwrap().unwrap());
+            let got = get_with(&mut session, MOVED, 0);
             assert!(ptr::eq(&*got, &*fresh), "{strategy}");
         }
     }
@@ -168,7 +175,7 @@ orm_tests::backend_tests! {
         assert!(!ptr::eq(&**old_report, &**new_report));
         assert_eq!(typed_report_count(&before[0]), 18);
         // The identity map points at the new objects.
-        let got = session.assert_statements(0, |s| s.get::<Person>(1).unwrap().unwrap());
+        let got = get_with(&mut session, 1, 0);
         assert!(ptr::eq(&*got, &*after[0]));
     }
 
@@ -204,7 +211,7 @@ orm_tests::backend_tests! {
         let again = session.refresh(&fresh).unwrap();
         assert!(!ptr::eq(&*again, &*fresh));
         assert_eq!(again.lastname, "Refreshed");
-        let got = session.assert_statements(0, |s| s.get::<Person>(1).unwrap().unwrap());
+        let got = get_with(&mut session, 1, 0);
         assert!(ptr::eq(&*got, &*again));
     }
 
@@ -239,16 +246,16 @@ orm_tests::backend_tests! {
         session.assert_statements(0, |s| s.get::<Person>(5).unwrap());
         diesel::update(person::table.filter(person::id.le(6))).set(person::lastname.eq("Later")).execute(session.connection()).unwrap();
         // Held, so `get` answers from the map: the old row.
-        let held = session.assert_statements(0, |s| s.get::<Person>(5).unwrap().unwrap());
+        let held = get_with(&mut session, 5, 0);
         assert!(ptr::eq(&*held, &*five));
         session.expire::<Person>(&5);
-        let five_again = session.assert_statements(1, |s| s.get::<Person>(5).unwrap().unwrap());
+        let five_again = get_with(&mut session, 5, 1);
         assert_eq!(five_again.lastname, "Later");
         // Only 5 was expired.
-        let six_held = session.assert_statements(0, |s| s.get::<Person>(6).unwrap().unwrap());
+        let six_held = get_with(&mut session, 6, 0);
         assert!(ptr::eq(&*six_held, &*six));
         session.expire_all();
-        let six_again = session.assert_statements(1, |s| s.get::<Person>(6).unwrap().unwrap());
+        let six_again = get_with(&mut session, 6, 1);
         assert_eq!(six_again.lastname, "Later");
         assert_ne!(six.lastname, "Later");
         // A lazy many-to-one reads an expired target too.
@@ -310,10 +317,10 @@ orm_tests::backend_tests! {
             });
         assert!(inside.is_err());
         // Person 6 was read with the undone write: forgotten, so `get` reads the row again.
-        let six = session.assert_statements(1, |s| s.get::<Person>(6).unwrap().unwrap());
+        let six = get_with(&mut session, 6, 1);
         assert_ne!(six.lastname, "Rolled back");
         // Person 5 was loaded before the transaction: kept.
-        let five = session.assert_statements(0, |s| s.get::<Person>(5).unwrap().unwrap());
+        let five = get_with(&mut session, 5, 0);
         assert!(ptr::eq(&*five, &*before));
     }
 

@@ -68,6 +68,98 @@ impl Slots {
     }
 }
 
+/// The statements the prototypes build from (the ones the ORM runs for the same graph), read
+/// row by row.
+mod rows_of {
+    use diesel::connection::DefaultLoadingMode;
+
+    use super::*;
+
+    pub fn people_with_addresses(
+        conn: &mut Conn,
+    ) -> impl Iterator<Item = QueryResult<(PersonRow, Option<AddressRow>)>> + '_ {
+        person::table
+            .left_join(address::table)
+            .order_by(person::id)
+            .select((PersonRow::as_select(), Option::<AddressRow>::as_select()))
+            .load_iter::<_, DefaultLoadingMode>(conn)
+            .unwrap()
+    }
+
+    /// The people up to id `up_to` (one statement shape for any bound: prepared once).
+    pub fn people_up_to(
+        conn: &mut Conn,
+        up_to: i32,
+    ) -> impl Iterator<Item = QueryResult<PersonRow>> + '_ {
+        person::table
+            .filter(person::id.le(up_to))
+            .order_by(person::id)
+            .select(PersonRow::as_select())
+            .load_iter::<_, DefaultLoadingMode>(conn)
+            .unwrap()
+    }
+
+    /// The reports of `managers` (one `IN` chunk).
+    pub fn reports_of<'a>(
+        conn: &'a mut Conn,
+        managers: &'a [i32],
+    ) -> impl Iterator<Item = QueryResult<PersonRow>> + 'a {
+        person::table
+            .filter(person::manager_id.eq_any(managers))
+            .select(PersonRow::as_select())
+            .load_iter::<_, DefaultLoadingMode>(conn)
+            .unwrap()
+    }
+
+    /// The reports of one manager (a lazy load: `= ?`, prepared once).
+    pub fn reports_of_one(
+        conn: &mut Conn,
+        boss: i32,
+    ) -> impl Iterator<Item = QueryResult<PersonRow>> + '_ {
+        person::table
+            .filter(person::manager_id.eq(boss))
+            .select(PersonRow::as_select())
+            .load_iter::<_, DefaultLoadingMode>(conn)
+            .unwrap()
+    }
+
+    /// The projects of `people` (one `IN` chunk), with the person of each link.
+    pub fn projects_of<'a>(
+        conn: &'a mut Conn,
+        people: &'a [i32],
+    ) -> impl Iterator<Item = QueryResult<(i32, ProjectRow)>> + 'a {
+        person_project::table
+            .inner_join(project::table)
+            .filter(person_project::person_id.eq_any(people))
+            .select((person_project::person_id, ProjectRow::as_select()))
+            .load_iter::<_, DefaultLoadingMode>(conn)
+            .unwrap()
+    }
+
+    /// Every person with the manager joined.
+    pub fn people_with_managers(
+        conn: &mut Conn,
+    ) -> impl Iterator<Item = QueryResult<(PersonRow, Option<PersonRow>)>> + '_ {
+        person::table
+            .left_join(manager.on(person::manager_id.eq(manager.field(person::id).nullable())))
+            .order_by(person::id)
+            .select((
+                PersonRow::as_select(),
+                manager
+                    .fields((
+                        person::id,
+                        person::firstname,
+                        person::lastname,
+                        person::address_id,
+                        person::manager_id,
+                    ))
+                    .nullable(),
+            ))
+            .load_iter::<_, DefaultLoadingMode>(conn)
+            .unwrap()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The arena.
 
@@ -228,14 +320,7 @@ mod arena {
     pub fn decode(conn: &mut Conn) -> Results {
         let mut graph = Graph::default();
         let mut roots = Vec::new();
-        let rows = person::table
-            .left_join(address::table)
-            .order_by(person::id)
-            .select((PersonRow::as_select(), Option::<AddressRow>::as_select()))
-            .load_iter::<(PersonRow, Option<AddressRow>), diesel::connection::DefaultLoadingMode>(
-                conn,
-            )
-            .unwrap();
+        let rows = rows_of::people_with_addresses(conn);
         for row in rows {
             let (person, address) = row.unwrap();
             let address = graph.address(address);
@@ -264,12 +349,7 @@ mod arena {
     /// The people, streamed into the graph.
     fn people(conn: &mut Conn, graph: &mut Graph, up_to: Option<i32>) -> Vec<u32> {
         // One statement shape either way: diesel prepares it once per connection.
-        person::table
-            .filter(person::id.le(up_to.unwrap_or(i32::MAX)))
-            .order_by(person::id)
-            .select(PersonRow::as_select())
-            .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
-            .unwrap()
+        rows_of::people_up_to(conn, up_to.unwrap_or(i32::MAX))
             .map(|row| graph.person(row.unwrap()))
             .collect()
     }
@@ -287,11 +367,7 @@ mod arena {
         let ids = ids(graph, roots);
         let mut pairs = Vec::new();
         for chunk in ids.chunks(CHUNK) {
-            let rows = person::table
-                .filter(person::manager_id.eq_any(chunk))
-                .select(PersonRow::as_select())
-                .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
-                .unwrap();
+            let rows = rows_of::reports_of(conn, chunk);
             for row in rows {
                 let row = row.unwrap();
                 let parent = graph.person_at.get(row.manager_id.unwrap()).unwrap();
@@ -334,12 +410,7 @@ mod arena {
         let ids = ids(&graph, &roots);
         let mut pairs = Vec::new();
         for chunk in ids.chunks(CHUNK) {
-            let rows = person_project::table
-                .inner_join(project::table)
-                .filter(person_project::person_id.eq_any(chunk))
-                .select((person_project::person_id, ProjectRow::as_select()))
-                .load_iter::<(i32, ProjectRow), diesel::connection::DefaultLoadingMode>(conn)
-                .unwrap();
+            let rows = rows_of::projects_of(conn, chunk);
             for row in rows {
                 let (person, project) = row.unwrap();
                 let parent = graph.person_at.get(person).unwrap();
@@ -372,11 +443,7 @@ mod arena {
     /// Every person of a chain with its manager as an index (the manager is the previous row).
     pub fn chain(conn: &mut Conn) -> Graph {
         let mut graph = Graph::default();
-        let rows = person::table
-            .order_by(person::id)
-            .select(PersonRow::as_select())
-            .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
-            .unwrap();
+        let rows = rows_of::people_up_to(conn, i32::MAX);
         for row in rows {
             let row = row.unwrap();
             let boss = row.manager_id.and_then(|m| graph.person_at.get(m)).unwrap_or(NULL);
@@ -389,25 +456,7 @@ mod arena {
     /// Both directions: every person with `joined` manager and `selectin` reports.
     pub fn both_directions(conn: &mut Conn) -> Results {
         let mut graph = Graph::default();
-        let rows = person::table
-            .left_join(manager.on(person::manager_id.eq(manager.field(person::id).nullable())))
-            .order_by(person::id)
-            .select((
-                PersonRow::as_select(),
-                manager
-                    .fields((
-                        person::id,
-                        person::firstname,
-                        person::lastname,
-                        person::address_id,
-                        person::manager_id,
-                    ))
-                    .nullable(),
-            ))
-            .load_iter::<(PersonRow, Option<PersonRow>), diesel::connection::DefaultLoadingMode>(
-                conn,
-            )
-            .unwrap();
+        let rows = rows_of::people_with_managers(conn);
         let mut roots = Vec::new();
         for row in rows {
             let (person, boss) = row.unwrap();
@@ -529,14 +578,7 @@ mod owner {
     pub fn decode(conn: &mut Conn) -> Results {
         let mut owner = Owner::default();
         let mut roots = Vec::new();
-        let rows = person::table
-            .left_join(address::table)
-            .order_by(person::id)
-            .select((PersonRow::as_select(), Option::<AddressRow>::as_select()))
-            .load_iter::<(PersonRow, Option<AddressRow>), diesel::connection::DefaultLoadingMode>(
-                conn,
-            )
-            .unwrap();
+        let rows = rows_of::people_with_addresses(conn);
         for row in rows {
             let (person, address) = row.unwrap();
             let address = owner.address(address);
@@ -558,12 +600,7 @@ mod owner {
     }
 
     fn people(conn: &mut Conn, owner: &mut Owner, up_to: Option<i32>) -> Vec<Arc<OPerson>> {
-        person::table
-            .filter(person::id.le(up_to.unwrap_or(i32::MAX)))
-            .order_by(person::id)
-            .select(PersonRow::as_select())
-            .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
-            .unwrap()
+        rows_of::people_up_to(conn, up_to.unwrap_or(i32::MAX))
             .map(|row| owner.person(row.unwrap()))
             .collect()
     }
@@ -578,11 +615,7 @@ mod owner {
     fn reports(conn: &mut Conn, owner: &mut Owner, roots: &[Arc<OPerson>]) {
         let mut found: Vec<Vec<Arc<OPerson>>> = Vec::new();
         for chunk in ids(roots).chunks(CHUNK) {
-            let rows = person::table
-                .filter(person::manager_id.eq_any(chunk))
-                .select(PersonRow::as_select())
-                .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
-                .unwrap();
+            let rows = rows_of::reports_of(conn, chunk);
             for row in rows {
                 let row = row.unwrap();
                 let parent = owner.person_at.get(row.manager_id.unwrap()).unwrap() as usize;
@@ -627,12 +660,7 @@ mod owner {
         let roots = people(conn, &mut owner, None);
         let mut found: Vec<Vec<Arc<OProject>>> = Vec::new();
         for chunk in ids(&roots).chunks(CHUNK) {
-            let rows = person_project::table
-                .inner_join(project::table)
-                .filter(person_project::person_id.eq_any(chunk))
-                .select((person_project::person_id, ProjectRow::as_select()))
-                .load_iter::<(i32, ProjectRow), diesel::connection::DefaultLoadingMode>(conn)
-                .unwrap();
+            let rows = rows_of::projects_of(conn, chunk);
             for row in rows {
                 let (person, project) = row.unwrap();
                 let parent = owner.person_at.get(person).unwrap() as usize;
@@ -668,25 +696,7 @@ mod owner {
 
     pub fn both_directions(conn: &mut Conn) -> Results {
         let mut owner = Owner::default();
-        let rows = person::table
-            .left_join(manager.on(person::manager_id.eq(manager.field(person::id).nullable())))
-            .order_by(person::id)
-            .select((
-                PersonRow::as_select(),
-                manager
-                    .fields((
-                        person::id,
-                        person::firstname,
-                        person::lastname,
-                        person::address_id,
-                        person::manager_id,
-                    ))
-                    .nullable(),
-            ))
-            .load_iter::<(PersonRow, Option<PersonRow>), diesel::connection::DefaultLoadingMode>(
-                conn,
-            )
-            .unwrap();
+        let rows = rows_of::people_with_managers(conn);
         let mut roots = Vec::new();
         for row in rows {
             let (person, boss) = row.unwrap();
@@ -864,14 +874,7 @@ mod store {
     }
 
     pub fn decode(conn: &mut Conn, graph: &Arc<Graph>) -> Vec<Handle> {
-        let rows = person::table
-            .left_join(address::table)
-            .order_by(person::id)
-            .select((PersonRow::as_select(), Option::<AddressRow>::as_select()))
-            .load_iter::<(PersonRow, Option<AddressRow>), diesel::connection::DefaultLoadingMode>(
-                conn,
-            )
-            .unwrap();
+        let rows = rows_of::people_with_addresses(conn);
         let mut keys = graph.keys.lock().unwrap();
         let mut roots = Vec::new();
         for row in rows {
@@ -895,12 +898,7 @@ mod store {
     }
 
     fn parents(conn: &mut Conn, graph: &Arc<Graph>, n: usize) -> Vec<Handle> {
-        let rows = person::table
-            .filter(person::id.le((n / 10) as i32))
-            .order_by(person::id)
-            .select(PersonRow::as_select())
-            .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
-            .unwrap();
+        let rows = rows_of::people_up_to(conn, (n / 10) as i32);
         let mut keys = graph.keys.lock().unwrap();
         rows.map(|row| {
             let p = graph.person(&mut keys, row.unwrap());
@@ -916,11 +914,7 @@ mod store {
         ids.sort_unstable();
         let mut found: Vec<Vec<&SPerson>> = Vec::new();
         for chunk in ids.chunks(CHUNK) {
-            let rows = person::table
-                .filter(person::manager_id.eq_any(chunk))
-                .select(PersonRow::as_select())
-                .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
-                .unwrap();
+            let rows = rows_of::reports_of(conn, chunk);
             let mut keys = graph.keys.lock().unwrap();
             for row in rows {
                 let row = row.unwrap();
@@ -945,11 +939,7 @@ mod store {
     pub fn lazy_reports(conn: &mut Conn, graph: &Arc<Graph>, n: usize) -> Vec<Handle> {
         let roots = parents(conn, graph, n);
         for p in &roots {
-            let rows = person::table
-                .filter(person::manager_id.eq(p.id))
-                .select(PersonRow::as_select())
-                .load_iter::<PersonRow, diesel::connection::DefaultLoadingMode>(conn)
-                .unwrap();
+            let rows = rows_of::reports_of_one(conn, p.id);
             let mut keys = p.graph.keys.lock().unwrap();
             let mut list: Vec<&SPerson> =
                 rows.map(|r| p.graph.person(&mut keys, r.unwrap())).collect();
