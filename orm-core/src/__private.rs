@@ -6,6 +6,7 @@ pub use std::result::Result;
 pub use std::vec::Vec;
 
 pub use crate::backend::{AllBackends, KeyValue};
+pub use crate::graph::ObjRef;
 pub use crate::model::{
     column_named, field_at, AsKey, Decode, Link, Model, Relation, RelationInfo, RelationKind,
     RelationVisitor, SqlTable, Strategy,

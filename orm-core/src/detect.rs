@@ -8,6 +8,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Weak};
 
+use crate::graph::{Graph, ObjRef};
 use crate::identity::Origin;
 use crate::loader::related;
 use crate::model::{Model, Relation, RelationVisitor, Strategy};
@@ -182,19 +183,30 @@ impl Detector {
     }
 
     /// Records the eager loads of `node` (and its joined descendants) over `objects`.
-    pub(crate) fn record_eager<T: Model>(&mut self, node: &PlanNode, objects: &[Arc<T>]) {
+    pub(crate) fn record_eager<T: Model>(
+        &mut self,
+        graph: &Arc<Graph>,
+        node: &PlanNode,
+        objects: &[ObjRef<T>],
+    ) {
         if !self.enabled || objects.is_empty() {
             return;
         }
         for child in &node.joined {
             let strategy = if child.external { Strategy::ContainsEager } else { Strategy::Joined };
-            let visitor =
-                RecordEager { detector: self, parents: objects, node: Some(&child.node), strategy };
+            let visitor = RecordEager {
+                detector: self,
+                graph,
+                parents: objects,
+                node: Some(&child.node),
+                strategy,
+            };
             T::visit_relation(child.relation, visitor);
         }
         for deferred in &node.deferred {
             let visitor = RecordEager {
                 detector: self,
+                graph,
                 parents: objects,
                 node: None,
                 strategy: Strategy::Selectin,
@@ -233,7 +245,8 @@ const EAGER_SAMPLE: usize = 256;
 
 struct RecordEager<'a, 'n, P> {
     detector: &'a mut Detector,
-    parents: &'a [Arc<P>],
+    graph: &'a Arc<Graph>,
+    parents: &'a [ObjRef<P>],
     node: Option<&'n PlanNode>,
     strategy: Strategy,
 }
@@ -245,10 +258,14 @@ impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
         // Judged on a sample spread over the objects: a loop that reads the relation reads it
         // on most of them, and watching all 100,000 would cost the load itself 5 %.
         let stride = (self.parents.len() / EAGER_SAMPLE).max(1);
-        let parents: Vec<Weak<P>> =
-            self.parents.iter().step_by(stride).map(Arc::downgrade).collect();
+        let parents: Vec<ObjRef<P>> = self.parents.iter().step_by(stride).copied().collect();
+        // The sample does not keep the graph: it is read only if the graph is still alive and
+        // has not been cleared since (its links would point to dropped objects).
+        let graph: Weak<Graph> = Arc::downgrade(self.graph);
+        let generation = self.graph.generation();
         let read: Box<dyn Fn() -> bool + Send> = Box::new(move || {
-            parents.iter().filter_map(Weak::upgrade).any(|p| R::slot(&p).was_read())
+            let Some(graph) = graph.upgrade() else { return false };
+            graph.generation() == generation && parents.iter().any(|p| R::slot(p).was_read())
         });
         let detector = &mut *self.detector;
         let key = ((TypeId::of::<P>(), R::INDEX), self.strategy);
@@ -276,7 +293,7 @@ impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
         // Below a joined relation, only if it has eager loads of its own to record.
         if let Some(node) = self.node.filter(|n| !n.joined.is_empty() || !n.deferred.is_empty()) {
             let children = related::<R>(self.parents);
-            self.detector.record_eager::<R::Target>(node, &children);
+            self.detector.record_eager::<R::Target>(self.graph, node, &children);
         }
     }
 }

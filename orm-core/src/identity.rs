@@ -1,16 +1,18 @@
-//! The identity map: one weak entry per `(model, key)` the application holds, with the load it
-//! first came from (its origin, for the N+1 detector: a later load that reaches the object again
-//! does not make it "from" that load).
+//! A graph's objects and its identity map: each model's objects in one table whose elements
+//! never move, and one entry per `(model, key)` pointing at the object that key's row decoded
+//! to last, with the load it first came from (its origin, for the N+1 detector: a later load
+//! that reaches the object again does not make it "from" that load).
 
 use rustc_hash::FxHashMap;
 use std::any::{Any, TypeId};
 use std::collections::hash_map::Entry;
-use std::sync::{Arc, Weak};
+use std::ptr::NonNull;
 
 use crate::backend::SqlKey;
 use crate::model::Model;
 
-/// A load's number, for the N+1 detector (32 bits keep an identity entry at 16 bytes for 32-bit
+/// A load's number, for the N+1 detector and for forgetting what a rolled-back transaction's loads
+/// read (32 bits keep an identity entry at 16 bytes for 32-bit
 /// keys: the map is probed once per decoded row).
 pub(crate) type Origin = u32;
 
@@ -36,7 +38,7 @@ pub(crate) enum Refresh {
     All,
 }
 
-/// Every model's map.
+/// Every model's objects and map, in one graph.
 #[derive(Default)]
 pub(crate) struct IdentityMap {
     /// By model: a handful, looked up once per decoded object (a scan beats hashing here).
@@ -48,8 +50,9 @@ pub(crate) struct IdentityMap {
 /// A model's map, type-erased.
 trait AnyMap: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn prune(&mut self);
-    fn prune_dead(&mut self);
+    fn clear(&mut self);
+    fn objects(&self) -> usize;
+    fn truncate(&mut self, objects: usize);
     fn forget_roots(&mut self);
     fn forget_since(&mut self, origin: Origin);
     fn is_empty(&self) -> bool;
@@ -60,12 +63,21 @@ impl<M: Model> AnyMap for ModelMap<M> {
         self
     }
 
-    fn prune(&mut self) {
-        ModelMap::prune(self);
+    fn clear(&mut self) {
+        // Entries first: they point into the objects.
+        self.dense.clear();
+        self.sparse.clear();
+        self.sparse_indexed = 0;
+        self.len = 0;
+        self.objects.clear();
     }
 
-    fn prune_dead(&mut self) {
-        ModelMap::prune_dead(self);
+    fn objects(&self) -> usize {
+        self.objects.len
+    }
+
+    fn truncate(&mut self, objects: usize) {
+        self.objects.truncate(objects);
     }
 
     fn forget_roots(&mut self) {
@@ -82,7 +94,7 @@ impl<M: Model> AnyMap for ModelMap<M> {
             }
         }
         self.sparse.retain(|_, slot| slot.origin <= origin);
-        self.prune_dead();
+        self.recount();
     }
 
     fn is_empty(&self) -> bool {
@@ -91,7 +103,8 @@ impl<M: Model> AnyMap for ModelMap<M> {
 }
 
 struct Slot<M> {
-    object: Weak<M>,
+    /// `None` while its object is being decoded (the slot is reserved first).
+    object: Option<NonNull<M>>,
     origin: Origin,
     /// The last statement whose root rows reached it (see [`Root`]); fits the slot's padding.
     root_of: Statement,
@@ -105,19 +118,19 @@ pub(crate) type Statement = u32;
 pub(crate) type Root = Option<Statement>;
 
 impl<M> Slot<M> {
-    /// An entry for an object not decoded yet (or no longer held).
+    /// An entry for an object not decoded yet.
     fn dead() -> Self {
-        Slot { object: Weak::new(), origin: 0, root_of: 0 }
+        Slot { object: None, origin: 0, root_of: 0 }
     }
 
-    fn new(object: &Arc<M>, origin: Origin, root: Root) -> Self {
-        Slot { object: Arc::downgrade(object), origin, root_of: root.unwrap_or(0) }
+    fn new(object: NonNull<M>, origin: Origin, root: Root) -> Self {
+        Slot { object: Some(object), origin, root_of: root.unwrap_or(0) }
     }
 
-    /// The object if it is still held, and whether it came from the load `origin` or before
+    /// The object if there is one, and whether it came from the load `origin` or before
     /// (or from a root row of the statement `root`).
-    fn held(&mut self, origin: Origin, root: Root) -> Option<(Arc<M>, Held)> {
-        let object = self.object.upgrade()?;
+    fn held(&mut self, origin: Origin, root: Root) -> Option<(NonNull<M>, Held)> {
+        let object = self.object?;
         if let Some(statement) = root {
             if std::mem::replace(&mut self.root_of, statement) == statement {
                 return Some((object, Held::Repeated));
@@ -128,7 +141,7 @@ impl<M> Slot<M> {
     }
 }
 
-/// The identity map of one model.
+/// The objects and identity map of one model.
 ///
 /// Keys that are small non-negative integers (ids from a sequence: see [`SqlKey::as_index`])
 /// are slots of a vector indexed by the key: no hashing, and a statement that reads rows in key
@@ -137,6 +150,10 @@ impl<M> Slot<M> {
 /// every other key is hashed. A key is in one of the two, never both: when the vector grows,
 /// the hashed keys it now covers move into it.
 pub(crate) struct ModelMap<M: Model> {
+    /// Every object decoded into the graph, the ones no entry points at any more included (an
+    /// older object of a row that changed, still held by whoever read it): appended, never
+    /// moved, dropped with the graph.
+    objects: Table<M>,
     dense: Vec<Option<Slot<M>>>,
     sparse: FxHashMap<M::Key, Slot<M>>,
     /// Hashed keys that have an index (beyond the vector when they came): the ones that may
@@ -144,8 +161,75 @@ pub(crate) struct ModelMap<M: Model> {
     sparse_indexed: usize,
     /// Entries in both.
     len: usize,
-    // Dead entries are pruned when the map reaches this size.
-    prune_at: usize,
+}
+
+// SAFETY: the entries point into `objects`, which the map owns: sending the map sends the
+// objects (`M: Send`, a model) along with the pointers to them.
+#[allow(unsafe_code)]
+unsafe impl<M: Model> Send for ModelMap<M> {}
+
+/// The number of objects of each model at some point (see [`IdentityMap::mark`]).
+pub(crate) struct Mark(Vec<usize>);
+
+/// A model's objects: appended, never moved while the graph lives, so a pointer to one stays
+/// valid. Chunks of doubling capacity, each a `Vec` never grown past the capacity it was made
+/// with; cleared and truncated chunks keep their memory for the next objects.
+struct Table<M> {
+    chunks: Vec<Vec<M>>,
+    /// The chunk being filled.
+    filling: usize,
+    len: usize,
+}
+
+impl<M> Default for Table<M> {
+    fn default() -> Self {
+        Table { chunks: Vec::new(), filling: 0, len: 0 }
+    }
+}
+
+/// Objects in a table's first chunk; each next chunk holds twice as many, up to
+/// `FIRST_CHUNK << MAX_DOUBLINGS`.
+const FIRST_CHUNK: usize = 64;
+const MAX_DOUBLINGS: usize = 12;
+
+impl<M> Table<M> {
+    /// Appends `object` and returns its address, stable until it is dropped.
+    fn push(&mut self, object: M) -> NonNull<M> {
+        while self.chunks.get(self.filling).is_some_and(|c| c.len() == c.capacity()) {
+            self.filling += 1;
+        }
+        if self.filling == self.chunks.len() {
+            let capacity = FIRST_CHUNK << self.chunks.len().min(MAX_DOUBLINGS);
+            self.chunks.push(Vec::with_capacity(capacity));
+        }
+        let chunk = &mut self.chunks[self.filling];
+        // Within its capacity: the chunk's elements do not move.
+        chunk.push(object);
+        self.len += 1;
+        NonNull::from(&chunk[chunk.len() - 1])
+    }
+
+    /// Drops the objects after the first `len`.
+    fn truncate(&mut self, len: usize) {
+        while self.len > len {
+            let Some(chunk) = self.chunks.get_mut(self.filling) else { break };
+            let keep = chunk.len().saturating_sub(self.len - len);
+            self.len -= chunk.len() - keep;
+            chunk.truncate(keep);
+            if keep == 0 && self.filling > 0 {
+                self.filling -= 1;
+            }
+        }
+    }
+
+    /// Drops every object, keeping the chunks.
+    fn clear(&mut self) {
+        for chunk in &mut self.chunks {
+            chunk.clear();
+        }
+        self.filling = 0;
+        self.len = 0;
+    }
 }
 
 /// The vector of a [`ModelMap`] covers at least this many keys once it is used, and keys
@@ -155,11 +239,11 @@ const DENSE_MIN: usize = 1024;
 impl<M: Model> ModelMap<M> {
     fn new() -> Self {
         ModelMap {
+            objects: Table::default(),
             dense: Vec::new(),
             sparse: FxHashMap::default(),
             sparse_indexed: 0,
             len: 0,
-            prune_at: 1024,
         }
     }
 
@@ -203,12 +287,12 @@ impl<M: Model> ModelMap<M> {
         }
     }
 
-    pub(crate) fn get(&self, key: &M::Key) -> Option<Arc<M>> {
-        self.slot(key).and_then(|e| e.object.upgrade())
+    pub(crate) fn get(&self, key: &M::Key) -> Option<NonNull<M>> {
+        self.slot(key).and_then(|e| e.object)
     }
 
-    /// The held object with `key`, or the one `decode` makes, held from now on (one probe
-    /// either way), and whether it is new, held from an earlier load, or from this one.
+    /// The object with `key`, or the one `decode` makes, added to the graph and the map (one
+    /// probe either way), and whether it is new, from an earlier load, or from this one.
     /// `root`: the row is a root of that statement, which must not reach a key twice.
     ///
     /// An object held from an earlier load is decoded again and compared with the row: a changed
@@ -221,7 +305,7 @@ impl<M: Model> ModelMap<M> {
         root: Root,
         refresh: Refresh,
         decode: impl FnOnce(M::Key) -> Result<M, E>,
-    ) -> Result<(Arc<M>, Held), E> {
+    ) -> Result<(NonNull<M>, Held), E> {
         let slot = match self.dense_index(&key) {
             Some(index) => {
                 let entry = &mut self.dense[index];
@@ -239,56 +323,31 @@ impl<M: Model> ModelMap<M> {
                 }
             },
         };
-        Self::get_or_decode_in(slot, key, origin, root, refresh, decode)
-    }
-
-    fn get_or_decode_in<E>(
-        slot: &mut Slot<M>,
-        key: M::Key,
-        origin: Origin,
-        root: Root,
-        refresh: Refresh,
-        decode: impl FnOnce(M::Key) -> Result<M, E>,
-    ) -> Result<(Arc<M>, Held), E> {
         let held = slot.held(origin, root);
-        let object = match held {
+        let row = match held {
             Some((object, Held::Earlier)) => {
                 let row = decode(key)?;
-                if refresh == Refresh::Changed && object.same_row(&row) {
+                // SAFETY: the entry points into `objects`, whose elements live as long as the
+                // map (they are dropped by `clear` or with the map, after the entries).
+                #[allow(unsafe_code)]
+                let held = unsafe { object.as_ref() };
+                if refresh == Refresh::Changed && held.same_row(&row) {
                     return Ok((object, Held::Earlier));
                 }
-                Arc::new(row)
+                row
             }
             Some(held) => return Ok(held),
-            None => Arc::new(decode(key)?),
+            None => decode(key)?,
         };
-        *slot = Slot::new(&object, origin, root);
+        let object = self.objects.push(row);
+        *slot = Slot::new(object, origin, root);
         Ok((object, Held::New))
     }
 
-    /// Drops the entries of objects nobody holds, when the map has doubled since the last time.
-    /// Run between statements, not per row: during a statement every object it reached is held,
-    /// and checking them all (a cache miss each) would find nothing to drop.
-    fn prune(&mut self) {
-        if self.len >= self.prune_at {
-            self.prune_dead();
-        }
-    }
-
-    /// Drops the entries of objects nobody holds, now.
-    fn prune_dead(&mut self) {
-        let mut live = 0;
-        for entry in &mut self.dense {
-            match entry {
-                Some(e) if e.object.strong_count() == 0 => *entry = None,
-                Some(_) => live += 1,
-                None => {}
-            }
-        }
-        self.sparse.retain(|_, e| e.object.strong_count() > 0);
+    /// Recounts the entries after some were dropped.
+    fn recount(&mut self) {
         self.sparse_indexed = self.sparse.keys().filter(|k| k.as_index().is_some()).count();
-        self.len = live + self.sparse.len();
-        self.prune_at = (self.len * 2).max(1024);
+        self.len = self.dense.iter().flatten().count() + self.sparse.len();
     }
 
     /// Forgets the object with `key`: the next load reads its row into a new object.
@@ -308,32 +367,12 @@ impl<M: Model> ModelMap<M> {
         }
     }
 
-    /// The load the object with `key` first came from.
-    pub(crate) fn origin(&self, key: &M::Key) -> Option<Origin> {
-        self.slot(key).filter(|e| e.object.strong_count() > 0).map(|e| e.origin)
+    /// The load the object with `key` first came from, if `object` is the one the map holds.
+    pub(crate) fn origin(&self, key: &M::Key, object: &M) -> Option<Origin> {
+        let slot = self.slot(key)?;
+        (slot.object? == NonNull::from(object)).then_some(slot.origin)
     }
 }
-
-impl<M: Model> Drop for ModelMap<M> {
-    /// Releases the weak entries; the objects the application already dropped are freed here.
-    /// When they span more memory than a cache holds, in address order: freeing 100,000 blocks
-    /// in hash order makes the allocator's coalescing miss the cache on every block (selectin
-    /// people at 100k: 127 -> 120 ms), while below that the sort costs more than it saves (4 %
-    /// at 10k). (The vector's entries, in key order, are mostly in address order already.)
-    fn drop(&mut self) {
-        let dense = std::mem::take(&mut self.dense).into_iter().flatten();
-        let mut weak: Vec<Weak<M>> = dense
-            .chain(self.sparse.drain().map(|(_, slot)| slot))
-            .map(|slot| slot.object)
-            .collect();
-        if weak.len() * std::mem::size_of::<M>() > SORTED_RELEASE_BYTES {
-            weak.sort_unstable_by_key(|w| w.as_ptr() as usize);
-        }
-    }
-}
-
-/// Above this many bytes of objects, [`ModelMap`] releases its entries in address order.
-const SORTED_RELEASE_BYTES: usize = 4 << 20;
 
 impl IdentityMap {
     pub(crate) fn model<M: Model>(&mut self) -> &mut ModelMap<M> {
@@ -373,28 +412,48 @@ impl IdentityMap {
         }
     }
 
-    /// Prunes every model's map that has doubled since its last pruning.
-    pub(crate) fn prune(&mut self) {
+    /// Drops every object and entry (see [`Graph::clear_if_unshared`](crate::graph::Graph)).
+    pub(crate) fn clear(&mut self) {
         for (_, map) in &mut self.maps {
-            map.prune();
+            map.clear();
         }
     }
 
-    /// Drops the entries of objects nobody holds, in every model's map: after a failed load,
-    /// whose partial graph is gone.
-    pub(crate) fn prune_dead(&mut self) {
-        for (_, map) in &mut self.maps {
-            map.prune_dead();
+    /// The number of objects, over every model.
+    pub(crate) fn objects(&self) -> usize {
+        self.maps.iter().map(|(_, map)| map.objects()).sum()
+    }
+
+    /// How many objects each model has: [`IdentityMap::truncate`] drops what came after.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark(self.maps.iter().map(|(_, map)| map.objects()).collect())
+    }
+
+    /// Drops the objects added since `mark`, after a statement failed: nothing outside the
+    /// statement points to them (it fills the relations of objects it did not create only once
+    /// it succeeded, and hands out nothing before), and the entries pointing to them must be
+    /// gone first ([`IdentityMap::forget_since`] the load's origin).
+    pub(crate) fn truncate(&mut self, mark: &Mark) {
+        for (index, (_, map)) in self.maps.iter_mut().enumerate() {
+            map.truncate(mark.0.get(index).copied().unwrap_or(0));
         }
     }
 
-    /// Whether the map has any entry of model `M` (possibly of objects since dropped).
+    /// Forgets every entry, keeping the objects (for those who hold them).
+    pub(crate) fn forget_all(&mut self) {
+        self.forget_since(0);
+        for (_, map) in &mut self.maps {
+            map.forget_roots();
+        }
+    }
+
+    /// Whether the map has any entry of model `M`.
     pub(crate) fn holds<M: Model>(&self) -> bool {
         let id = TypeId::of::<M>();
         self.maps.iter().any(|(model, map)| *model == id && !map.is_empty())
     }
 
-    pub(crate) fn get<M: Model>(&mut self, key: &M::Key) -> Option<Arc<M>> {
+    pub(crate) fn get<M: Model>(&mut self, key: &M::Key) -> Option<NonNull<M>> {
         self.model::<M>().get(key)
     }
 }

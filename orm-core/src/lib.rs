@@ -61,6 +61,7 @@ extern crate self as orm_core;
 mod backend;
 mod detect;
 mod error;
+mod graph;
 mod identity;
 mod join;
 mod loader;
@@ -69,7 +70,6 @@ mod options;
 mod plan;
 mod query;
 mod rel;
-mod release;
 mod session;
 mod sql;
 mod stats;
@@ -97,7 +97,7 @@ pub use crate::session::{Session, SessionConnection};
 pub use crate::stats::Statement;
 pub use crate::typed::{
     kind, Apply, Has, Joined, Loaded, LoadedIn, Loads, No, QueryOptions, Selectin, SlotFor, State,
-    Yes,
+    Untyped, Yes,
 };
 
 #[doc = include_str!("../../docs/attributes.md")]

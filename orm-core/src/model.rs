@@ -58,25 +58,6 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
     fn query<DB: crate::OrmBackend>() -> crate::Query<Self, DB, Self::Base> {
         crate::Query::new()
     }
-
-    /// Reads relation `rel`, running its lazy load through `session` if it is not loaded yet.
-    ///
-    /// A loaded relation is returned with no SQL. An unloaded one runs one statement
-    /// (none for a many-to-one whose target the session already holds), or returns
-    /// [`Error::NotLoaded`](crate::Error::NotLoaded) if its strategy is `raise`.
-    #[track_caller]
-    fn load<'s, R, C>(
-        &'s self,
-        rel: R,
-        session: &mut crate::Session<'_, C>,
-    ) -> crate::Result<<R::Shape as Shape>::View<'s>>
-    where
-        R: Relation<Parent = Self>,
-        C: crate::session::SessionConnection,
-    {
-        let _ = rel;
-        crate::loader::lazy::load::<R, C>(self, session, std::panic::Location::caller())
-    }
 }
 
 /// Positional row decoding on backend `DB`. Implemented by `#[derive(Model)]` for every

@@ -221,7 +221,9 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
             limit: self.limit,
             offset: self.offset,
         };
-        let roots = loader::load_root::<M, C>(session, statement, &self.options, self.refresh)?;
+        let (_graph, roots) =
+            loader::load_root::<M, C>(session, statement, &self.options, self.refresh)?;
+        // Each handle counts the graph, which `_graph` keeps alive until they do.
         Ok(roots.into_iter().map(Loaded::new).collect())
     }
 

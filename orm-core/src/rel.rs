@@ -1,23 +1,25 @@
 //! `Rel<T>`: a relation field that is either not loaded or loaded, and the shapes it can hold.
 
 use std::fmt;
-use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
+use crate::graph::ObjRef;
 use crate::model::Model;
-use crate::typed::Loaded;
+use crate::typed::{Loaded, Untyped};
 
 /// A relation field: `Rel<Option<T>>` or `Rel<T>` for a single related row, `Rel<Vec<T>>` for a
 /// collection.
 ///
 /// It is filled at most once (by an eager load or the first lazy load) and read for free after
-/// that. A LEFT JOIN miss is *loaded* (`None` or empty), never "not loaded". Related rows are
-/// held in `Arc`s: one decoded row is shared by every parent that points to it.
+/// that. A LEFT JOIN miss is *loaded* (`None` or empty), never "not loaded". The related objects
+/// are read as [`Loaded`] handles borrowed from the object (`Option<&Loaded<T>>`,
+/// `&Loaded<T>`, `&[Loaded<T>]`): they live in the same graph as the object, shared by every
+/// parent that points to them, and a handle cloned from one keeps that graph alive.
+///
+/// Cloning a model clones its relations unloaded: a copy of an object is not part of its graph.
 pub struct Rel<T: Shape> {
-    /// Released by `Rel`'s own `Drop` (see `release.rs`); `ManuallyDrop` keeps the compiler's
-    /// drop check from walking into the related model (and from there the whole model graph).
-    value: OnceLock<ManuallyDrop<T::Stored>>,
+    value: OnceLock<T::Stored>,
     raise: AtomicBool,
     /// Whether the application read it (for the unused-eager-load report).
     read: AtomicBool,
@@ -30,22 +32,26 @@ impl<T: Shape> Rel<T> {
     }
 
     /// The loaded value, or `None` if it is not loaded. Never runs SQL.
-    pub fn get(&self) -> Option<T::View<'_>> {
-        self.stored().map(T::view)
+    pub fn get(&self) -> Option<T::Typed<'_, Untyped>> {
+        let stored = self.value.get()?;
+        if !self.read.load(Ordering::Relaxed) {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        Some(T::typed(stored))
     }
 
-    /// The loaded value as stored (`Option<Arc<T>>`, `Arc<T>` or `Vec<Arc<T>>`).
-    pub fn stored(&self) -> Option<&T::Stored> {
-        let value = self.value.get().map(|v| &**v);
+    /// The loaded value as stored, counting as a read (for typed reads).
+    pub(crate) fn stored(&self) -> Option<&T::Stored> {
+        let value = self.value.get();
         if value.is_some() && !self.read.load(Ordering::Relaxed) {
             self.read.store(true, Ordering::Relaxed);
         }
         value
     }
 
-    /// The stored value, without counting as a read (for the loader).
-    pub(crate) fn peek(&self) -> Option<&T::Stored> {
-        self.value.get().map(|v| &**v)
+    /// The related objects, without counting as a read (for the loader).
+    pub(crate) fn peek(&self) -> Option<&[ObjRef<T::Target>]> {
+        self.value.get().map(T::links)
     }
 
     /// Whether the application has read the loaded value.
@@ -63,11 +69,10 @@ impl<T: Shape> Rel<T> {
         self.raise.load(Ordering::Relaxed)
     }
 
-    /// Fills the relation; a relation that is already loaded keeps its value.
+    /// Fills the relation; a relation that is already loaded keeps its value. The links must
+    /// point into the graph of the object holding this relation (see `graph.rs`).
     pub(crate) fn fill(&self, value: T::Stored) {
-        if let Err(refused) = self.value.set(ManuallyDrop::new(value)) {
-            crate::release::release(T::into_rows(ManuallyDrop::into_inner(refused)));
-        }
+        let _ = self.value.set(value);
     }
 
     /// Sets whether an unloaded read raises (from the strategy of the load that produced it).
@@ -78,27 +83,18 @@ impl<T: Shape> Rel<T> {
     }
 }
 
-/// Releases the related objects without recursing into them (see `release.rs`): dropping a deep
-/// graph takes the same stack at any depth.
-impl<T: Shape> Drop for Rel<T> {
-    fn drop(&mut self) {
-        if let Some(stored) = self.value.take().map(ManuallyDrop::into_inner) {
-            crate::release::release(T::into_rows(stored));
-        }
-    }
-}
-
 // `Send` and `Sync` are stated here rather than proven through the related model: the derived
 // proof walked from every model through its `Rel`s into every model it reaches, which made
 // `cargo check` of 60 models take minutes and overflow the recursion limit (docs/design.md,
 // "Compile time of the choice"). With these impls, proving `Person: Send + Sync` stops at its
 // `Rel` fields: each model is proven once, on its own fields, at its `impl Model`.
 //
-// SAFETY: a `Rel<T>` holds atomics and, once filled, `Arc`s of `T::Target`; the derived impls
-// would require `T::Target: Send + Sync`. Only the loader fills a `Rel` (`fill` is crate-private),
-// and only through a `Relation`, whose `Target` is a `Model`, which has `Send + Sync` as
-// supertraits (checked where each model implements it). A `Rel` whose target is not a model
-// (the derive rejects it) can never be filled, so it holds nothing to send or share.
+// SAFETY: a `Rel<T>` holds atomics and, once filled, links to objects of `T::Target` in the
+// graph of the object holding it. Only the loader fills a `Rel` (`fill` is crate-private), and
+// only through a `Relation`, whose `Target` is a `Model`, which has `Send + Sync` as supertraits
+// (checked where each model implements it): sending or sharing the links shares `Sync` objects
+// of a graph that the handles reaching them keep alive. A `Rel` whose target is not a model (the
+// derive rejects it) can never be filled, so it holds nothing to send or share.
 #[allow(unsafe_code)]
 unsafe impl<T: Shape> Send for Rel<T> {}
 // SAFETY: as for `Send` above.
@@ -111,15 +107,14 @@ impl<T: Shape> Default for Rel<T> {
     }
 }
 
-impl<T: Shape> Clone for Rel<T>
-where
-    T::Stored: Clone,
-{
+/// An unloaded relation with the same `raise` setting: the links of a loaded one point into the
+/// graph of the object it belongs to, and a clone of that object is not in the graph.
+impl<T: Shape> Clone for Rel<T> {
     fn clone(&self) -> Self {
         Rel {
-            value: self.value.clone(),
+            value: OnceLock::new(),
             raise: AtomicBool::new(self.is_raise()),
-            read: AtomicBool::new(self.was_read()),
+            read: AtomicBool::new(false),
         }
     }
 }
@@ -137,10 +132,10 @@ where
                 write!(f, "{}({:?})", M::NAME, self.0.key())
             }
         }
-        let Some(stored) = self.value.get().map(|v| &**v) else {
+        let Some(links) = self.peek() else {
             return f.write_str("NotLoaded");
         };
-        let mut rows = T::rows(stored).iter().map(|row| Key(&**row));
+        let mut rows = links.iter().map(|row| Key(&**row));
         if T::COLLECTION {
             f.debug_tuple("Loaded").field(&DebugList(rows)).finish()
         } else {
@@ -169,60 +164,49 @@ pub trait Shape: 'static {
     /// The related model.
     type Target: 'static;
     /// What is stored once loaded.
+    #[doc(hidden)]
     type Stored: 'static;
-    /// What a read returns.
-    type View<'a>;
-    /// What a typed read returns, the related objects being in state `I` (see
-    /// [`Loaded::get`](crate::Loaded::get)).
+    /// What a read returns, the related objects being in typed state `I` (see
+    /// [`Loaded::get`](crate::Loaded::get)): `Option<&Loaded<T, I>>`, `&Loaded<T, I>` or
+    /// `&[Loaded<T, I>]`.
     type Typed<'a, I: 'a>;
     /// Whether this is a collection.
     const COLLECTION: bool;
 
-    /// Builds the stored value from the related rows found. `None` when the shape requires a row
-    /// and none was found.
-    fn from_rows(rows: Vec<Arc<Self::Target>>) -> Option<Self::Stored>;
+    /// Builds the stored value from the related objects found. `None` when the shape requires
+    /// one and none was found.
+    #[doc(hidden)]
+    fn from_links(links: Vec<ObjRef<Self::Target>>) -> Option<Self::Stored>;
 
-    /// Builds a single-row shape from at most one related row.
-    fn from_row(row: Option<Arc<Self::Target>>) -> Option<Self::Stored>;
+    /// Builds a single-row shape from at most one related object.
+    #[doc(hidden)]
+    fn from_link(link: Option<ObjRef<Self::Target>>) -> Option<Self::Stored>;
 
-    /// A read view of the stored value.
-    fn view(stored: &Self::Stored) -> Self::View<'_>;
+    /// The related objects held.
+    #[doc(hidden)]
+    fn links(stored: &Self::Stored) -> &[ObjRef<Self::Target>];
 
-    /// The related rows held.
-    fn rows(stored: &Self::Stored) -> &[Arc<Self::Target>];
-
-    /// The related rows held, moved out.
-    fn into_rows(stored: Self::Stored) -> impl Iterator<Item = Arc<Self::Target>>;
-
-    /// A typed read view of the stored value.
+    /// A read view of the stored value, the related objects in state `I`.
+    #[doc(hidden)]
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> Self::Typed<'a, I>;
 }
 
 impl<M: 'static> Shape for Option<M> {
     type Target = M;
-    type Stored = Option<Arc<M>>;
-    type View<'a> = Option<&'a M>;
+    type Stored = Option<ObjRef<M>>;
     type Typed<'a, I: 'a> = Option<&'a Loaded<M, I>>;
     const COLLECTION: bool = false;
 
-    fn from_rows(rows: Vec<Arc<M>>) -> Option<Self::Stored> {
-        Some(rows.into_iter().next())
+    fn from_links(links: Vec<ObjRef<M>>) -> Option<Self::Stored> {
+        Some(links.into_iter().next())
     }
 
-    fn from_row(row: Option<Arc<M>>) -> Option<Self::Stored> {
-        Some(row)
+    fn from_link(link: Option<ObjRef<M>>) -> Option<Self::Stored> {
+        Some(link)
     }
 
-    fn view(stored: &Self::Stored) -> Option<&M> {
-        stored.as_deref()
-    }
-
-    fn rows(stored: &Self::Stored) -> &[Arc<M>] {
+    fn links(stored: &Self::Stored) -> &[ObjRef<M>] {
         stored.as_slice()
-    }
-
-    fn into_rows(stored: Self::Stored) -> impl Iterator<Item = Arc<M>> {
-        stored.into_iter()
     }
 
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> Option<&'a Loaded<M, I>> {
@@ -238,35 +222,24 @@ macro_rules! __impl_required_shape {
     ($model:ty) => {
         impl $crate::Shape for $model {
             type Target = $model;
-            type Stored = ::std::sync::Arc<$model>;
-            type View<'a> = &'a $model;
+            type Stored = $crate::__private::ObjRef<$model>;
             type Typed<'a, I: 'a> = &'a $crate::Loaded<$model, I>;
             const COLLECTION: bool = false;
 
-            fn from_rows(
-                rows: ::std::vec::Vec<::std::sync::Arc<$model>>,
+            fn from_links(
+                links: ::std::vec::Vec<$crate::__private::ObjRef<$model>>,
             ) -> ::std::option::Option<Self::Stored> {
-                rows.into_iter().next()
+                links.into_iter().next()
             }
 
-            fn from_row(
-                row: ::std::option::Option<::std::sync::Arc<$model>>,
+            fn from_link(
+                link: ::std::option::Option<$crate::__private::ObjRef<$model>>,
             ) -> ::std::option::Option<Self::Stored> {
-                row
+                link
             }
 
-            fn view(stored: &Self::Stored) -> &$model {
-                stored
-            }
-
-            fn rows(stored: &Self::Stored) -> &[::std::sync::Arc<$model>] {
+            fn links(stored: &Self::Stored) -> &[$crate::__private::ObjRef<$model>] {
                 ::std::slice::from_ref(stored)
-            }
-
-            fn into_rows(
-                stored: Self::Stored,
-            ) -> impl ::std::iter::Iterator<Item = ::std::sync::Arc<$model>> {
-                ::std::iter::once(stored)
             }
 
             fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> &'a $crate::Loaded<$model, I> {
@@ -278,62 +251,23 @@ macro_rules! __impl_required_shape {
 
 impl<M: 'static> Shape for Vec<M> {
     type Target = M;
-    type Stored = Vec<Arc<M>>;
-    type View<'a> = &'a [Arc<M>];
+    type Stored = Vec<ObjRef<M>>;
     type Typed<'a, I: 'a> = &'a [Loaded<M, I>];
     const COLLECTION: bool = true;
 
-    fn from_rows(rows: Vec<Arc<M>>) -> Option<Self::Stored> {
-        Some(rows)
+    fn from_links(links: Vec<ObjRef<M>>) -> Option<Self::Stored> {
+        Some(links)
     }
 
-    fn from_row(row: Option<Arc<M>>) -> Option<Self::Stored> {
-        Some(row.into_iter().collect())
+    fn from_link(link: Option<ObjRef<M>>) -> Option<Self::Stored> {
+        Some(link.into_iter().collect())
     }
 
-    fn view(stored: &Self::Stored) -> &[Arc<M>] {
+    fn links(stored: &Self::Stored) -> &[ObjRef<M>] {
         stored
-    }
-
-    fn rows(stored: &Self::Stored) -> &[Arc<M>] {
-        stored
-    }
-
-    fn into_rows(stored: Self::Stored) -> impl Iterator<Item = Arc<M>> {
-        stored.into_iter()
     }
 
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> &'a [Loaded<M, I>] {
         crate::typed::view_slice(stored)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use super::Rel;
-
-    /// Counts its drops.
-    struct Probe<'a>(&'a AtomicUsize);
-
-    impl Drop for Probe<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    #[test]
-    fn a_refused_fill_and_the_kept_value_are_both_dropped() {
-        static DROPS: AtomicUsize = AtomicUsize::new(0);
-        let rel: Rel<Option<Probe<'static>>> = Rel::new();
-        rel.fill(Some(Arc::new(Probe(&DROPS))));
-        // Already loaded: the second value is refused, and dropped now.
-        rel.fill(Some(Arc::new(Probe(&DROPS))));
-        assert_eq!(DROPS.load(Ordering::Relaxed), 1);
-        assert!(rel.is_loaded());
-        drop(rel);
-        assert_eq!(DROPS.load(Ordering::Relaxed), 2);
     }
 }

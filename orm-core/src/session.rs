@@ -3,6 +3,7 @@
 
 use std::any::TypeId;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -14,12 +15,13 @@ use diesel::connection::{
 use crate::backend::OrmBackend;
 use crate::detect::{Detector, Report, Strictness};
 use crate::error::{Error, Result};
-use crate::identity::IdentityMap;
+use crate::graph::{Graph, ObjRef};
 use crate::identity::Origin;
 use crate::model::Model;
 use crate::options::OptionTree;
 use crate::plan::PlanNode;
 use crate::stats::{Recorder, Statement};
+use crate::typed::Loaded;
 
 /// A diesel connection the session can load graphs through (`SqliteConnection`, `PgConnection`,
 /// or a pooled one).
@@ -30,8 +32,9 @@ impl<C> SessionConnection for C where C: Connection<Backend: OrmBackend> + LoadC
 /// The backend of a session's connection.
 pub(crate) type Db<C> = <C as Connection>::Backend;
 
-/// A unit of work over one connection: counts every statement it runs, keeps an identity map so
-/// each `(model, key)` row is decoded once and shared, and watches for N+1 patterns.
+/// A unit of work over one connection: counts every statement it runs, decodes what its loads
+/// read into one object graph whose identity map makes each `(model, key)` row one shared
+/// object, and watches for N+1 patterns.
 ///
 /// The statement counter is diesel's instrumentation on the connection: it sees every statement,
 /// including the ones you run on [`Session::connection`] yourself. It is attached when the session
@@ -39,11 +42,17 @@ pub(crate) type Db<C> = <C as Connection>::Backend;
 /// connections go back to the pool without it). Every statement is also a `tracing` event
 /// (target `orm_core::sql`, level `DEBUG`).
 ///
-/// The identity map holds weak references: an object stays shared while you hold it.
+/// The graph lives as long as the session or any handle into it ([`Loaded`]). When a load
+/// starts and nothing outside the session holds the graph, it is cleared (the objects nobody
+/// holds are forgotten, as a weak identity map forgets them); when it is held and has grown past
+/// [`Session::graph_limit`] objects, the session starts a new one, and later loads build new
+/// objects. So a long session stays bounded whatever the application keeps.
 pub struct Session<'c, C: SessionConnection> {
     conn: &'c mut C,
     recorder: Recorder,
-    pub(crate) identity: IdentityMap,
+    /// The graph loads decode into (lazy loads decode into their parent's graph).
+    graph: Arc<Graph>,
+    graph_limit: usize,
     pub(crate) detector: Detector,
     pub(crate) strictness: Strictness,
     /// The plans of lazy loads, per relation: the same for every object.
@@ -51,9 +60,15 @@ pub struct Session<'c, C: SessionConnection> {
     /// The options a load left for the later lazy loads of its objects' relations
     /// (`lazy(r).then(..)`), by load, model and relation.
     pub(crate) lazy_options: LazyOptions,
-    next_origin: Origin,
     expire_on_commit: bool,
 }
+
+/// The last load number given out, over every session of the process: objects of one graph can
+/// be loaded by several sessions (lazy loads on handles), whose numbers must not collide.
+static ORIGINS: AtomicU32 = AtomicU32::new(0);
+
+/// Objects in a held graph past which a load starts a new graph (see [`Session::graph_limit`]).
+const GRAPH_LIMIT: usize = 1 << 20;
 
 impl<'c, C: SessionConnection> Session<'c, C> {
     /// Starts a session on `conn`.
@@ -63,12 +78,12 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         Session {
             conn,
             recorder,
-            identity: IdentityMap::default(),
+            graph: Graph::new(),
+            graph_limit: GRAPH_LIMIT,
             detector: Detector::default(),
             strictness: Strictness::default(),
             lazy_plans: FxHashMap::default(),
             lazy_options: LazyOptions::default(),
-            next_origin: 0,
             expire_on_commit: false,
         }
     }
@@ -207,14 +222,34 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         self.conn
     }
 
-    /// The object with primary key `key`: from the identity map without SQL if the session holds
-    /// it, else one query. `Ok(None)` if no row has that key.
-    pub fn get<M: Model>(&mut self, key: M::Key) -> Result<Option<Arc<M>>> {
-        if let Some(found) = self.identity.get::<M>(&key) {
-            return Ok(Some(found));
+    /// The object with primary key `key`: from the identity map without SQL if the session's
+    /// graph holds it, else one query. `Ok(None)` if no row has that key.
+    pub fn get<M: Model>(&mut self, key: M::Key) -> Result<Option<Loaded<M>>> {
+        let held = self.graph.identity().get::<M>(&key);
+        if let Some(object) = held {
+            return Ok(Some(Loaded::new(ObjRef::new(object, Graph::address(&self.graph)))));
         }
         let query = crate::Query::<M, Db<C>>::new().filter_key(key);
-        Ok(query.load(self)?.into_iter().next().map(crate::Loaded::into_arc))
+        Ok(query.load(self)?.first().map(Loaded::untyped))
+    }
+
+    /// Starts a new graph when a load finds the current one held (by a [`Loaded`] handle) and
+    /// holding more than `objects` objects (about a million unless set), so that a long session
+    /// whose application keeps a handle stays bounded. Later loads then build new objects for
+    /// rows the old graph has (no identity across graphs); the old graph lives on as long as its
+    /// handles.
+    pub fn graph_limit(&mut self, objects: usize) -> &mut Self {
+        self.graph_limit = objects;
+        self
+    }
+
+    /// The graph a load decodes into: the current one, cleared first if nothing outside the
+    /// session holds it, or a new one if it is held and past the limit.
+    pub(crate) fn graph_for_load(&mut self) -> Arc<Graph> {
+        if !Graph::clear_if_unshared(&self.graph) && self.graph.objects() > self.graph_limit {
+            self.graph = Graph::new();
+        }
+        Arc::clone(&self.graph)
     }
 
     /// Drops the identity map: later loads decode rows again instead of reusing held objects
@@ -227,12 +262,12 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// their rows into new objects, and [`Session::get`] and many-to-one loads query instead of
     /// answering from the identity map. Objects you hold stay as they were.
     pub fn expire_all(&mut self) {
-        self.identity = IdentityMap::default();
+        self.graph.identity().forget_all();
     }
 
     /// Forgets the object of model `M` with primary key `key` (see [`Session::expire_all`]).
     pub fn expire<M: Model>(&mut self, key: &M::Key) {
-        self.identity.model::<M>().forget(key);
+        self.graph.identity().model::<M>().forget(key);
     }
 
     /// Expires every object when the outermost [`Session::transaction`] commits (SQLAlchemy's
@@ -249,8 +284,8 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// identity map holds from now on. The object you passed stays as it was.
     ///
     /// [`Error::Deleted`] if its row no longer exists.
-    pub fn refresh<M: Model>(&mut self, object: &impl AsRef<M>) -> Result<Arc<M>> {
-        let object = object.as_ref();
+    pub fn refresh<M: Model, S>(&mut self, object: &Loaded<M, S>) -> Result<Loaded<M>> {
+        let object: &M = object;
         let mut query = crate::Query::<M, Db<C>>::new().filter_key(object.key().clone());
         for relation in 0..M::RELATIONS.len() {
             let strategy = M::visit_relation(relation, LoadedAs { parent: object });
@@ -258,7 +293,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
             query.options.mirror(relation, strategy);
         }
         match query.populate_existing().load(self)?.into_iter().next() {
-            Some(fresh) => Ok(fresh.into_arc()),
+            Some(fresh) => Ok(fresh.untyped()),
             None => {
                 self.expire::<M>(object.key());
                 Err(Error::Deleted { model: M::NAME, key: format!("{:?}", object.key()) })
@@ -285,7 +320,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     fn run_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let depth = self.transaction_depth().map_err(|e| self.db_error(e))?;
         C::TransactionManager::begin_transaction(self.conn).map_err(|e| self.db_error(e))?;
-        let origin = self.next_origin;
+        let origin = ORIGINS.load(Ordering::Relaxed);
         let mut open = OpenTransaction { session: self, depth, origin, done: false };
         if let (None, Some(snapshot)) = (depth, <Db<C> as OrmBackend>::SNAPSHOT) {
             if let Err(error) = open.session.conn.batch_execute(snapshot) {
@@ -341,20 +376,13 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         C::TransactionManager::transaction_manager_status_mut(self.conn).transaction_depth()
     }
 
-    /// The connection and the identity map, borrowed together (the decoder holds the map while
-    /// the connection runs the statement).
-    pub(crate) fn conn_and_identity(&mut self) -> (&mut C, &mut IdentityMap) {
-        (self.conn, &mut self.identity)
-    }
-
     pub(crate) fn recorder(&self) -> &Recorder {
         &self.recorder
     }
 
     /// A new load's origin: the objects it reaches are "from one query" for the detector.
     pub(crate) fn next_origin(&mut self) -> Origin {
-        self.next_origin += 1;
-        self.next_origin
+        ORIGINS.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
     }
 
     pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
@@ -456,7 +484,7 @@ impl<C: SessionConnection> Drop for OpenTransaction<'_, '_, C> {
         // The objects its loads decoded may show its own writes, now undone: the session
         // forgets them (those still held stay as they are), and the entries of objects that
         // died with the unwinding frames go too.
-        self.session.identity.forget_since(self.origin);
+        self.session.graph.identity().forget_since(self.origin);
     }
 }
 

@@ -24,8 +24,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use bytemuck::TransparentWrapper;
-
+use crate::graph::{Graph, ObjRef};
 use crate::model::{Model, Relation};
 use crate::options::{IntoOptions, Options, RaiseAll, RelOption};
 use crate::rel::Shape;
@@ -201,28 +200,72 @@ pub type Joined<R, Sub = ()> = RelOption<R, kind::Joined, Sub>;
 /// The type of `selectin(rel)`, with nested options `Sub`, for [`Loads`].
 pub type Selectin<R, Sub = ()> = RelOption<R, kind::Selectin, Sub>;
 
-/// An object of model `M` whose type records the relations loaded on it: state `S`.
+/// The state of a [`Loaded`] handle whose loaded relations are only known at run time: what
+/// [`Rel::get`](crate::Rel::get) and [`Session::get`] return. Reads go through the relation
+/// fields (`p.address.get()`) or lazy loads ([`Loaded::load`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Untyped {}
+
+/// An object of model `M` in the graph its load built, whose type records the relations loaded
+/// on it: state `S`.
 ///
-/// Derefs to the model (the plain fields, the runtime [`Rel`](crate::Rel) accessors and
-/// [`Model::load`] keep working); [`get`](Loaded::get) reads a relation the state has loaded with
-/// no `Result`, and [`upgrade`](Loaded::upgrade) loads one it has not and records it in the type.
-/// Only the loader builds these, so the state never claims a relation that is not loaded.
+/// Derefs to the model (the plain fields and the runtime [`Rel`](crate::Rel) accessors keep
+/// working); [`get`](Loaded::get) reads a relation the state has loaded with no `Result`,
+/// [`load`](Loaded::load) reads any relation, loading it lazily if needed, and
+/// [`upgrade`](Loaded::upgrade) loads one the state has not and records it in the type. Only
+/// the loader builds these, so the state never claims a relation that is not loaded.
+///
+/// A handle keeps its object's whole graph alive (every object the loads of its session
+/// decoded into that graph), not only the objects it reaches: the graph is freed, in one pass,
+/// when its session and its last handle are gone. Handles are `Send + Sync` and can outlive the
+/// session. Related objects are read as handles borrowed from their parent
+/// (`&Loaded<Address>`); cloning one gives an owned handle.
 #[repr(transparent)]
-pub struct Loaded<M, S> {
-    object: Arc<M>,
+pub struct Loaded<M, S = Untyped> {
+    /// The object and its graph, which this handle counts (a `Loaded` borrowed from a relation
+    /// slot's link counts nothing and is never dropped: only `new` makes owned ones).
+    link: ObjRef<M>,
     state: PhantomData<fn() -> S>,
 }
 
-// SAFETY: `Loaded` is `repr(transparent)` over `Arc<M>`; its only other field is a zero-sized
-// `PhantomData`, so `Arc<M>`, `&Arc<M>` and `&[Arc<M>]` may be viewed as `Loaded<M, S>`s.
-#[allow(unsafe_code)]
-unsafe impl<M, S> TransparentWrapper<Arc<M>> for Loaded<M, S> {}
-
-impl<M: Model, S> Loaded<M, S> {
-    pub(crate) fn new(object: Arc<M>) -> Self {
-        Loaded { object, state: PhantomData }
+impl<M, S> Loaded<M, S> {
+    /// An owned handle of the object `link` points to: counts its graph.
+    pub(crate) fn new(link: ObjRef<M>) -> Self {
+        // SAFETY: `link` points into a live graph (see `ObjRef`), whose address comes from the
+        // `Arc` that owns it (`Graph::address`, the pointer `Arc::as_ptr` gives); the count is
+        // given back by `Drop`.
+        #[allow(unsafe_code)]
+        unsafe {
+            Arc::increment_strong_count(link.graph().as_ptr().cast_const());
+        }
+        Loaded { link, state: PhantomData }
     }
 
+    /// The graph this handle counts, as a new `Arc`.
+    pub(crate) fn graph(&self) -> Arc<Graph> {
+        let graph = self.link.graph().as_ptr().cast_const();
+        // SAFETY: this handle counts the graph (a borrowed view is borrowed from something that
+        // does), so the count is at least one; the new `Arc` takes a count of its own.
+        #[allow(unsafe_code)]
+        unsafe {
+            Arc::increment_strong_count(graph);
+            Arc::from_raw(graph)
+        }
+    }
+
+    /// Whether both handles are the same object (not only the same row: a row that changed
+    /// between two loads is two objects).
+    pub fn ptr_eq(this: &Self, other: &Loaded<M, impl Sized>) -> bool {
+        this.link.address() == other.link.address()
+    }
+
+    /// The same object, with its typed state forgotten.
+    pub fn untyped(&self) -> Loaded<M> {
+        Loaded::new(self.link)
+    }
+}
+
+impl<M: Model, S> Loaded<M, S> {
     /// Reads relation `rel`, which the state guarantees loaded: no SQL, no `Result`.
     ///
     /// `Option<&Loaded<T, I>>` for an optional relation, `&Loaded<T, I>` for a required one,
@@ -232,7 +275,7 @@ impl<M: Model, S> Loaded<M, S> {
         R: Relation<Parent = M> + LoadedIn<S>,
     {
         let _ = rel;
-        match R::slot(&self.object).stored() {
+        match R::slot(self).stored() {
             Some(stored) => <R::Shape as Shape>::typed(stored),
             // Only the loader and `upgrade` build a `Loaded`, after loading every relation the
             // state names; a loaded relation is never unloaded.
@@ -242,8 +285,28 @@ impl<M: Model, S> Loaded<M, S> {
         }
     }
 
-    /// Loads relation `rel` if it is not loaded yet (the lazy load of [`Model::load`]) and
-    /// returns this object with `rel` recorded in its type.
+    /// Reads relation `rel`, running its lazy load through `session` if it is not loaded yet.
+    ///
+    /// A loaded relation is returned with no SQL. An unloaded one runs one statement (none for
+    /// a many-to-one whose target the graph already holds), or returns
+    /// [`Error::NotLoaded`](crate::Error::NotLoaded) if its strategy is `raise`. The objects it
+    /// loads join this object's graph.
+    #[track_caller]
+    pub fn load<R, C>(
+        &self,
+        rel: R,
+        session: &mut Session<'_, C>,
+    ) -> crate::Result<<R::Shape as Shape>::Typed<'_, Untyped>>
+    where
+        R: Relation<Parent = M>,
+        C: SessionConnection,
+    {
+        let _ = rel;
+        crate::loader::lazy::load::<R, S, C>(self, session, std::panic::Location::caller())
+    }
+
+    /// Loads relation `rel` if it is not loaded yet (as [`Loaded::load`]) and returns this
+    /// object with `rel` recorded in its type.
     #[track_caller]
     #[allow(clippy::type_complexity)]
     pub fn upgrade<R, C>(
@@ -257,55 +320,76 @@ impl<M: Model, S> Loaded<M, S> {
         Selectin<R>: Apply<S>,
         C: SessionConnection,
     {
-        self.object.load(rel, session)?;
-        Ok(Loaded::new(Arc::clone(&self.object)))
-    }
-
-    /// The shared object, without its typed state.
-    pub fn into_arc(self) -> Arc<M> {
-        self.object
-    }
-
-    /// The shared object.
-    pub fn as_arc(&self) -> &Arc<M> {
-        &self.object
+        self.load(rel, session)?;
+        Ok(Loaded::new(self.link))
     }
 }
+
+impl<M, S> Drop for Loaded<M, S> {
+    fn drop(&mut self) {
+        // SAFETY: an owned handle holds one count of its graph (`new`), given back here once;
+        // borrowed views of links are never dropped. The last count drops the graph, and with
+        // it every object, in one pass over its tables.
+        #[allow(unsafe_code)]
+        unsafe {
+            Arc::decrement_strong_count(self.link.graph().as_ptr().cast_const());
+        }
+    }
+}
+
+// SAFETY: a handle is a shared reference to an `M` and a count of its graph (an `Arc<Graph>`,
+// `Send + Sync`: its objects are models, `Send + Sync` by `Model`'s supertraits, behind a
+// mutex while loads add to them).
+#[allow(unsafe_code)]
+unsafe impl<M: Sync, S> Send for Loaded<M, S> {}
+// SAFETY: as for `Send`.
+#[allow(unsafe_code)]
+unsafe impl<M: Sync, S> Sync for Loaded<M, S> {}
 
 impl<M, S> Deref for Loaded<M, S> {
     type Target = M;
 
     fn deref(&self) -> &M {
-        &self.object
+        &self.link
     }
 }
 
 impl<M, S> AsRef<M> for Loaded<M, S> {
     fn as_ref(&self) -> &M {
-        &self.object
+        &self.link
     }
 }
 
 impl<M, S> Clone for Loaded<M, S> {
     fn clone(&self) -> Self {
-        Loaded { object: Arc::clone(&self.object), state: PhantomData }
+        Loaded::new(self.link)
     }
 }
 
 impl<M: fmt::Debug, S> fmt::Debug for Loaded<M, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.object.fmt(f)
+        (**self).fmt(f)
     }
 }
 
-/// `&Arc<M>` viewed as `&Loaded<M, S>`, for the shapes' typed views.
+/// `&ObjRef<M>` viewed as `&Loaded<M, S>`, for the shapes' typed views.
 #[doc(hidden)]
-pub fn view<M, S>(object: &Arc<M>) -> &Loaded<M, S> {
-    Loaded::wrap_ref(object)
+pub fn view<M, S>(link: &ObjRef<M>) -> &Loaded<M, S> {
+    // SAFETY: `Loaded` is `repr(transparent)` over `ObjRef<M>` (its other field is a zero-sized
+    // `PhantomData`). The view is only borrowed, so it is never dropped and counts nothing:
+    // the graph is kept alive by whatever the link was borrowed from.
+    #[allow(unsafe_code)]
+    unsafe {
+        &*(link as *const ObjRef<M>).cast::<Loaded<M, S>>()
+    }
 }
 
-/// `&[Arc<M>]` viewed as `&[Loaded<M, S>]`, for the shapes' typed views.
+/// `&[ObjRef<M>]` viewed as `&[Loaded<M, S>]`, for the shapes' typed views.
 #[doc(hidden)]
-pub fn view_slice<M, S>(objects: &[Arc<M>]) -> &[Loaded<M, S>] {
-    Loaded::wrap_slice(objects)
+pub fn view_slice<M, S>(links: &[ObjRef<M>]) -> &[Loaded<M, S>] {
+    // SAFETY: as for `view`, element by element: same size, alignment and layout.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::slice::from_raw_parts(links.as_ptr().cast::<Loaded<M, S>>(), links.len())
+    }
 }

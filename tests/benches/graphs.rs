@@ -164,7 +164,7 @@ fn hand_people_sum(people: &[HandPerson]) -> u64 {
 
 fn orm_collection_sum<T, S>(
     people: &[Loaded<Person, S>],
-    each: impl Fn(&Person) -> &[Arc<T>],
+    each: impl Fn(&Person) -> &[Loaded<T>],
     item: impl Fn(&T) -> u64,
 ) -> u64 {
     people
@@ -879,14 +879,14 @@ fn chain_levels() -> usize {
 
 /// The ORM's chain: every person loaded, each manager read through the session (from the
 /// identity map), the chain held by its last person alone.
-fn orm_chain(conn: &mut Conn) -> Arc<Person> {
+fn orm_chain(conn: &mut Conn) -> Loaded<Person> {
     let mut session = Session::new(conn);
     session.detect_n_plus_one(false);
     let people = Person::query().order_by(person::id.desc()).load(&mut session).unwrap();
-    let tail = people[0].clone().into_arc();
-    let mut p = Arc::clone(&tail);
-    while p.load(Person::manager, &mut session).unwrap().is_some() {
-        let next = p.manager.stored().unwrap().clone().unwrap();
+    let tail = people[0].untyped();
+    let mut p = tail.clone();
+    while let Some(boss) = p.load(Person::manager, &mut session).unwrap() {
+        let next = boss.clone();
         p = next;
     }
     tail

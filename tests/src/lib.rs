@@ -231,12 +231,11 @@ pub struct Spec {
 }
 
 /// Reads `spec` from `p` through the session (lazy loads run where a relation is not loaded).
-pub fn tree<C: orm_core::SessionConnection>(
-    p: &Person,
+pub fn tree<C: orm_core::SessionConnection, S>(
+    p: &orm_core::Loaded<Person, S>,
     spec: &Spec,
     session: &mut orm_core::Session<'_, C>,
 ) -> orm_core::Result<PersonTree> {
-    use orm_core::Model;
     let address = if spec.address {
         Some(p.load(Person::address, session)?.map(|a| a.city.clone()))
     } else {

@@ -1,8 +1,6 @@
 //! `joined` and `selectin`: constant statement counts, the same graph as lazy loading,
 //! self-references with `join_depth`, options overriding defaults, bind limits, LIMIT.
 
-use std::sync::Arc;
-
 use diesel::prelude::*;
 use orm_core::prelude::*;
 use orm_core::{OrmBackend, QueryOptions};
@@ -182,12 +180,9 @@ orm_tests::backend_tests! {
             by_address.remove(&0);
             let shared = by_address.into_values().max_by_key(Vec::len).unwrap();
             assert!(shared.len() >= 3, "an address is shared");
-            let first = shared[0].address.stored().unwrap().as_ref().unwrap();
+            let first = shared[0].address.get().unwrap().unwrap();
             for p in &shared[1..] {
-                assert!(Arc::ptr_eq(
-                    first,
-                    p.address.stored().unwrap().as_ref().unwrap()
-                ));
+                assert!(Loaded::ptr_eq(first, p.address.get().unwrap().unwrap()));
             }
         }
     }
@@ -468,7 +463,7 @@ orm_tests::backend_tests! {
             let address = p.address.get().expect("loaded");
             assert_eq!(address.map(|a| a.id), p.address_id);
             if let Some(a) = address.filter(|a| a.id <= 10) {
-                let same = held.iter().any(|h| std::ptr::eq(&**h, a));
+                let same = held.iter().any(|h| Loaded::ptr_eq(h, a));
                 assert!(same, "a held address is shared, not decoded again");
             }
         }

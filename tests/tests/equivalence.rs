@@ -5,7 +5,6 @@
 //! cases shrink to a small data set and option tree.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use orm_core::prelude::*;
 use orm_core::RelationOf;
@@ -230,18 +229,18 @@ fn read<T>(result: orm_core::Result<T>) -> Read<T> {
 
 /// Reads `address` (lazy loads where not loaded), then `manager` and `reports` down to `depth`,
 /// and `projects` at the root.
-fn node<C: orm_core::SessionConnection>(
-    p: &Person,
+fn node<C: orm_core::SessionConnection, S>(
+    p: &Loaded<Person, S>,
     depth: u32,
     root: bool,
     session: &mut Session<'_, C>,
 ) -> Node {
     let address = read(p.load(Person::address, session).map(|a| a.map(|a| a.city.clone())));
     let (manager, reports) = if depth > 1 {
-        // The related objects are cloned out of the borrow (`Arc`s) before reading below them.
+        // The related objects are cloned out of the borrow (handles) before reading below them.
         let manager = match read(p.load(Person::manager, session).map(|_| ())) {
             Read::Value(()) => {
-                let m = p.manager.stored().cloned().flatten();
+                let m = p.manager.get().flatten().cloned();
                 Read::Value(m.map(|m| Box::new(node(&m, depth - 1, false, session))))
             }
             Read::Raised => Read::Raised,
@@ -425,12 +424,12 @@ orm_tests::backend_tests! {
         session: &mut Session<'_, Conn>,
         level: &Level,
         populate_existing: bool,
-    ) -> Vec<Arc<Person>> {
+    ) -> Vec<Loaded<Person>> {
         let query = Person::query()
             .order_by(person::id)
             .options(Options::new().with(lazy(Person::projects)).with(options(level)));
         let query = if populate_existing { query.populate_existing() } else { query };
-        query.load(session).unwrap().into_iter().map(Loaded::into_arc).collect()
+        query.load(session).unwrap().iter().map(Loaded::untyped).collect()
     }
 
     /// One session loads, the data changes, the session loads again. With `populate_existing`
@@ -565,11 +564,11 @@ where
 /// reports) at one snapshot: a manager that is not the one `manager_id` names fails here. (A
 /// held object keeps its fields while a later load fills an unloaded collection of it from the
 /// later snapshot: its `id` is the key that collection agrees with.)
-fn agrees_with_its_keys(roots: &[Arc<Person>], snapshots: [&Rows; 2]) -> Result<(), String> {
+fn agrees_with_its_keys(roots: &[Loaded<Person>], snapshots: [&Rows; 2]) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
-    let mut queue: std::collections::VecDeque<Arc<Person>> = roots.iter().cloned().collect();
+    let mut queue: std::collections::VecDeque<Loaded<Person>> = roots.iter().cloned().collect();
     while let Some(p) = queue.pop_front() {
-        if !seen.insert(Arc::as_ptr(&p)) {
+        if !seen.insert(&*p as *const Person) {
             continue;
         }
         let fields = (p.firstname.clone(), p.lastname.clone(), p.address_id, p.manager_id);
@@ -577,7 +576,7 @@ fn agrees_with_its_keys(roots: &[Arc<Person>], snapshots: [&Rows; 2]) -> Result<
         if !snapshots.iter().any(shows) {
             return Err(format!("person {} shows {fields:?}, a row no snapshot had", p.id));
         }
-        if let Some(manager) = p.manager.stored() {
+        if let Some(manager) = p.manager.get() {
             let agrees = |rows: &Rows| match (manager, p.manager_id) {
                 (Some(m), key) => Some(m.id) == key,
                 (None, Some(key)) => !rows.contains_key(&key),
@@ -591,9 +590,9 @@ fn agrees_with_its_keys(roots: &[Arc<Person>], snapshots: [&Rows; 2]) -> Result<
                     manager.as_ref().map(|m| m.id)
                 ));
             }
-            queue.extend(manager.iter().cloned());
+            queue.extend(manager.cloned());
         }
-        if let Some(reports) = p.reports.stored() {
+        if let Some(reports) = p.reports.get() {
             let ids: BTreeSet<i32> = reports.iter().map(|r| r.id).collect();
             let agrees = |rows: &Rows| {
                 ids == rows.iter().filter(|(_, r)| r.3 == Some(p.id)).map(|(id, _)| *id).collect()
@@ -603,7 +602,7 @@ fn agrees_with_its_keys(roots: &[Arc<Person>], snapshots: [&Rows; 2]) -> Result<
             }
             queue.extend(reports.iter().cloned());
         }
-        if let Some(address) = p.address.stored() {
+        if let Some(address) = p.address.get() {
             if address.as_ref().is_some_and(|a| Some(a.id) != p.address_id) {
                 return Err(format!(
                     "person {} (address_id {:?}) has another address",

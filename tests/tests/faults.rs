@@ -10,7 +10,6 @@
 use std::cell::{Cell, RefCell};
 use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 
 use diesel::connection::{Connection, SimpleConnection, TransactionManager};
 use diesel::deserialize::{self, FromSql};
@@ -355,41 +354,48 @@ orm_tests::backend_tests! {
         }
     }
 
+    fn reports_of_15(session: &mut Session<'_, Conn>) -> Vec<orm_core::Loads<Staff, (orm_core::Selectin<staff_rel::reports>,)>> {
+        Staff::query().filter(person::id.eq(15)).options((selectin(Staff::reports),)).load(session).unwrap()
+    }
+
     #[test]
     fn a_panic_mid_decode_keeps_the_identity_map_and_frees_the_partial_graph() {
         let (mut conn, _) = seeded(200);
-        let mut session = Session::new(&mut conn);
-        session.detect_n_plus_one(false);
-        // Reached by the third statement, which joins its office (kept by it from then on).
-        let held = session.get::<Staff>(150).unwrap().unwrap();
-        // Warm the statement caches and the identity map's tables with the same load, the last
-        // time failing at its last decode: what is left is the session's own state.
-        three_levels!(&mut session).unwrap();
-        arm(Fault::None);
-        three_levels!(&mut session).unwrap();
-        let (decodes, _) = disarm();
-        arm(Fault::Panic(decodes));
-        assert!(catch_unwind(AssertUnwindSafe(|| three_levels!(&mut session))).is_err());
-        session.reset_statements();
+        // Each attempt: a session holding Staff 150 (reached by the third statement, which
+        // joins its office), the load, and the panic. Warm the connection's statement cache
+        // with the same load first, counting its decodes.
+        let decodes = {
+            let mut session = Session::new(&mut conn);
+            session.detect_n_plus_one(false);
+            let _held = session.get::<Staff>(150).unwrap().unwrap();
+            arm(Fault::None);
+            three_levels!(&mut session).unwrap();
+            let decodes = disarm().0;
+            reports_of_15(&mut session);
+            decodes
+        };
         let baseline = heap::live();
         for at in [1, decodes / 2, decodes - 1] {
+            let mut session = Session::new(&mut conn);
+            session.detect_n_plus_one(false);
+            let held = session.get::<Staff>(150).unwrap().unwrap();
             arm(Fault::Panic(at));
             let caught = catch_unwind(AssertUnwindSafe(|| three_levels!(&mut session)));
             assert_eq!(disarm(), (at, true));
             drop(caught);
+            // The session still hands out the held object, without SQL.
             session.reset_statements();
-            assert_eq!(heap::live() - baseline, 0, "live heap after a panic at decode {at}");
             let again = session.assert_statements(0, |s| s.get::<Staff>(150).unwrap().unwrap());
-            assert!(Arc::ptr_eq(&held, &again));
+            assert!(Loaded::ptr_eq(&held, &again));
+            // The next load on this thread works, and reaches the held object.
+            let roots = reports_of_15(&mut session);
+            let reports = roots[0].reports.get().unwrap();
+            assert!(reports.iter().any(|r| Loaded::ptr_eq(r, &held)));
+            // Everything the session and its loads made, the partial graph included, goes
+            // with the session and the last handle.
+            drop((roots, again, held, session));
+            assert_eq!(heap::live() - baseline, 0, "live heap after a panic at decode {at}");
         }
-        // The next load on this thread works, and reaches the held object.
-        let roots = Staff::query()
-            .filter(person::id.eq(15))
-            .options(selectin(Staff::reports))
-            .load(&mut session)
-            .unwrap();
-        let reports = roots[0].reports.get().unwrap();
-        assert!(reports.iter().any(|r| std::ptr::eq(&**r, &*held)));
     }
 
     #[test]
@@ -473,22 +479,22 @@ orm_tests::backend_tests! {
             .run(&strategy, |(load, panics, at)| {
                 case.set(case.get() + 1);
                 let mut conn = conn.borrow_mut();
+                let fault = |n: u64| if panics { Fault::Panic(n) } else { Fault::Error(n) };
+                // Count the decodes of the load in a session holding Staff 150, as the faulted
+                // one will (and warm the connection's statement cache).
+                let decodes = {
+                    let mut session = Session::new(&mut *conn);
+                    session.detect_n_plus_one(false);
+                    let _held = session.get::<Staff>(150).unwrap().unwrap();
+                    arm(Fault::None);
+                    run_load!(load, &mut session).unwrap();
+                    disarm().0
+                };
+                let baseline = heap::live();
+
                 let mut session = Session::new(&mut *conn);
                 session.detect_n_plus_one(false);
                 let held = session.get::<Staff>(150).unwrap().unwrap();
-                let fault = |n: u64| if panics { Fault::Panic(n) } else { Fault::Error(n) };
-                // Settle what the held object keeps, count the decodes, then fail at the last
-                // one: the statement caches and the identity map's tables are grown.
-                run_load!(load, &mut session).unwrap();
-                arm(Fault::None);
-                run_load!(load, &mut session).unwrap();
-                let (decodes, _) = disarm();
-                arm(fault(decodes));
-                let _ = catch_unwind(AssertUnwindSafe(|| run_load!(load, &mut session)));
-                assert_eq!(disarm(), (decodes, true));
-                session.reset_statements();
-                let baseline = heap::live();
-
                 let at = 1 + ((decodes - 1) as f64 * at) as u64;
                 arm(fault(at));
                 let outcome = catch_unwind(AssertUnwindSafe(|| run_load!(load, &mut session)));
@@ -501,10 +507,10 @@ orm_tests::backend_tests! {
                 drop(outcome);
                 assert_eq!(depth(session.connection()), None, "load {load} at decode {at}");
                 let again = session.assert_statements(0, |s| s.get::<Staff>(150).unwrap().unwrap());
-                assert!(Arc::ptr_eq(&held, &again));
-                drop(again);
-                session.reset_statements();
+                assert!(Loaded::ptr_eq(&held, &again));
+                drop((again, held, session));
                 assert_eq!(heap::live() - baseline, 0, "load {load}, fault at decode {at} of {decodes}");
+                let mut session = Session::new(&mut *conn);
 
                 let name = format!("case {}", case.get());
                 session

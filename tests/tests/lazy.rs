@@ -64,7 +64,7 @@ orm_tests::backend_tests! {
             assert_eq!(people.len(), size);
             assert_eq!(session.statements(), 1);
             for p in &people {
-                Person::load(p, Person::reports, &mut session).unwrap();
+                p.load(Person::reports, &mut session).unwrap();
             }
             // reports is a one-to-many: the identity map cannot answer it, so 1 + N.
             assert_eq!(session.statements(), 1 + size, "size {size}");
@@ -273,7 +273,7 @@ orm_tests::backend_tests! {
         assert_eq!(pauline.firstname, "Pauline");
         assert_eq!(session.statements(), 1);
         let again = session.get::<Person>(2).unwrap().unwrap();
-        assert!(std::sync::Arc::ptr_eq(&pauline, &again));
+        assert!(Loaded::ptr_eq(&pauline, &again));
         assert_eq!(session.statements(), 1);
         assert!(session.get::<Person>(12345).unwrap().is_none());
         assert_eq!(session.statements(), 2);
@@ -289,14 +289,14 @@ orm_tests::backend_tests! {
         let early = session.get::<Person>(2500).unwrap().unwrap();
         let everyone = Person::query().order_by(person::id).load(&mut session).unwrap();
         assert_eq!(everyone.len(), 3000);
-        assert!(std::sync::Arc::ptr_eq(&early, everyone[2499].as_arc()));
+        assert!(Loaded::ptr_eq(&early, &everyone[2499]));
         let statements = session.statements();
         let again = session.get::<Person>(2500).unwrap().unwrap();
-        assert!(std::sync::Arc::ptr_eq(&early, &again));
+        assert!(Loaded::ptr_eq(&early, &again));
         assert_eq!(session.statements(), statements, "answered from the identity map");
         // Every object once: 3,000 distinct objects.
         let distinct: std::collections::HashSet<*const Person> =
-            everyone.iter().map(|p| std::sync::Arc::as_ptr(p.as_arc())).collect();
+            everyone.iter().map(|p| &**p as *const Person).collect();
         assert_eq!(distinct.len(), 3000);
     }
 

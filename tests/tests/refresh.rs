@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::ptr;
-use std::sync::Arc;
 
 use diesel::prelude::*;
 use orm_core::prelude::*;
@@ -41,7 +40,7 @@ orm_tests::backend_tests! {
 
     /// Person `id` as `session.get` hands it out, with exactly `statements` statements (0: from
     /// the identity map).
-    fn get_with(session: &mut Session<'_, Conn>, id: i32, statements: usize) -> Arc<Person> {
+    fn get_with(session: &mut Session<'_, Conn>, id: i32, statements: usize) -> Loaded<Person> {
         session.assert_statements(statements, |s| s.get::<Person>(id).unwrap().unwrap())
     }
 
@@ -65,9 +64,9 @@ orm_tests::backend_tests! {
 
             let query = Person::query().filter(person::id.eq(MOVED));
             let fresh = match strategy {
-                "joined" => query.options(joined(Person::manager)).first(&mut session).map(|p| p.map(Loaded::into_arc)),
-                "selectin" => query.options(selectin(Person::manager)).first(&mut session).map(|p| p.map(Loaded::into_arc)),
-                _ => query.first(&mut session).map(|p| p.map(Loaded::into_arc)),
+                "joined" => query.options(joined(Person::manager)).first(&mut session).map(|p| p.map(|p| p.untyped())),
+                "selectin" => query.options(selectin(Person::manager)).first(&mut session).map(|p| p.map(|p| p.untyped())),
+                _ => query.first(&mut session).map(|p| p.map(|p| p.untyped())),
             };
             let fresh = fresh.unwrap().unwrap();
             // The new object agrees with itself: its fields and its manager come from one row.
@@ -112,7 +111,7 @@ orm_tests::backend_tests! {
             .unwrap()
             .unwrap();
         assert_eq!(session.statements(), 4, "get, update, joined, and no statement for a held manager: {:#?}", session.queries());
-        assert!(ptr::eq(q.manager.get().unwrap().unwrap(), manager));
+        assert!(Loaded::ptr_eq(q.manager.get().unwrap().unwrap(), manager));
     }
 
     #[test]
@@ -195,7 +194,6 @@ orm_tests::backend_tests! {
             .unwrap();
         diesel::update(person::table.find(19)).set(person::manager_id.eq(Some(2))).execute(session.connection()).unwrap();
         session.reset_statements();
-        // `&Loaded<..>` and `&Arc<..>` both work.
         let fresh = session.refresh(&pierre).unwrap();
         // The person, then its two loaded relations; the others stay as they were.
         assert_eq!(session.statements(), 3, "{:#?}", session.queries());

@@ -11,6 +11,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -20,12 +21,16 @@ use diesel::row::{NamedRow, Row};
 
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Error;
+use crate::graph::{Graph, ObjRef};
 use crate::identity::Origin;
-use crate::identity::{Held, IdentityMap, Refresh, Root, Statement};
+use crate::identity::{Held, IdentityMap, Mark, Refresh, Root, Statement};
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::plan::PlanNode;
 use crate::rel::Shape;
+use crate::session::SessionConnection;
 use crate::sql::ThroughLink;
+
+use super::walk::Walk;
 
 thread_local! {
     static DECODER: Cell<Option<Box<dyn Any>>> = const { Cell::new(None) };
@@ -33,7 +38,7 @@ thread_local! {
 
 /// The first column of a linked (many-to-many selectin) row: the parent key it belongs to.
 pub(crate) trait RowLink: Clone + Eq + Hash + 'static {
-    /// Whether rows carry a link: then one root row per link, and a key may repeat.
+    /// Whether rows carry a reference: then one root row per link, and a key may repeat.
     const LINKED: bool = true;
 
     /// Reads the link from the row; `()` reads nothing.
@@ -65,11 +70,13 @@ pub(crate) struct Decoder<M: Model, L> {
     plan: Arc<PlanNode>,
     /// The association table whose key the rows start with (a many-to-many selectin).
     link: Option<ThroughLink>,
-    /// The session's, while installed (see [`with_decoder`]).
+    /// The graph's, while installed (see [`with_decoder`]).
     identity: IdentityMap,
+    /// The graph the objects are decoded into.
+    graph: NonNull<Graph>,
     /// Joined collections being gathered, by plan node id (grown on the first one).
     pending: Vec<Option<Box<dyn PendingFill>>>,
-    pub(crate) roots: Vec<(L, Arc<M>)>,
+    pub(crate) roots: Vec<(L, ObjRef<M>)>,
     /// Roots already returned, when joins can repeat them.
     seen: Option<FxHashSet<(L, M::Key)>>,
     pub(crate) error: Option<Error>,
@@ -97,16 +104,17 @@ pub(crate) struct Decoder<M: Model, L> {
 }
 
 impl<M: Model, L: RowLink> Decoder<M, L> {
-    /// `repeats`: the query's own joins can repeat a root row.
-    pub(crate) fn new(
+    /// A decoder for a statement of `walk`'s load. `repeats`: the query's own joins can repeat a
+    /// root row.
+    pub(crate) fn new<C: SessionConnection>(
+        walk: &Walk<C>,
         plan: Arc<PlanNode>,
         link: Option<ThroughLink>,
         repeats: bool,
-        origin: Origin,
         query_root: bool,
-        refresh: Refresh,
         statement: Statement,
     ) -> Self {
+        let (graph, origin, refresh) = (Graph::address(&walk.graph), walk.origin, walk.refresh);
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
         let root = (seen.is_none() && !L::LINKED).then_some(statement);
         let row_keys = (!repeats && plan.multiplies_rows()).then(RowKeys::default);
@@ -114,6 +122,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
             plan,
             link,
             identity: IdentityMap::default(),
+            graph,
             pending: Vec::new(),
             roots: Vec::new(),
             seen,
@@ -142,6 +151,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         });
         let mut state = State {
             identity: &mut self.identity,
+            graph: self.graph,
             revisited: &mut self.revisited,
             pending: &mut self.pending,
             error: &mut self.error,
@@ -183,21 +193,29 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
     }
 }
 
-/// Runs `load` with `decoder` installed for [`RowSink`], the session's identity map moved into
+/// Runs `load` with `decoder` installed for [`RowSink`], the graph's identity map moved into
 /// it, and gives the decoder back with the identity map returned to `identity`.
 ///
 /// On every exit, a panic in user code mid-decode included, the thread's previous decoder is put
-/// back and the identity map returned: the session keeps its objects, the partial graph is
-/// freed, and the next load on the thread works.
+/// back and the identity map returned: the graph keeps the objects it had before `mark`, drops
+/// the ones this statement decoded and forgets the entries of this load's (as
+/// `loader::fetch` does after an error), and the next load on the thread works.
 pub(crate) fn with_decoder<M: Model, L: RowLink, T>(
     identity: &mut IdentityMap,
+    mark: &Mark,
     mut decoder: Decoder<M, L>,
     load: impl FnOnce() -> T,
 ) -> (Decoder<M, L>, T) {
     decoder.identity = std::mem::take(identity);
+    let origin = decoder.origin;
     let previous = DECODER.replace(Some(Box::new(decoder)));
-    let mut installed =
-        Installed::<M, L> { identity, previous: Some(previous), _decoder: PhantomData };
+    let mut installed = Installed::<M, L> {
+        identity,
+        mark,
+        origin,
+        previous: Some(previous),
+        _decoder: PhantomData,
+    };
     let result = load();
     let decoder = installed.uninstall();
     (decoder.expect("the decoder `with_decoder` installed is in place after the load"), result)
@@ -206,6 +224,10 @@ pub(crate) fn with_decoder<M: Model, L: RowLink, T>(
 /// The decoder [`with_decoder`] installed, uninstalled on drop (on unwind) if not before.
 struct Installed<'i, M: Model, L: RowLink> {
     identity: &'i mut IdentityMap,
+    /// The objects before the statement.
+    mark: &'i Mark,
+    /// The load decoding.
+    origin: Origin,
     /// The thread's decoder before (`None` once uninstalled).
     previous: Option<Option<Box<dyn Any>>>,
     _decoder: PhantomData<fn() -> (M, L)>,
@@ -226,9 +248,10 @@ impl<M: Model, L: RowLink> Installed<'_, M, L> {
 impl<M: Model, L: RowLink> Drop for Installed<'_, M, L> {
     fn drop(&mut self) {
         if let Some(decoder) = self.uninstall() {
-            // Unwinding: the partial graph goes now, and the identity entries of its objects.
+            // Unwinding: the statement's objects go, and the entries of the load's.
             drop(decoder);
-            self.identity.prune_dead();
+            self.identity.forget_since(self.origin.wrapping_sub(1));
+            self.identity.truncate(self.mark);
         }
     }
 }
@@ -362,6 +385,7 @@ impl Hasher for RowHasher {
 
 struct State<'s> {
     identity: &'s mut IdentityMap,
+    graph: NonNull<Graph>,
     revisited: &'s mut bool,
     pending: &'s mut Vec<Option<Box<dyn PendingFill>>>,
     error: &'s mut Option<Error>,
@@ -380,7 +404,7 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     node: &PlanNode,
     root: Root,
     state: &mut State<'_>,
-) -> deserialize::Result<Option<Arc<T>>> {
+) -> deserialize::Result<Option<ObjRef<T>>> {
     let key = DB::key_at::<T::Key, R>(row, node.offset + T::KEY_COLUMN)
         .map_err(|e| crate::model::failure(T::NAME, T::COLUMNS[T::KEY_COLUMN], e))?;
     if let Some(keys) = state.keys.as_deref_mut() {
@@ -398,6 +422,7 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
         state.refresh,
         |key| DB::decode::<T, R>(row, node.offset, key),
     )?;
+    let object = ObjRef::new(object, state.graph);
     if held == Held::Repeated {
         // Two rows with one primary key (a table whose constraint is missing): merging them
         // would lose one.
@@ -416,7 +441,7 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     if new || roots_of_query {
         for &(relation, raise) in &node.unloaded {
             if raise || !new {
-                T::visit_relation(relation, SetRaise { parent: &object, raise });
+                T::visit_relation(relation, SetRaise { parent: &*object, raise });
             }
         }
     }
@@ -433,7 +458,7 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
 struct JoinRow<'r, 's, 't, R, P, DB> {
     row: &'r R,
     node: &'r PlanNode,
-    parent: &'r Arc<P>,
+    parent: &'r ObjRef<P>,
     /// Fill the parent's slot once the statement succeeded (see `Decoder::fills`).
     defer: bool,
     state: &'s mut State<'t>,
@@ -464,14 +489,14 @@ impl<'a, P: Model, DB: OrmBackend, R: Row<'a, DB>> RelationVisitor<P>
                 .expect("a plan node gathers one relation");
             let (_, rows) = collect
                 .0
-                .entry(Arc::as_ptr(self.parent) as usize)
-                .or_insert_with(|| (Arc::clone(self.parent), Vec::new()));
+                .entry(self.parent.address())
+                .or_insert_with(|| (*self.parent, Vec::new()));
             rows.extend(target);
             return Ok(());
         }
-        match <Rl::Shape as Shape>::from_row(target) {
+        match <Rl::Shape as Shape>::from_link(target) {
             Some(value) if self.defer => {
-                let parent = Arc::clone(self.parent);
+                let parent = *self.parent;
                 self.state.fills.push(Box::new(move || Rl::slot(&parent).fill(value)));
             }
             Some(value) => slot.fill(value),
@@ -499,7 +524,7 @@ pub(crate) fn dangling<Rl: Relation>(parent: &Rl::Parent) -> Error {
 }
 
 struct SetRaise<'p, P> {
-    parent: &'p Arc<P>,
+    parent: &'p P,
     raise: bool,
 }
 
@@ -517,8 +542,8 @@ trait PendingFill: Any {
     fn finish(self: Box<Self>);
 }
 
-/// Rows of relation `Rl` per parent (keyed by the parent's address; the `Arc` keeps it alive).
-type Gathered<P, T> = FxHashMap<usize, (Arc<P>, Vec<Arc<T>>)>;
+/// Rows of relation `Rl` per parent (keyed by the parent's address).
+type Gathered<P, T> = FxHashMap<usize, (ObjRef<P>, Vec<ObjRef<T>>)>;
 
 struct Collect<Rl: Relation>(Gathered<Rl::Parent, Rl::Target>);
 
@@ -535,10 +560,13 @@ impl<Rl: Relation> PendingFill for Collect<Rl> {
 }
 
 /// Fills a collection slot with `rows` in key order, each row once.
-pub(crate) fn fill_collection<Rl: Relation>(parent: &Rl::Parent, mut rows: Vec<Arc<Rl::Target>>) {
+pub(crate) fn fill_collection<Rl: Relation>(
+    parent: &Rl::Parent,
+    mut rows: Vec<ObjRef<Rl::Target>>,
+) {
     rows.sort_by(|a, b| a.key().cmp(b.key()));
     rows.dedup_by(|a, b| a.key() == b.key());
-    if let Some(value) = <Rl::Shape as Shape>::from_rows(rows) {
+    if let Some(value) = <Rl::Shape as Shape>::from_links(rows) {
         Rl::slot(parent).fill(value);
     }
 }

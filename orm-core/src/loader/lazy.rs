@@ -1,31 +1,36 @@
 //! `select` (lazy) and `raise`: reading one relation of one object through the session.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::panic::Location;
 use std::sync::Arc;
 
 use crate::detect::Strictness;
 use crate::error::{Error, NotLoadedReason, Result};
+use crate::graph::Graph;
 use crate::identity::Refresh;
 use crate::model::{Model, Relation, RelationKind};
 use crate::options::OptionTree;
 use crate::rel::Shape;
 use crate::session::{Session, SessionConnection};
 use crate::stats::Cause;
+use crate::typed::{Loaded, Untyped};
 
 use super::selectin::{load_relation, plan_for, Load};
 use super::walk::Walk;
 
-/// Reads `R` on `parent`, loading it first if needed (see [`Model::load`]).
-pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
-    parent: &'p R::Parent,
+/// Reads `R` on `parent`, loading it first if needed (see [`Loaded::load`]): the objects it
+/// loads join `parent`'s graph.
+pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
+    handle: &'p Loaded<R::Parent, S>,
     session: &mut Session<'_, C>,
     location: &'static Location<'static>,
-) -> Result<<R::Shape as Shape>::View<'p>> {
+) -> Result<<R::Shape as Shape>::Typed<'p, Untyped>> {
+    let parent: &'p R::Parent = handle;
     let slot = R::slot(parent);
     if let Some(view) = slot.get() {
         return Ok(view);
     }
+    let graph = handle.graph();
     if slot.is_raise() {
         return Err(not_loaded::<R>(NotLoadedReason::Raise));
     }
@@ -35,7 +40,7 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
     let counted = session.detector.enabled || session.strictness == Strictness::NPlusOneOnly;
     // Also where a load left options for this lazy load (`lazy(r).then(..)`).
     let load_origin = match counted || !session.lazy_options.is_empty() {
-        true => session.identity.model::<R::Parent>().origin(parent.key()),
+        true => graph.identity().model::<R::Parent>().origin(parent.key(), parent),
         false => None,
     };
     let origin = load_origin.filter(|_| counted);
@@ -48,7 +53,7 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
             }
         }
     }
-    if !held_target::<R, C>(parent, session)? {
+    if !held_target::<R>(parent, &graph)? {
         let key = (TypeId::of::<R::Parent>(), R::INDEX);
         let left = load_origin.and_then(|o| session.lazy_options.get(o, key.0, key.1));
         let (plan, options) = match (left, session.lazy_plans.get(&key)) {
@@ -67,7 +72,7 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
         let cause = Cause::Lazy(model, relation);
         let target_origin = session.next_origin();
         let run = |s: &mut Session<'_, C>| {
-            let mut walk = Walk::new(target_origin, Refresh::Changed);
+            let mut walk = Walk::new(Arc::clone(&graph), target_origin, Refresh::Changed);
             let lazy = options.is_none();
             let options = walk.options_id(options.as_deref().unwrap_or(&OptionTree::default()));
             let load = Load { plan: Arc::clone(&plan), cause, options, lazy };
@@ -86,27 +91,20 @@ pub(crate) fn load<'p, R: Relation, C: SessionConnection>(
     slot.get().ok_or_else(|| not_loaded::<R>(NotLoadedReason::NoSession))
 }
 
-/// Fills a many-to-one from the identity map when the session holds its target (or its key is
-/// `NULL`), without SQL. Returns whether the slot is now filled.
-fn held_target<R: Relation, C: SessionConnection>(
-    parent: &R::Parent,
-    session: &mut Session<'_, C>,
-) -> Result<bool> {
+/// Fills a many-to-one from the identity map when the parent's graph holds its target (or its
+/// key is `NULL`), without SQL. Returns whether the slot is now filled.
+fn held_target<R: Relation>(parent: &R::Parent, graph: &Arc<Graph>) -> Result<bool> {
     if R::info().kind != RelationKind::BelongsTo {
         return Ok(false);
     }
     let target = match R::parent_key(parent) {
         None => None,
-        // For a many-to-one the join key is the target's primary key.
-        Some(key) => match (key as &dyn Any).downcast_ref::<<R::Target as Model>::Key>() {
-            Some(key) => match session.identity.get::<R::Target>(key) {
-                Some(held) => Some(held),
-                None => return Ok(false),
-            },
+        Some(key) => match super::selectin::held_target::<R>(key, graph, &mut graph.identity()) {
+            Some(held) => Some(held),
             None => return Ok(false),
         },
     };
-    match <R::Shape as Shape>::from_row(target) {
+    match <R::Shape as Shape>::from_link(target) {
         Some(value) => R::slot(parent).fill(value),
         None => return Err(super::decode::dangling::<R>(parent)),
     }

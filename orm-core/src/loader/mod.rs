@@ -13,12 +13,12 @@ use diesel::RunQueryDsl;
 
 use crate::backend::OrmBackend;
 use crate::error::Result;
+use crate::graph::{Graph, ObjRef};
 use crate::identity::Refresh;
 use crate::join::UserJoin;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::options::OptionTree;
 use crate::plan::{PlanBuilder, PlanNode};
-use crate::rel::Shape;
 use crate::session::{Db, Session, SessionConnection};
 use crate::sql::{Dynamic, Fragment, Identified, SelectGraph, StatementId, ThroughLink};
 use crate::stats::{Cause, Render};
@@ -53,14 +53,15 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     statement: Statement<Db<C>>,
     options: &OptionTree,
     refresh: Refresh,
-) -> Result<Vec<Arc<M>>> {
+) -> Result<(Arc<Graph>, Vec<ObjRef<M>>)> {
     let plan = Arc::new(
         PlanBuilder::new(0, &statement.joins).root::<M>(options, &mut Default::default())?,
     );
     let origin = session.next_origin();
+    let graph = session.graph_for_load();
     let run = |session: &mut Session<'_, C>| {
         let cause = Cause::Query(M::NAME);
-        let mut walk = Walk::new(origin, refresh);
+        let mut walk = Walk::new(Arc::clone(&graph), origin, refresh);
         let roots = fetch::<M, (), C, Dynamic>(
             session,
             Arc::clone(&plan),
@@ -70,18 +71,19 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
             &mut walk,
             None,
         )?;
-        let roots: Vec<Arc<M>> = roots.into_iter().map(|((), object)| object).collect();
+        let roots: Vec<ObjRef<M>> = roots.into_iter().map(|((), object)| object).collect();
         load_deferred::<M, C>(session, &plan, &roots, &mut walk)?;
         walk.run(session)?;
-        session.detector.record_eager::<M>(&plan, &roots);
+        session.detector.record_eager::<M>(&walk.graph, &plan, &roots);
         Ok(roots)
     };
-    if plan.has_deferred() {
+    let roots = if plan.has_deferred() {
         // Several statements: read them in one transaction so the graph is one snapshot.
-        session.load_transaction(run)
+        session.load_transaction(run)?
     } else {
-        run(session)
-    }
+        run(session)?
+    };
+    Ok((graph, roots))
 }
 
 /// Runs one statement over `plan` and returns its roots, each with its link column. `Id` names
@@ -94,7 +96,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     cause: Cause,
     walk: &mut Walk<C>,
     render: Option<Render>,
-) -> Result<Vec<(L, Arc<M>)>> {
+) -> Result<Vec<(L, ObjRef<M>)>> {
     let origin = walk.origin;
     let query = SelectGraph {
         plan: &plan,
@@ -107,22 +109,18 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     };
     let repeats =
         query.joins.iter().any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));
-    session.identity.prune();
     let query_root = matches!(cause, Cause::Query(_));
-    let statement = session.identity.next_statement();
-    let refresh = walk.refresh;
-    let decoder = Decoder::<M, L>::new(
-        Arc::clone(&plan),
-        link,
-        repeats,
-        origin,
-        query_root,
-        refresh,
-        statement,
-    );
+    // Locked for the whole statement: a lazy load on another thread that reaches the same graph
+    // waits, rather than decode a second object of a row this statement is decoding.
+    let graph = Arc::clone(&walk.graph);
+    let mut identity = graph.identity();
+    let statement = identity.next_statement();
+    let decoder =
+        Decoder::<M, L>::new(walk, Arc::clone(&plan), link, repeats, query_root, statement);
     let recording = session.recorder().fetch(cause, render);
-    let (conn, identity) = session.conn_and_identity();
-    let (mut decoder, result) = with_decoder(identity, decoder, || {
+    let conn = session.connection();
+    let mark = identity.mark();
+    let (mut decoder, result) = with_decoder(&mut identity, &mark, decoder, || {
         let result = Identified::<_, Id>::new(query).load::<RowSink<M, L>>(&mut *conn);
         match result {
             // Refused before any row: run it again, prepared anew.
@@ -142,11 +140,14 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         (None, Err(error)) => Some(statement_error(session, &query, error)),
     };
     if let Some(error) = failure {
-        // The partial graph goes with the decoder, and the identity entries of its objects.
+        // The load failed: the identity map forgets what it decoded, and the graph drops the
+        // objects of this statement (nothing outside it points to them).
         drop(decoder);
-        session.identity.prune_dead();
+        identity.forget_since(origin.wrapping_sub(1));
+        identity.truncate(&mark);
         return Err(error);
     }
+    drop(identity);
     session.lazy_options.record(origin, &plan);
     decoder.finish();
     let roots = std::mem::take(&mut decoder.roots);
@@ -154,7 +155,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         // An object held from an earlier load keeps the collections it had loaded; if the data
         // changed since, they hold objects this statement's rows did not bring, which miss what
         // the plan joins below them. Load those where missing, so the typed state holds.
-        let objects: Vec<Arc<M>> = roots.iter().map(|(_, object)| Arc::clone(object)).collect();
+        let objects: Vec<ObjRef<M>> = roots.iter().map(|(_, object)| *object).collect();
         complete_joined::<M, C>(session, &plan, &objects, walk)?;
     }
     Ok(roots)
@@ -200,7 +201,7 @@ fn check_tables<DB: crate::backend::OrmBackend>(query: &SelectGraph<'_, DB>) -> 
 pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
     session: &mut Session<'_, C>,
     node: &PlanNode,
-    objects: &[Arc<T>],
+    objects: &[ObjRef<T>],
     walk: &mut Walk<C>,
 ) -> Result<()> {
     if objects.is_empty() || !node.has_deferred() {
@@ -228,7 +229,7 @@ pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
 pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
     session: &mut Session<'_, C>,
     node: &PlanNode,
-    objects: &[Arc<T>],
+    objects: &[ObjRef<T>],
     walk: &mut Walk<C>,
 ) -> Result<()> {
     if objects.is_empty() {
@@ -246,7 +247,7 @@ pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
 /// Follows a joined relation to run the `selectin` loads below it.
 struct Descend<'a, 'c, P, C: SessionConnection> {
     session: &'a mut Session<'c, C>,
-    parents: &'a [Arc<P>],
+    parents: &'a [ObjRef<P>],
     node: &'a PlanNode,
     walk: &'a mut Walk<C>,
 }
@@ -261,19 +262,19 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C
 }
 
 /// The distinct objects the loaded `R` slots of `parents` point to.
-pub(crate) fn related<R: Relation>(parents: &[Arc<R::Parent>]) -> Vec<Arc<R::Target>> {
+pub(crate) fn related<R: Relation>(parents: &[ObjRef<R::Parent>]) -> Vec<ObjRef<R::Target>> {
     related_of::<R>(parents.iter().map(|p| &**p))
 }
 
 /// [`related`] over borrowed parents.
 pub(crate) fn related_of<'p, R: Relation>(
     parents: impl Iterator<Item = &'p R::Parent>,
-) -> Vec<Arc<R::Target>> {
+) -> Vec<ObjRef<R::Target>> {
     let mut seen = FxHashSet::default();
     parents
         .filter_map(|p| R::slot(p).peek())
-        .flat_map(<R::Shape as Shape>::rows)
-        .filter(|child| seen.insert(Arc::as_ptr(child) as usize))
-        .cloned()
+        .flatten()
+        .filter(|child| seen.insert(child.address()))
+        .copied()
         .collect()
 }

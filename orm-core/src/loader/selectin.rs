@@ -9,6 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Result;
+use crate::graph::{Graph, ObjRef};
 use crate::identity::Refresh;
 use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor};
 use crate::options::OptionTree;
@@ -25,7 +26,7 @@ use super::{fetch, Statement};
 /// Runs a deferred `selectin` load of one relation for `parents`.
 pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
     pub(crate) session: &'a mut Session<'c, C>,
-    pub(crate) parents: &'a [Arc<P>],
+    pub(crate) parents: &'a [ObjRef<P>],
     pub(crate) deferred: &'a Deferred,
     /// The load the parents came from; the targets belong to it too.
     pub(crate) walk: &'a mut Walk<C>,
@@ -90,33 +91,36 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         ),
         false => Vec::new(),
     };
-    // A many-to-one whose target the session holds is filled from the identity map, as
+    // A many-to-one whose target the graph holds is filled from the identity map, as
     // SQLAlchemy's selectin does: only the missing keys are queried. (Not looked for when the
-    // session holds no target at all: a probe per parent for nothing. Nor under
+    // graph holds no target at all: a probe per parent for nothing. Nor under
     // `populate_existing`, which reads every row again.)
+    let graph = Arc::clone(&walk.graph);
+    let mut identity = graph.identity();
     if R::info().kind == RelationKind::BelongsTo
         && walk.refresh == Refresh::Changed
-        && session.identity.holds::<R::Target>()
+        && identity.holds::<R::Target>()
     {
-        let mut seen: FxHashSet<usize> = existing.iter().map(|t| Arc::as_ptr(t) as usize).collect();
+        let mut seen: FxHashSet<usize> = existing.iter().map(ObjRef::address).collect();
         // Many parents share a target: one identity-map probe per distinct key.
-        let mut held: FxHashMap<&R::JoinKey, Option<Arc<R::Target>>> = FxHashMap::default();
-        let identity = &mut session.identity;
-        // The parents still missing their target (none, when the session holds them all).
+        let mut held: FxHashMap<&R::JoinKey, Option<ObjRef<R::Target>>> = FxHashMap::default();
+        // The parents still missing their target (none, when the graph holds them all).
         let missing = pending.iter().copied().filter(|parent| {
             let Some(key) = R::parent_key(parent) else { return true };
-            let target = held.entry(key).or_insert_with(|| held_target::<R>(key, identity));
-            let Some(target) = target.clone() else { return true };
-            if nested && seen.insert(Arc::as_ptr(&target) as usize) {
-                existing.push(Arc::clone(&target));
+            let target =
+                held.entry(key).or_insert_with(|| held_target::<R>(key, &graph, &mut identity));
+            let Some(target) = *target else { return true };
+            if nested && seen.insert(target.address()) {
+                existing.push(target);
             }
-            if let Some(value) = <R::Shape as Shape>::from_row(Some(target)) {
+            if let Some(value) = <R::Shape as Shape>::from_link(Some(target)) {
                 R::slot(parent).fill(value);
             }
             false
         });
         pending = Cow::Owned(missing.collect());
     }
+    drop(identity);
     super::complete_joined::<R::Target, C>(session, &plan, &existing, walk)?;
     if pending.is_empty() {
         walk.below(&plan, existing);
@@ -147,7 +151,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         })?;
         fill_collection::<R>(parent, rows);
     } else if <R::Shape as Shape>::COLLECTION {
-        let mut found: FxHashMap<R::JoinKey, Vec<Arc<R::Target>>> = FxHashMap::default();
+        let mut found: FxHashMap<R::JoinKey, Vec<ObjRef<R::Target>>> = FxHashMap::default();
         fetch_targets::<R, C>(session, &plan, &keys, cause, walk, lazy, |key, target| {
             targets.add(&target);
             found.entry(key).or_default().push(target);
@@ -169,7 +173,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         }
     } else {
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
-        let mut found: FxHashMap<R::JoinKey, Arc<R::Target>> =
+        let mut found: FxHashMap<R::JoinKey, ObjRef<R::Target>> =
             FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
         fetch_targets::<R, C>(session, &plan, &keys, cause, walk, lazy, |key, target| {
             targets.add(&target);
@@ -184,14 +188,14 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
             }
         })?;
         for &parent in pending.iter() {
-            let row = R::parent_key(parent).and_then(|k| found.get(k)).cloned();
-            match <R::Shape as Shape>::from_row(row) {
+            let row = R::parent_key(parent).and_then(|k| found.get(k)).copied();
+            match <R::Shape as Shape>::from_link(row) {
                 Some(value) => R::slot(parent).fill(value),
                 None => return Err(dangling::<R>(parent)),
             }
         }
     }
-    session.detector.record_eager::<R::Target>(&plan, &targets.list);
+    session.detector.record_eager::<R::Target>(&walk.graph, &plan, &targets.list);
     walk.below(&plan, targets.list);
     Ok(())
 }
@@ -215,7 +219,7 @@ fn sorted_keys<'k, K: KeyValue>(keys: impl Iterator<Item = &'k K>) -> Vec<K> {
 /// The distinct objects a load reached, when something needs them.
 struct Targets<T> {
     wanted: bool,
-    list: Vec<Arc<T>>,
+    list: Vec<ObjRef<T>>,
     seen: FxHashSet<usize>,
 }
 
@@ -224,9 +228,9 @@ impl<T> Targets<T> {
         Targets { wanted, list: Vec::new(), seen: FxHashSet::default() }
     }
 
-    fn add(&mut self, target: &Arc<T>) {
-        if self.wanted && self.seen.insert(Arc::as_ptr(target) as usize) {
-            self.list.push(Arc::clone(target));
+    fn add(&mut self, target: &ObjRef<T>) {
+        if self.wanted && self.seen.insert(target.address()) {
+            self.list.push(*target);
         }
     }
 }
@@ -240,7 +244,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     cause: Cause,
     walk: &mut Walk<C>,
     lazy: bool,
-    mut add: impl FnMut(R::JoinKey, Arc<R::Target>),
+    mut add: impl FnMut(R::JoinKey, ObjRef<R::Target>),
 ) -> Result<()> {
     let target_table = <R::Target as Model>::table().name;
     let target_key = <R::Target as Model>::COLUMNS[<R::Target as Model>::KEY_COLUMN];
@@ -330,14 +334,16 @@ fn renderer<DB: OrmBackend, K: KeyValue>(
     }))
 }
 
-/// The target of many-to-one `R` with join key `key`, if the session holds it.
-fn held_target<R: Relation>(
+/// The target of many-to-one `R` with join key `key`, if the graph holds it.
+pub(crate) fn held_target<R: Relation>(
     key: &R::JoinKey,
+    graph: &Arc<Graph>,
     identity: &mut crate::identity::IdentityMap,
-) -> Option<Arc<R::Target>> {
+) -> Option<ObjRef<R::Target>> {
     // For a many-to-one the join key is the target's primary key.
     let key = (key as &dyn std::any::Any).downcast_ref::<<R::Target as Model>::Key>()?;
-    identity.get::<R::Target>(key)
+    let object = identity.get::<R::Target>(key)?;
+    Some(ObjRef::new(object, Graph::address(graph)))
 }
 
 #[cfg(test)]

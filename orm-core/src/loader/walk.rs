@@ -14,14 +14,19 @@ use std::sync::Arc;
 use rustc_hash::FxHashSet;
 
 use crate::error::Result;
+use crate::graph::{Graph, ObjRef};
 use crate::identity::{Origin, Refresh};
 use crate::model::{Model, Relation};
 use crate::options::OptionTree;
 use crate::plan::PlanNode;
 use crate::session::{Session, SessionConnection};
 
-/// A load's walk: its origin, the levels left, and the relations it already walked into.
+/// A load's walk: its graph and origin, the levels left, and the relations it already walked
+/// into.
 pub(crate) struct Walk<C: SessionConnection> {
+    /// The graph the load decodes into, held for the whole load: every [`ObjRef`] the load keeps
+    /// points into it.
+    pub(crate) graph: Arc<Graph>,
     /// The load the objects it reaches come from (for the N+1 detector).
     pub(crate) origin: Origin,
     /// What its rows do with the objects the session held before it.
@@ -41,7 +46,7 @@ trait Level<C: SessionConnection> {
 /// The `selectin` loads of `plan` for `objects`.
 struct Below<T> {
     plan: Arc<PlanNode>,
-    objects: Vec<Arc<T>>,
+    objects: Vec<ObjRef<T>>,
 }
 
 impl<T: Model, C: SessionConnection> Level<C> for Below<T> {
@@ -51,8 +56,9 @@ impl<T: Model, C: SessionConnection> Level<C> for Below<T> {
 }
 
 impl<C: SessionConnection> Walk<C> {
-    pub(crate) fn new(origin: Origin, refresh: Refresh) -> Self {
+    pub(crate) fn new(graph: Arc<Graph>, origin: Origin, refresh: Refresh) -> Self {
         Walk {
+            graph,
             origin,
             refresh,
             levels: VecDeque::new(),
@@ -62,7 +68,7 @@ impl<C: SessionConnection> Walk<C> {
     }
 
     /// Queues the `selectin` loads of `plan` for `objects`, if it has any.
-    pub(crate) fn below<T: Model>(&mut self, plan: &Arc<PlanNode>, objects: Vec<Arc<T>>) {
+    pub(crate) fn below<T: Model>(&mut self, plan: &Arc<PlanNode>, objects: Vec<ObjRef<T>>) {
         if !objects.is_empty() && plan.has_deferred() {
             self.levels.push_back(Box::new(Below { plan: Arc::clone(plan), objects }));
         }
@@ -90,8 +96,8 @@ impl<C: SessionConnection> Walk<C> {
     /// Whether this is the first time the load walks into `parent`'s loaded relation `R` with
     /// options number `options`.
     pub(crate) fn first_walk<R: Relation>(&mut self, options: usize, parent: &R::Parent) -> bool {
-        // Every object the load reaches stays reachable from its roots until it returns: an
-        // address is not reused during the walk.
+        // Every object the load reaches stays in its graph, which the walk holds: an address is
+        // not reused during the walk.
         let address = parent as *const R::Parent as usize;
         self.walked.insert((TypeId::of::<R>(), options, address))
     }
