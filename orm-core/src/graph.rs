@@ -67,6 +67,9 @@ impl Graph {
         if Arc::strong_count(this) != 1 {
             return false;
         }
+        // The last other handle was dropped on some thread after its last read (a `Release`
+        // decrement): see those reads before dropping what they read.
+        std::sync::atomic::fence(Ordering::Acquire);
         this.generation.fetch_add(1, Ordering::AcqRel);
         this.identity().clear();
         true

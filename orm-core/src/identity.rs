@@ -52,7 +52,8 @@ trait AnyMap: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn clear(&mut self);
     fn objects(&self) -> usize;
-    fn truncate(&mut self, objects: usize);
+    fn set_mark(&mut self);
+    fn truncate_to_mark(&mut self);
     fn forget_roots(&mut self);
     fn forget_since(&mut self, origin: Origin);
     fn is_empty(&self) -> bool;
@@ -76,8 +77,12 @@ impl<M: Model> AnyMap for ModelMap<M> {
         self.objects.len
     }
 
-    fn truncate(&mut self, objects: usize) {
-        self.objects.truncate(objects);
+    fn set_mark(&mut self) {
+        self.mark = self.objects.len;
+    }
+
+    fn truncate_to_mark(&mut self) {
+        self.objects.truncate(self.mark);
     }
 
     fn forget_roots(&mut self) {
@@ -161,15 +166,14 @@ pub(crate) struct ModelMap<M: Model> {
     sparse_indexed: usize,
     /// Entries in both.
     len: usize,
+    /// The objects there were when [`IdentityMap::set_mark`] last ran.
+    mark: usize,
 }
 
 // SAFETY: the entries point into `objects`, which the map owns: sending the map sends the
 // objects (`M: Send`, a model) along with the pointers to them.
 #[allow(unsafe_code)]
 unsafe impl<M: Model> Send for ModelMap<M> {}
-
-/// The number of objects of each model at some point (see [`IdentityMap::mark`]).
-pub(crate) struct Mark(Vec<usize>);
 
 /// A model's objects: appended, never moved while the graph lives, so a pointer to one stays
 /// valid. Chunks of doubling capacity, each a `Vec` never grown past the capacity it was made
@@ -244,6 +248,7 @@ impl<M: Model> ModelMap<M> {
             sparse: FxHashMap::default(),
             sparse_indexed: 0,
             len: 0,
+            mark: 0,
         }
     }
 
@@ -424,18 +429,21 @@ impl IdentityMap {
         self.maps.iter().map(|(_, map)| map.objects()).sum()
     }
 
-    /// How many objects each model has: [`IdentityMap::truncate`] drops what came after.
-    pub(crate) fn mark(&self) -> Mark {
-        Mark(self.maps.iter().map(|(_, map)| map.objects()).collect())
+    /// Records how many objects each model has: [`IdentityMap::truncate_to_mark`] drops what
+    /// comes after (a model first reached later has none before).
+    pub(crate) fn set_mark(&mut self) {
+        for (_, map) in &mut self.maps {
+            map.set_mark();
+        }
     }
 
-    /// Drops the objects added since `mark`, after a statement failed: nothing outside the
-    /// statement points to them (it fills the relations of objects it did not create only once
-    /// it succeeded, and hands out nothing before), and the entries pointing to them must be
-    /// gone first ([`IdentityMap::forget_since`] the load's origin).
-    pub(crate) fn truncate(&mut self, mark: &Mark) {
-        for (index, (_, map)) in self.maps.iter_mut().enumerate() {
-            map.truncate(mark.0.get(index).copied().unwrap_or(0));
+    /// Drops the objects added since [`IdentityMap::set_mark`], after a statement failed:
+    /// nothing outside the statement points to them (it fills the relations of objects it did
+    /// not create only once it succeeded, and hands out nothing before), and the entries
+    /// pointing to them must be gone first ([`IdentityMap::forget_since`] the load's origin).
+    pub(crate) fn truncate_to_mark(&mut self) {
+        for (_, map) in &mut self.maps {
+            map.truncate_to_mark();
         }
     }
 
@@ -455,5 +463,42 @@ impl IdentityMap {
 
     pub(crate) fn get<M: Model>(&mut self, key: &M::Key) -> Option<NonNull<M>> {
         self.model::<M>().get(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::Table;
+
+    #[test]
+    fn a_table_never_moves_its_objects_and_truncates_what_came_after_a_mark() {
+        let probe = Rc::new(());
+        let mut table = Table::default();
+        let first: Vec<_> = (0..100).map(|i| table.push((i, Rc::clone(&probe)))).collect();
+        // Enough to fill several chunks after the first objects.
+        for i in 100..5_000 {
+            table.push((i, Rc::clone(&probe)));
+        }
+        for (i, object) in first.iter().enumerate() {
+            // SAFETY: the table holds every object pushed, and has not dropped any.
+            #[allow(unsafe_code)]
+            let object = unsafe { object.as_ref() };
+            assert_eq!(object.0, i);
+        }
+        table.truncate(150);
+        assert_eq!((table.len, Rc::strong_count(&probe)), (150, 151));
+        // The kept chunks take the next objects.
+        let next = table.push((150, Rc::clone(&probe)));
+        // SAFETY: just pushed.
+        #[allow(unsafe_code)]
+        let next = unsafe { next.as_ref() };
+        assert_eq!(next.0, 150);
+        table.truncate(0);
+        assert_eq!((table.len, Rc::strong_count(&probe)), (0, 1));
+        table.push((0, Rc::clone(&probe)));
+        table.clear();
+        assert_eq!((table.len, Rc::strong_count(&probe)), (0, 1));
     }
 }

@@ -23,7 +23,7 @@ use crate::backend::{KeyValue, OrmBackend};
 use crate::error::Error;
 use crate::graph::{Graph, ObjRef};
 use crate::identity::Origin;
-use crate::identity::{Held, IdentityMap, Mark, Refresh, Root, Statement};
+use crate::identity::{Held, IdentityMap, Refresh, Root, Statement};
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::plan::PlanNode;
 use crate::rel::Shape;
@@ -197,25 +197,19 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
 /// it, and gives the decoder back with the identity map returned to `identity`.
 ///
 /// On every exit, a panic in user code mid-decode included, the thread's previous decoder is put
-/// back and the identity map returned: the graph keeps the objects it had before `mark`, drops
-/// the ones this statement decoded and forgets the entries of this load's (as
-/// `loader::fetch` does after an error), and the next load on the thread works.
+/// back and the identity map returned: the graph drops the objects this statement decoded
+/// (since its `set_mark`) and forgets the entries of this load's (as `loader::fetch` does after
+/// an error), and the next load on the thread works.
 pub(crate) fn with_decoder<M: Model, L: RowLink, T>(
     identity: &mut IdentityMap,
-    mark: &Mark,
     mut decoder: Decoder<M, L>,
     load: impl FnOnce() -> T,
 ) -> (Decoder<M, L>, T) {
     decoder.identity = std::mem::take(identity);
     let origin = decoder.origin;
     let previous = DECODER.replace(Some(Box::new(decoder)));
-    let mut installed = Installed::<M, L> {
-        identity,
-        mark,
-        origin,
-        previous: Some(previous),
-        _decoder: PhantomData,
-    };
+    let mut installed =
+        Installed::<M, L> { identity, origin, previous: Some(previous), _decoder: PhantomData };
     let result = load();
     let decoder = installed.uninstall();
     (decoder.expect("the decoder `with_decoder` installed is in place after the load"), result)
@@ -224,8 +218,6 @@ pub(crate) fn with_decoder<M: Model, L: RowLink, T>(
 /// The decoder [`with_decoder`] installed, uninstalled on drop (on unwind) if not before.
 struct Installed<'i, M: Model, L: RowLink> {
     identity: &'i mut IdentityMap,
-    /// The objects before the statement.
-    mark: &'i Mark,
     /// The load decoding.
     origin: Origin,
     /// The thread's decoder before (`None` once uninstalled).
@@ -251,7 +243,7 @@ impl<M: Model, L: RowLink> Drop for Installed<'_, M, L> {
             // Unwinding: the statement's objects go, and the entries of the load's.
             drop(decoder);
             self.identity.forget_since(self.origin.wrapping_sub(1));
-            self.identity.truncate(self.mark);
+            self.identity.truncate_to_mark();
         }
     }
 }

@@ -119,8 +119,8 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         Decoder::<M, L>::new(walk, Arc::clone(&plan), link, repeats, query_root, statement);
     let recording = session.recorder().fetch(cause, render);
     let conn = session.connection();
-    let mark = identity.mark();
-    let (mut decoder, result) = with_decoder(&mut identity, &mark, decoder, || {
+    identity.set_mark();
+    let (mut decoder, result) = with_decoder(&mut identity, decoder, || {
         let result = Identified::<_, Id>::new(query).load::<RowSink<M, L>>(&mut *conn);
         match result {
             // Refused before any row: run it again, prepared anew.
@@ -144,7 +144,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         // objects of this statement (nothing outside it points to them).
         drop(decoder);
         identity.forget_since(origin.wrapping_sub(1));
-        identity.truncate(&mark);
+        identity.truncate_to_mark();
         return Err(error);
     }
     drop(identity);
