@@ -5,15 +5,18 @@ pub use std::option::Option;
 pub use std::result::Result;
 pub use std::vec::Vec;
 
-pub use crate::backend::{AllBackends, KeyValue};
+pub use crate::backend::{field_at, OrmBackend};
 pub use crate::graph::ObjRef;
+pub use crate::key::KeyValue;
 pub use crate::model::{
-    column_named, field_at, AsKey, Decode, Link, Model, Relation, RelationInfo, RelationKind,
+    column_named, AllBackends, AsKey, Decode, Link, Model, Relation, RelationInfo, RelationKind,
     RelationVisitor, SqlTable, Strategy,
 };
+pub use crate::options::{kind, Apply, SlotFor};
 pub use crate::options::{RelOption, RelationOf};
+pub use crate::query::Query;
 pub use crate::rel::{Rel, Shape};
-pub use crate::typed::{kind, view as typed_view, Apply, Has, InnerOr, No, SlotFor, State, Yes};
+pub use crate::state::{view as typed_view, Has, InnerOr, No, State, Yes};
 pub use std::marker::PhantomData;
 pub use std::sync::OnceLock;
 
@@ -62,7 +65,7 @@ where
 #[allow(clippy::extra_unused_type_parameters)]
 pub fn assert_key_column<ST, K>()
 where
-    K: crate::backend::KeyValue + diesel::deserialize::FromSql<ST, diesel::sqlite::Sqlite>,
+    K: crate::key::KeyValue + diesel::deserialize::FromSql<ST, diesel::sqlite::Sqlite>,
     diesel::sqlite::Sqlite: diesel::sql_types::HasSqlType<ST>,
 {
 }

@@ -2,116 +2,21 @@
 //!
 //! The runtime is generic over [`OrmBackend`]; generated code implements
 //! [`Decode`](crate::model::Decode) generically over diesel backends, and the
-//! [`AllBackends`] bundle asks for it on every backend this build of `orm-core` enables.
+//! [`AllBackends`](crate::AllBackends) bundle asks for it on every backend this build of `orm-core` enables.
 
 use std::any::TypeId;
-use std::fmt::Debug;
-use std::hash::Hash;
 
 use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql};
 use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::row::{Field, Row};
-use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, HasSqlType, Integer, SingleValue, SmallInt, SqlType, Text};
+use diesel::sql_types::{BigInt, Integer, SmallInt, Text};
 use diesel::sqlite::{Sqlite, SqliteType};
 use diesel::QueryResult;
 
+use crate::error::DecodeFailure;
+use crate::key::{KeyFor, KeyValue};
 use crate::model::{Decode, Model};
-
-/// A Rust type usable as a primary or foreign key, with the SQL type it binds as.
-pub trait SqlKey {
-    /// The diesel SQL type of the key column.
-    type SqlType: SqlType + SingleValue;
-
-    /// The key as an array index, for keys that are small non-negative integers (ids from a
-    /// sequence): the identity map keeps those in key order without hashing. `None` by default.
-    fn as_index(&self) -> Option<usize> {
-        None
-    }
-}
-
-impl SqlKey for i16 {
-    type SqlType = SmallInt;
-
-    fn as_index(&self) -> Option<usize> {
-        usize::try_from(*self).ok()
-    }
-}
-impl SqlKey for i32 {
-    type SqlType = Integer;
-
-    fn as_index(&self) -> Option<usize> {
-        usize::try_from(*self).ok()
-    }
-}
-impl SqlKey for i64 {
-    type SqlType = BigInt;
-
-    fn as_index(&self) -> Option<usize> {
-        usize::try_from(*self).ok()
-    }
-}
-impl SqlKey for String {
-    type SqlType = Text;
-}
-
-/// Binding and decoding a key on one backend.
-pub trait KeyFor<DB: Backend>: Sized {
-    /// Pushes `self` as a bound parameter.
-    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>;
-    /// Decodes a key from a raw value; `None` for SQL `NULL`.
-    fn decode(value: Option<DB::RawValue<'_>>) -> deserialize::Result<Option<Self>>;
-}
-
-impl<DB, K> KeyFor<DB> for K
-where
-    DB: Backend + HasSqlType<K::SqlType>,
-    K: SqlKey + ToSql<K::SqlType, DB> + FromSql<K::SqlType, DB>,
-{
-    fn push_bind<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_bind_param::<K::SqlType, K>(self)
-    }
-
-    fn decode(value: Option<DB::RawValue<'_>>) -> deserialize::Result<Option<Self>> {
-        value.map(K::from_sql).transpose()
-    }
-}
-
-/// A key type: hashable, ordered, and bindable and decodable on every enabled backend.
-pub trait KeyValue:
-    SqlKey + Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static + KeyForAll
-{
-}
-
-impl<K> KeyValue for K where
-    K: SqlKey + Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static + KeyForAll
-{
-}
-
-/// [`KeyFor`] every enabled backend.
-#[cfg(not(feature = "postgres"))]
-pub trait KeyForAll: KeyFor<Sqlite> {}
-#[cfg(not(feature = "postgres"))]
-impl<K: KeyFor<Sqlite>> KeyForAll for K {}
-
-/// [`KeyFor`] every enabled backend.
-#[cfg(feature = "postgres")]
-pub trait KeyForAll: KeyFor<Sqlite> + KeyFor<Pg> + pg::ArrayKey {}
-#[cfg(feature = "postgres")]
-impl<K: KeyFor<Sqlite> + KeyFor<Pg> + pg::ArrayKey> KeyForAll for K {}
-
-/// The bundle of per-backend decoders every [`Model`] provides.
-#[cfg(not(feature = "postgres"))]
-pub trait AllBackends: Decode<Sqlite> {}
-#[cfg(not(feature = "postgres"))]
-impl<M: Decode<Sqlite>> AllBackends for M {}
-
-/// The bundle of per-backend decoders every [`Model`] provides.
-#[cfg(feature = "postgres")]
-pub trait AllBackends: Decode<Sqlite> + Decode<Pg> {}
-#[cfg(feature = "postgres")]
-impl<M: Decode<Sqlite> + Decode<Pg>> AllBackends for M {}
 
 /// A diesel backend the runtime can load graphs on.
 pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static {
@@ -214,7 +119,7 @@ impl OrmBackend for Sqlite {
         keys: &'b [K],
         out: &mut AstPass<'_, 'b, Self>,
     ) -> QueryResult<()> {
-        crate::sql::column(out, (table, column))?;
+        crate::ident::column(out, (table, column))?;
         if let [key] = keys {
             // One key (a lazy load): `= ?` keeps the statement cacheable.
             out.push_sql(" = ");
@@ -238,10 +143,10 @@ impl OrmBackend for Sqlite {
         index: usize,
     ) -> deserialize::Result<Option<K>> {
         let field = Row::get(row, index).ok_or("column index out of range")?;
-        if let Some(bits) = crate::model::integer_bits::<K>() {
+        if let Some(bits) = integer_bits::<K>() {
             // Read once, as 64 bits, and refuse a key the field cannot hold.
             let wide = Self::read_integer(field.value(), bits)?.flatten();
-            return Ok(wide.and_then(|w| crate::model::integer_into::<K>(Some(w))));
+            return Ok(wide.and_then(|w| integer_into::<K>(Some(w))));
         }
         // One value for both: each `field.value()` asks SQLite for the column again.
         let mut value = field.value();
@@ -334,36 +239,17 @@ fn quoted(text: &str) -> String {
 }
 
 #[cfg(feature = "postgres")]
-use diesel::pg::Pg;
-
-#[cfg(feature = "postgres")]
 pub(crate) mod pg {
     use diesel::deserialize;
     use diesel::pg::Pg;
     use diesel::query_builder::{AstPass, QueryFragment};
     use diesel::row::{Field, Row};
-    use diesel::serialize::ToSql;
-    use diesel::sql_types::{Array, HasSqlType};
+
     use diesel::QueryResult;
 
-    use super::{KeyFor, KeyValue, OrmBackend, SqlKey};
+    use super::OrmBackend;
+    use crate::key::{KeyFor, KeyValue};
     use crate::model::{Decode, Model};
-
-    /// A key bound as one PostgreSQL array (`= ANY($1)`).
-    pub trait ArrayKey: Sized {
-        /// Pushes `keys` as one array parameter.
-        fn push_array<'b>(keys: &'b [Self], out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
-    }
-
-    impl<K> ArrayKey for K
-    where
-        K: SqlKey + ToSql<K::SqlType, Pg>,
-        Pg: HasSqlType<K::SqlType>,
-    {
-        fn push_array<'b>(keys: &'b [Self], out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-            out.push_bind_param::<Array<K::SqlType>, [K]>(keys)
-        }
-    }
 
     impl OrmBackend for Pg {
         // One array parameter holds any number of keys: no chunking.
@@ -398,7 +284,7 @@ pub(crate) mod pg {
             keys: &'b [K],
             out: &mut AstPass<'_, 'b, Self>,
         ) -> QueryResult<()> {
-            crate::sql::column(out, (table, column))?;
+            crate::ident::column(out, (table, column))?;
             // As diesel's `eq_any` renders it: one statement and one cache entry for any count.
             out.push_sql(" = ANY(");
             K::push_array(keys, out)?;
@@ -430,4 +316,82 @@ pub(crate) mod pg {
             <M as Decode<Pg>>::decode_at(row, offset, key)
         }
     }
+}
+
+/// Decodes column `index` of `row` into a field, naming the model and column on failure.
+#[doc(hidden)]
+pub fn field_at<'a, DB, ST: 'static, T, R>(
+    row: &R,
+    index: usize,
+    model: &'static str,
+    column: &'static str,
+) -> deserialize::Result<T>
+where
+    DB: OrmBackend,
+    T: FromSql<ST, DB> + 'static,
+    R: Row<'a, DB>,
+{
+    let field =
+        Row::get(row, index).ok_or_else(|| failure(model, column, "missing column".into()))?;
+    // SQLite keeps any value in any column, and diesel converts what it reads to the field's
+    // type silently (TEXT 'abc' is 0, REAL 3.7 is 3, 5,000,000,000 wraps in an `i32`): an
+    // integer field reads integers it can hold, or fails quoting the value. (Compiled away for
+    // other field types.)
+    if let Some(bits) = integer_bits::<T>() {
+        let checked = DB::read_integer(field.value(), bits)
+            .map_err(|source| failure(model, column, source))?;
+        if let Some(wide) = checked {
+            return integer_into::<T>(wide).ok_or_else(|| {
+                failure(model, column, "unexpected NULL in a non-null field".into())
+            });
+        }
+    }
+    // One value for both: each `field.value()` asks SQLite for the column again.
+    let mut value = field.value();
+    DB::check_storage::<ST>(&mut value).map_err(|source| failure(model, column, source))?;
+    T::from_nullable_sql(value).map_err(|source| failure(model, column, source))
+}
+
+/// An integer field (`i16`, `i32`, `i64`, or their `Option`s) from a value already checked to
+/// fit; `None` when the value is `NULL` and the field is not an `Option`.
+pub(crate) fn integer_into<T: 'static>(wide: Option<i64>) -> Option<T> {
+    let mut out: Option<T> = None;
+    let slot = &mut out as &mut dyn std::any::Any;
+    if let Some(out) = slot.downcast_mut::<Option<i32>>() {
+        *out = wide.map(|w| w as i32);
+    } else if let Some(out) = slot.downcast_mut::<Option<Option<i32>>>() {
+        *out = Some(wide.map(|w| w as i32));
+    } else if let Some(out) = slot.downcast_mut::<Option<i64>>() {
+        *out = wide;
+    } else if let Some(out) = slot.downcast_mut::<Option<Option<i64>>>() {
+        *out = Some(wide);
+    } else if let Some(out) = slot.downcast_mut::<Option<i16>>() {
+        *out = wide.map(|w| w as i16);
+    } else if let Some(out) = slot.downcast_mut::<Option<Option<i16>>>() {
+        *out = Some(wide.map(|w| w as i16));
+    }
+    out
+}
+
+/// The width of `T` if it is an integer field (`i16`, `i32`, `i64`, or their `Option`s).
+pub(crate) fn integer_bits<T: 'static>() -> Option<u32> {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    if t == TypeId::of::<i32>() || t == TypeId::of::<Option<i32>>() {
+        Some(32)
+    } else if t == TypeId::of::<i64>() || t == TypeId::of::<Option<i64>>() {
+        Some(64)
+    } else if t == TypeId::of::<i16>() || t == TypeId::of::<Option<i16>>() {
+        Some(16)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn failure(
+    model: &'static str,
+    column: &'static str,
+    source: Box<dyn std::error::Error + Send + Sync>,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    Box::new(DecodeFailure { model, column, source })
 }

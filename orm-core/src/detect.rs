@@ -10,9 +10,9 @@ use std::sync::{Arc, Weak};
 
 use crate::graph::{Graph, ObjRef};
 use crate::identity::Origin;
-use crate::loader::related;
 use crate::model::{Model, Relation, RelationVisitor, Strategy};
 use crate::plan::PlanNode;
+use crate::rel::related;
 
 /// How a session treats lazy loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

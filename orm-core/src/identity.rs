@@ -8,7 +8,7 @@ use std::any::{Any, TypeId};
 use std::collections::hash_map::Entry;
 use std::ptr::NonNull;
 
-use crate::backend::SqlKey;
+use crate::key::SqlKey;
 use crate::model::Model;
 
 /// A load's number, for the N+1 detector and for forgetting what a rolled-back transaction's loads

@@ -12,8 +12,8 @@ use diesel::QueryResult;
 
 use crate::backend::OrmBackend;
 use crate::error::Error;
+use crate::ident;
 use crate::model::{Link, Model, Relation, SqlTable};
-use crate::sql;
 
 /// An explicit join of the query (`.join(Person::address)`, `.join_as(Person::manager, manager)`).
 #[derive(Debug, Clone)]
@@ -124,14 +124,14 @@ pub(crate) fn walk_user_join<DB: OrmBackend>(
     let target = (join.table, join.name.as_str());
     match join.link {
         Link::ParentColumn(column) => {
-            sql::join(out, kind, target, (&join.name, join.target_key), (parent.0, column))
+            ident::join(out, kind, target, (&join.name, join.target_key), (parent.0, column))
         }
-        Link::TargetColumn(column) => sql::join(out, kind, target, (&join.name, column), parent),
+        Link::TargetColumn(column) => ident::join(out, kind, target, (&join.name, column), parent),
         Link::Through { table, parent_column, target_column } => {
             let table = table();
             let through = join.through_name(table.name);
-            sql::join(out, kind, (table, &through), (&through, parent_column), parent)?;
-            sql::join(out, kind, target, (&join.name, join.target_key), (&through, target_column))
+            ident::join(out, kind, (table, &through), (&through, parent_column), parent)?;
+            ident::join(out, kind, target, (&join.name, join.target_key), (&through, target_column))
         }
     }
 }
@@ -175,33 +175,33 @@ where
         out.push_sql("EXISTS (SELECT 1 FROM ");
         match info.link {
             Link::ParentColumn(column) => {
-                sql::table_as(&mut out, table, name)?;
+                ident::table_as(&mut out, table, name)?;
                 out.push_sql(" WHERE ");
-                sql::column(&mut out, (name, target_key))?;
+                ident::column(&mut out, (name, target_key))?;
                 out.push_sql(" = ");
-                sql::column(&mut out, (parent, column))?;
+                ident::column(&mut out, (parent, column))?;
             }
             Link::TargetColumn(column) => {
-                sql::table_as(&mut out, table, name)?;
+                ident::table_as(&mut out, table, name)?;
                 out.push_sql(" WHERE ");
-                sql::column(&mut out, (name, column))?;
+                ident::column(&mut out, (name, column))?;
                 out.push_sql(" = ");
-                sql::column(&mut out, (parent, parent_key))?;
+                ident::column(&mut out, (parent, parent_key))?;
             }
             Link::Through { table: through, parent_column, target_column } => {
                 let through = through();
                 let link = format!("{name}_{}", through.name);
-                sql::table_as(&mut out, through, &link)?;
+                ident::table_as(&mut out, through, &link)?;
                 out.push_sql(" INNER JOIN ");
-                sql::table_as(&mut out, table, name)?;
+                ident::table_as(&mut out, table, name)?;
                 out.push_sql(" ON ");
-                sql::column(&mut out, (name, target_key))?;
+                ident::column(&mut out, (name, target_key))?;
                 out.push_sql(" = ");
-                sql::column(&mut out, (&link, target_column))?;
+                ident::column(&mut out, (&link, target_column))?;
                 out.push_sql(" WHERE ");
-                sql::column(&mut out, (&link, parent_column))?;
+                ident::column(&mut out, (&link, parent_column))?;
                 out.push_sql(" = ");
-                sql::column(&mut out, (parent, parent_key))?;
+                ident::column(&mut out, (parent, parent_key))?;
             }
         }
         out.push_sql(" AND (");

@@ -62,8 +62,12 @@ mod backend;
 mod detect;
 mod error;
 mod graph;
+mod ident;
 mod identity;
 mod join;
+mod key;
+#[cfg(test)]
+mod layers;
 mod loader;
 mod model;
 mod options;
@@ -72,33 +76,31 @@ mod query;
 mod rel;
 mod session;
 mod sql;
+mod state;
 mod stats;
-mod typed;
 
 #[doc(hidden)]
 pub mod __private;
 
-#[cfg(feature = "postgres")]
-pub use crate::backend::pg::ArrayKey;
-pub use crate::backend::{AllBackends, KeyFor, KeyForAll, KeyValue, OrmBackend, SqlKey};
+pub use crate::backend::OrmBackend;
 pub use crate::detect::{Report, Strictness};
 pub use crate::error::{Error, NotLoadedReason, Result};
 pub use crate::join::{Exists, RelationExt};
+#[cfg(feature = "postgres")]
+pub use crate::key::pg::ArrayKey;
+pub use crate::key::{KeyFor, KeyForAll, KeyValue, SqlKey};
 pub use crate::model::{
-    Decode, Link, Model, Relation, RelationInfo, RelationKind, SqlTable, Strategy,
+    AllBackends, Decode, Link, Model, Relation, RelationInfo, RelationKind, SqlTable, Strategy,
 };
 pub use crate::options::{
-    contains_eager, joined, lazy, raise, raise_all, selectin, IntoOptions, OptionTree, Options,
-    RaiseAll, RelOption, RelationOf,
+    contains_eager, joined, kind, lazy, raise, raise_all, selectin, Apply, IntoOptions, Joined,
+    Loads, OptionTree, Options, QueryOptions, RaiseAll, RelOption, RelationOf, Selectin, SlotFor,
 };
 pub use crate::query::Query;
 pub use crate::rel::{Rel, Shape};
 pub use crate::session::{Session, SessionConnection};
+pub use crate::state::{Has, Loaded, LoadedIn, No, State, Untyped, Yes};
 pub use crate::stats::Statement;
-pub use crate::typed::{
-    kind, Apply, Has, Joined, Loaded, LoadedIn, Loads, No, QueryOptions, Selectin, SlotFor, State,
-    Untyped, Yes,
-};
 
 #[doc = include_str!("../../docs/attributes.md")]
 pub use orm_derive::Model;

@@ -1,11 +1,13 @@
 //! The traits `#[derive(Model)]` implements, and the static description of relations.
 
 use diesel::backend::Backend;
-use diesel::deserialize::{self, FromSql};
-use diesel::row::{Field, Row};
+use diesel::deserialize;
+#[cfg(feature = "postgres")]
+use diesel::pg::Pg;
+use diesel::row::Row;
+use diesel::sqlite::Sqlite;
 
-use crate::backend::{AllBackends, KeyValue, OrmBackend};
-use crate::error::DecodeFailure;
+use crate::key::KeyValue;
 use crate::rel::{Rel, Shape};
 
 /// A struct mapped to a diesel `table!`, with its relations. Implemented by `#[derive(Model)]`.
@@ -53,12 +55,19 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
     /// Calls `visitor` with the relation type at `index` of [`Model::RELATIONS`].
     #[doc(hidden)]
     fn visit_relation<V: RelationVisitor<Self>>(index: usize, visitor: V) -> Option<V::Output>;
-
-    /// A query over this model's table.
-    fn query<DB: crate::OrmBackend>() -> crate::Query<Self, DB, Self::Base> {
-        crate::Query::new()
-    }
 }
+
+/// The bundle of per-backend decoders every [`Model`] provides.
+#[cfg(not(feature = "postgres"))]
+pub trait AllBackends: Decode<Sqlite> {}
+#[cfg(not(feature = "postgres"))]
+impl<M: Decode<Sqlite>> AllBackends for M {}
+
+/// The bundle of per-backend decoders every [`Model`] provides.
+#[cfg(feature = "postgres")]
+pub trait AllBackends: Decode<Sqlite> + Decode<Pg> {}
+#[cfg(feature = "postgres")]
+impl<M: Decode<Sqlite> + Decode<Pg>> AllBackends for M {}
 
 /// Positional row decoding on backend `DB`. Implemented by `#[derive(Model)]` for every
 /// backend whose SQL types the fields can hold.
@@ -294,82 +303,4 @@ impl<K: KeyValue> AsKey<K> for Option<K> {
     fn as_key(&self) -> Option<&K> {
         self.as_ref()
     }
-}
-
-/// Decodes column `index` of `row` into a field, naming the model and column on failure.
-#[doc(hidden)]
-pub fn field_at<'a, DB, ST: 'static, T, R>(
-    row: &R,
-    index: usize,
-    model: &'static str,
-    column: &'static str,
-) -> deserialize::Result<T>
-where
-    DB: OrmBackend,
-    T: FromSql<ST, DB> + 'static,
-    R: Row<'a, DB>,
-{
-    let field =
-        Row::get(row, index).ok_or_else(|| failure(model, column, "missing column".into()))?;
-    // SQLite keeps any value in any column, and diesel converts what it reads to the field's
-    // type silently (TEXT 'abc' is 0, REAL 3.7 is 3, 5,000,000,000 wraps in an `i32`): an
-    // integer field reads integers it can hold, or fails quoting the value. (Compiled away for
-    // other field types.)
-    if let Some(bits) = integer_bits::<T>() {
-        let checked = DB::read_integer(field.value(), bits)
-            .map_err(|source| failure(model, column, source))?;
-        if let Some(wide) = checked {
-            return integer_into::<T>(wide).ok_or_else(|| {
-                failure(model, column, "unexpected NULL in a non-null field".into())
-            });
-        }
-    }
-    // One value for both: each `field.value()` asks SQLite for the column again.
-    let mut value = field.value();
-    DB::check_storage::<ST>(&mut value).map_err(|source| failure(model, column, source))?;
-    T::from_nullable_sql(value).map_err(|source| failure(model, column, source))
-}
-
-/// An integer field (`i16`, `i32`, `i64`, or their `Option`s) from a value already checked to
-/// fit; `None` when the value is `NULL` and the field is not an `Option`.
-pub(crate) fn integer_into<T: 'static>(wide: Option<i64>) -> Option<T> {
-    let mut out: Option<T> = None;
-    let slot = &mut out as &mut dyn std::any::Any;
-    if let Some(out) = slot.downcast_mut::<Option<i32>>() {
-        *out = wide.map(|w| w as i32);
-    } else if let Some(out) = slot.downcast_mut::<Option<Option<i32>>>() {
-        *out = Some(wide.map(|w| w as i32));
-    } else if let Some(out) = slot.downcast_mut::<Option<i64>>() {
-        *out = wide;
-    } else if let Some(out) = slot.downcast_mut::<Option<Option<i64>>>() {
-        *out = Some(wide);
-    } else if let Some(out) = slot.downcast_mut::<Option<i16>>() {
-        *out = wide.map(|w| w as i16);
-    } else if let Some(out) = slot.downcast_mut::<Option<Option<i16>>>() {
-        *out = Some(wide.map(|w| w as i16));
-    }
-    out
-}
-
-/// The width of `T` if it is an integer field (`i16`, `i32`, `i64`, or their `Option`s).
-pub(crate) fn integer_bits<T: 'static>() -> Option<u32> {
-    use std::any::TypeId;
-    let t = TypeId::of::<T>();
-    if t == TypeId::of::<i32>() || t == TypeId::of::<Option<i32>>() {
-        Some(32)
-    } else if t == TypeId::of::<i64>() || t == TypeId::of::<Option<i64>>() {
-        Some(64)
-    } else if t == TypeId::of::<i16>() || t == TypeId::of::<Option<i16>>() {
-        Some(16)
-    } else {
-        None
-    }
-}
-
-pub(crate) fn failure(
-    model: &'static str,
-    column: &'static str,
-    source: Box<dyn std::error::Error + Send + Sync>,
-) -> Box<dyn std::error::Error + Send + Sync> {
-    Box::new(DecodeFailure { model, column, source })
 }

@@ -8,7 +8,7 @@
 use std::marker::PhantomData;
 
 use crate::model::{Model, Relation, Strategy};
-use crate::typed::{kind, Apply};
+use crate::state::{Loaded, No, State, Yes};
 
 /// The options of one query level: a strategy per named relation, nested options, a wildcard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,3 +218,113 @@ tuple_options!(A B C D E);
 tuple_options!(A B C D E F);
 tuple_options!(A B C D E F G);
 tuple_options!(A B C D E F G H);
+
+/// The strategies of options, as types: the `K` of [`RelOption<R, K, Sub>`](RelOption).
+pub mod kind {
+    /// `joined(..)`: loads the relation.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Joined;
+    /// `selectin(..)`: loads the relation.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Selectin;
+    /// `contains_eager(..)`: loads the relation from the query's own join.
+    #[derive(Debug, Clone, Copy)]
+    pub struct ContainsEager;
+    /// `lazy(..)`: leaves the relation unloaded.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Lazy;
+    /// `raise(..)`: leaves the relation unloaded.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Raise;
+}
+
+/// The slot an option of this kind leaves, given the related objects' state `I`.
+pub trait SlotFor<I> {
+    /// [`Yes<I>`](Yes) for the loading kinds, [`No`] for `lazy` and `raise`.
+    type Slot;
+}
+
+impl<I> SlotFor<I> for kind::Joined {
+    type Slot = Yes<I>;
+}
+impl<I> SlotFor<I> for kind::Selectin {
+    type Slot = Yes<I>;
+}
+impl<I> SlotFor<I> for kind::ContainsEager {
+    type Slot = Yes<I>;
+}
+impl<I> SlotFor<I> for kind::Lazy {
+    type Slot = No;
+}
+impl<I> SlotFor<I> for kind::Raise {
+    type Slot = No;
+}
+
+/// What load options do to a state: `(joined(Person::address), raise(Person::manager))` applied
+/// to `PersonState` is `PersonState<Yes<AddressState>>`. Implemented by `#[derive(Model)]` for
+/// each relation's options; tuples fold from left to right.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not apply to `{S}`: it names a relation of another model",
+    label = "this option names a relation of another model",
+    note = "each option must name a relation of the model loaded at its level (nested options go in `.then(..)`)"
+)]
+pub trait Apply<S: State>: IntoOptions<S::Model> {
+    /// The state after the options.
+    type Out: State<Model = S::Model>;
+}
+
+/// No options: the state is unchanged.
+#[diagnostic::do_not_recommend]
+impl<S: State> Apply<S> for () {
+    type Out = S;
+}
+
+/// `raise_all()` guarantees nothing: the relations named by options after it (in the same tuple
+/// or a later `.options(..)`) are loaded again. Written before them, it costs the type nothing.
+#[diagnostic::do_not_recommend]
+impl<S: State> Apply<S> for RaiseAll {
+    type Out = <S::Model as Model>::Bare;
+}
+
+/// Options built at run time guarantee nothing.
+#[diagnostic::do_not_recommend]
+impl<M: Model, S: State<Model = M>> Apply<S> for Options<M> {
+    type Out = M::Bare;
+}
+
+macro_rules! tuple_apply {
+    ($last:ident; $($prev:ident $name:ident $state:ident),+) => {
+        #[diagnostic::do_not_recommend]
+        impl<M: Model, S0: State<Model = M>, $($name, $state),+> Apply<S0> for ($($name,)+)
+        where
+            $($state: State<Model = M>, $name: Apply<$prev, Out = $state>),+
+        {
+            type Out = $last;
+        }
+    };
+}
+
+tuple_apply!(S1; S0 A S1);
+tuple_apply!(S2; S0 A S1, S1 B S2);
+tuple_apply!(S3; S0 A S1, S1 B S2, S2 C S3);
+tuple_apply!(S4; S0 A S1, S1 B S2, S2 C S3, S3 D S4);
+tuple_apply!(S5; S0 A S1, S1 B S2, S2 C S3, S3 D S4, S4 E S5);
+tuple_apply!(S6; S0 A S1, S1 B S2, S2 C S3, S3 D S4, S4 E S5, S5 F S6);
+tuple_apply!(S7; S0 A S1, S1 B S2, S2 C S3, S3 D S4, S4 E S5, S5 F S6, S6 G S7);
+tuple_apply!(S8; S0 A S1, S1 B S2, S2 C S3, S3 D S4, S4 E S5, S5 F S6, S6 G S7, S7 H S8);
+
+/// Options a fresh query of `M` accepts, for helpers that take options as an argument:
+/// `fn people(options: impl QueryOptions<Person>)`. Implemented for every such option set.
+pub trait QueryOptions<M: Model>: Apply<M::Base> {}
+
+impl<M: Model, O: Apply<M::Base>> QueryOptions<M> for O {}
+
+/// The state model `M` is in after options `O`: `Loads<Person, (Joined<person_rel::address>,)>`
+/// is the type `Person::query().options(joined(Person::address)).load(..)` returns elements of.
+/// Names a shape for struct fields and return types without spelling out the state's slots.
+pub type Loads<M, O> = Loaded<M, <O as Apply<<M as Model>::Base>>::Out>;
+
+/// The type of `joined(rel)`, with nested options `Sub`, for [`Loads`].
+pub type Joined<R, Sub = ()> = RelOption<R, kind::Joined, Sub>;
+/// The type of `selectin(rel)`, with nested options `Sub`, for [`Loads`].
+pub type Selectin<R, Sub = ()> = RelOption<R, kind::Selectin, Sub>;

@@ -14,11 +14,12 @@ use crate::identity::Refresh;
 use crate::join::{user_join, UserJoin};
 use crate::loader::{self, Statement};
 use crate::model::{Model, Relation};
+use crate::options::Apply;
 use crate::options::OptionTree;
 use crate::plan::PlanBuilder;
 use crate::session::{Session, SessionConnection};
 use crate::sql::{Fragment, KeyEq, SelectGraph};
-use crate::typed::{Apply, Loaded, State};
+use crate::state::{Loaded, State};
 
 /// A query over model `M`'s table on backend `DB`; start one with `M::query()`.
 ///
@@ -222,7 +223,7 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
             offset: self.offset,
         };
         let (_graph, roots) =
-            loader::load_root::<M, C>(session, statement, &self.options, self.refresh)?;
+            loader::load_root::<M, C>(&mut session.cx, statement, &self.options, self.refresh)?;
         // Each handle counts the graph, which `_graph` keeps alive until they do.
         Ok(roots.into_iter().map(Loaded::new).collect())
     }

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use crate::graph::ObjRef;
-use crate::model::Model;
-use crate::typed::{Loaded, Untyped};
+use rustc_hash::FxHashSet;
+
+use crate::model::{Model, Relation};
+use crate::state::{Loaded, Untyped};
 
 /// A relation field: `Rel<Option<T>>` or `Rel<T>` for a single related row, `Rel<Vec<T>>` for a
 /// collection.
@@ -119,6 +121,24 @@ impl<T: Shape> Clone for Rel<T> {
     }
 }
 
+/// The distinct objects the loaded `R` slots of `parents` point to.
+pub(crate) fn related<R: Relation>(parents: &[ObjRef<R::Parent>]) -> Vec<ObjRef<R::Target>> {
+    related_of::<R>(parents.iter().map(|p| &**p))
+}
+
+/// [`related`] over borrowed parents.
+pub(crate) fn related_of<'p, R: Relation>(
+    parents: impl Iterator<Item = &'p R::Parent>,
+) -> Vec<ObjRef<R::Target>> {
+    let mut seen = FxHashSet::default();
+    parents
+        .filter_map(|p| R::slot(p).peek())
+        .flatten()
+        .filter(|child| seen.insert(child.address()))
+        .copied()
+        .collect()
+}
+
 /// Prints the related rows by key (`Loaded([Person(2), Person(3)])`), not whole: graphs with
 /// both directions of a relation loaded are cyclic.
 impl<T: Shape> fmt::Debug for Rel<T>
@@ -210,7 +230,7 @@ impl<M: 'static> Shape for Option<M> {
     }
 
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> Option<&'a Loaded<M, I>> {
-        stored.as_ref().map(crate::typed::view)
+        stored.as_ref().map(crate::state::view)
     }
 }
 
@@ -268,6 +288,6 @@ impl<M: 'static> Shape for Vec<M> {
     }
 
     fn typed<'a, I: 'a>(stored: &'a Self::Stored) -> &'a [Loaded<M, I>] {
-        crate::typed::view_slice(stored)
+        crate::state::view_slice(stored)
     }
 }

@@ -1,36 +1,18 @@
 //! `Session`: a connection that counts and records its statements, with an identity map and the
 //! N+1 detector.
 
-use std::any::TypeId;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-
-use rustc_hash::FxHashMap;
-
-use diesel::connection::{
-    get_default_instrumentation, CacheSize, Connection, LoadConnection, TransactionManager,
-};
-
-use crate::backend::OrmBackend;
-use crate::detect::{Detector, Report, Strictness};
+use crate::detect::{Report, Strictness};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ObjRef};
-use crate::identity::Origin;
+use crate::loader::context::{self, Context, Db};
 use crate::model::Model;
-use crate::options::OptionTree;
-use crate::plan::PlanNode;
-use crate::stats::{Recorder, Statement};
-use crate::typed::Loaded;
+use crate::model::Relation;
+use crate::options::{Apply, Selectin};
+use crate::rel::Shape;
+use crate::state::{Loaded, State, Untyped};
+use crate::stats::Statement;
 
-/// A diesel connection the session can load graphs through (`SqliteConnection`, `PgConnection`,
-/// or a pooled one).
-pub trait SessionConnection: Connection<Backend: OrmBackend> + LoadConnection {}
-
-impl<C> SessionConnection for C where C: Connection<Backend: OrmBackend> + LoadConnection {}
-
-/// The backend of a session's connection.
-pub(crate) type Db<C> = <C as Connection>::Backend;
+pub use crate::loader::context::SessionConnection;
 
 /// A unit of work over one connection: counts every statement it runs, decodes what its loads
 /// read into one object graph whose identity map makes each `(model, key)` row one shared
@@ -48,44 +30,20 @@ pub(crate) type Db<C> = <C as Connection>::Backend;
 /// [`Session::graph_limit`] objects, the session starts a new one, and later loads build new
 /// objects. So a long session stays bounded whatever the application keeps.
 pub struct Session<'c, C: SessionConnection> {
-    conn: &'c mut C,
-    recorder: Recorder,
-    /// The graph loads decode into (lazy loads decode into their parent's graph).
-    graph: Arc<Graph>,
-    graph_limit: usize,
-    pub(crate) detector: Detector,
-    pub(crate) strictness: Strictness,
-    /// The plans of lazy loads, per relation: the same for every object.
-    pub(crate) lazy_plans: FxHashMap<(TypeId, usize), Arc<PlanNode>>,
-    /// The options a load left for the later lazy loads of its objects' relations
-    /// (`lazy(r).then(..)`), by load, model and relation.
-    pub(crate) lazy_options: LazyOptions,
-    expire_on_commit: bool,
+    /// Everything the loader works with; the session is its public face.
+    pub(crate) cx: Context<'c, C>,
 }
 
-/// The last load number given out, over every session of the process: objects of one graph can
-/// be loaded by several sessions (lazy loads on handles), whose numbers must not collide.
-static ORIGINS: AtomicU32 = AtomicU32::new(0);
-
-/// Objects in a held graph past which a load starts a new graph (see [`Session::graph_limit`]).
-const GRAPH_LIMIT: usize = 1 << 20;
+impl<'c, C: SessionConnection> AsMut<Context<'c, C>> for Session<'c, C> {
+    fn as_mut(&mut self) -> &mut Context<'c, C> {
+        &mut self.cx
+    }
+}
 
 impl<'c, C: SessionConnection> Session<'c, C> {
     /// Starts a session on `conn`.
     pub fn new(conn: &'c mut C) -> Self {
-        let recorder = Recorder::default();
-        recorder.attach(conn);
-        Session {
-            conn,
-            recorder,
-            graph: Graph::new(),
-            graph_limit: GRAPH_LIMIT,
-            detector: Detector::default(),
-            strictness: Strictness::default(),
-            lazy_plans: FxHashMap::default(),
-            lazy_options: LazyOptions::default(),
-            expire_on_commit: false,
-        }
+        Session { cx: Context::new(conn) }
     }
 
     /// Makes every lazy load an error ([`Strictness::Strict`]).
@@ -101,7 +59,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
 
     /// Sets how lazy loads are treated.
     pub fn with_strictness(mut self, strictness: Strictness) -> Self {
-        self.strictness = strictness;
+        self.cx.strictness = strictness;
         self
     }
 
@@ -110,38 +68,38 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// `orm_core::n_plus_one`) and by [`Session::reports`]; eager loads nobody read are reported
     /// by [`Session::reports`] and warned about when the session ends.
     pub fn detect_n_plus_one(&mut self, enabled: bool) -> &mut Self {
-        self.detector.enabled = enabled;
+        self.cx.detector.enabled = enabled;
         self
     }
 
     /// Turns the SQL echo (one `tracing` event per statement) on or off; on by default, and
     /// silent anyway unless a subscriber listens. The statement log is kept either way.
     pub fn echo(&mut self, enabled: bool) -> &mut Self {
-        self.recorder.lock().quiet = !enabled;
+        self.cx.recorder.lock().quiet = !enabled;
         self
     }
 
     /// What the N+1 detector found so far; eager loads are judged unused if nothing read them
     /// yet.
     pub fn reports(&self) -> Vec<Report> {
-        self.detector.reports()
+        self.cx.detector.reports()
     }
 
     /// The number of queries run so far (transaction control statements excluded).
     pub fn statements(&self) -> usize {
-        self.recorder.lock().queries
+        self.cx.recorder.lock().queries
     }
 
     /// The statements run so far, in order, transaction control included: the last 10,000 and at
     /// most 512 KiB of them unless [`Session::statement_log_limit`] and
     /// [`Session::statement_log_bytes`] say otherwise.
     pub fn statement_log(&self) -> Vec<Statement> {
-        self.recorder.lock().statements().cloned().collect()
+        self.cx.recorder.lock().statements().cloned().collect()
     }
 
     /// The SQL of the queries in the statement log (transaction control excluded).
     pub fn queries(&self) -> Vec<String> {
-        let mut log = self.recorder.lock();
+        let mut log = self.cx.recorder.lock();
         log.statements().filter(|s| !s.transaction_control).map(|s| s.sql.clone()).collect()
     }
 
@@ -149,7 +107,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// latest one), so that a long session does not keep every statement it ever ran.
     /// [`Session::statements`] and the assertions count every statement whatever the limit.
     pub fn statement_log_limit(&mut self, limit: usize) -> &mut Self {
-        self.recorder.lock().set_limit(limit);
+        self.cx.recorder.lock().set_limit(limit);
         self
     }
 
@@ -158,13 +116,13 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// SQL, bound values and causes. [`Session::statements`] and the assertions count every
     /// statement whatever the limit.
     pub fn statement_log_bytes(&mut self, bytes: usize) -> &mut Self {
-        self.recorder.lock().set_byte_limit(bytes);
+        self.cx.recorder.lock().set_byte_limit(bytes);
         self
     }
 
     /// Forgets the statements run so far; the counter starts again at zero.
     pub fn reset_statements(&self) {
-        self.recorder.lock().clear();
+        self.cx.recorder.lock().clear();
     }
 
     /// Runs `f` and panics, listing the statements it ran, unless it ran exactly `expected`
@@ -192,11 +150,11 @@ impl<'c, C: SessionConnection> Session<'c, C> {
         expected: &str,
     ) -> T {
         let (mark, queries) = {
-            let log = self.recorder.lock();
+            let log = self.cx.recorder.lock();
             (log.mark(), log.queries)
         };
         let value = f(self);
-        let mut log = self.recorder.lock();
+        let mut log = self.cx.recorder.lock();
         let ran = log.queries.saturating_sub(queries);
         if !ok(ran) {
             let (dropped, kept) = log.since(mark);
@@ -219,15 +177,15 @@ impl<'c, C: SessionConnection> Session<'c, C> {
 
     /// The underlying connection, for plain diesel queries (they are counted too).
     pub fn connection(&mut self) -> &mut C {
-        self.conn
+        self.cx.conn
     }
 
     /// The object with primary key `key`: from the identity map without SQL if the session's
     /// graph holds it, else one query. `Ok(None)` if no row has that key.
     pub fn get<M: Model>(&mut self, key: M::Key) -> Result<Option<Loaded<M>>> {
-        let held = self.graph.identity().get::<M>(&key);
+        let held = self.cx.graph.identity().get::<M>(&key);
         if let Some(object) = held {
-            return Ok(Some(Loaded::new(ObjRef::new(object, Graph::address(&self.graph)))));
+            return Ok(Some(Loaded::new(ObjRef::new(object, Graph::address(&self.cx.graph)))));
         }
         let query = crate::Query::<M, Db<C>>::new().filter_key(key);
         Ok(query.load(self)?.first().map(Loaded::untyped))
@@ -239,17 +197,8 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// rows the old graph has (no identity across graphs); the old graph lives on as long as its
     /// handles.
     pub fn graph_limit(&mut self, objects: usize) -> &mut Self {
-        self.graph_limit = objects;
+        self.cx.graph_limit = objects;
         self
-    }
-
-    /// The graph a load decodes into: the current one, cleared first if nothing outside the
-    /// session holds it, or a new one if it is held and past the limit.
-    pub(crate) fn graph_for_load(&mut self) -> Arc<Graph> {
-        if !Graph::clear_if_unshared(&self.graph) && self.graph.objects() > self.graph_limit {
-            self.graph = Graph::new();
-        }
-        Arc::clone(&self.graph)
     }
 
     /// Drops the identity map: later loads decode rows again instead of reusing held objects
@@ -262,12 +211,12 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// their rows into new objects, and [`Session::get`] and many-to-one loads query instead of
     /// answering from the identity map. Objects you hold stay as they were.
     pub fn expire_all(&mut self) {
-        self.graph.identity().forget_all();
+        self.cx.graph.identity().forget_all();
     }
 
     /// Forgets the object of model `M` with primary key `key` (see [`Session::expire_all`]).
     pub fn expire<M: Model>(&mut self, key: &M::Key) {
-        self.graph.identity().model::<M>().forget(key);
+        self.cx.graph.identity().model::<M>().forget(key);
     }
 
     /// Expires every object when the outermost [`Session::transaction`] commits (SQLAlchemy's
@@ -275,7 +224,7 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// map after a commit, and a load that reads their rows again still replaces the changed
     /// ones; on, a commit also makes `get` and many-to-one loads query again.
     pub fn expire_on_commit(&mut self, enabled: bool) -> &mut Self {
-        self.expire_on_commit = enabled;
+        self.cx.expire_on_commit = enabled;
         self
     }
 
@@ -308,130 +257,12 @@ impl<'c, C: SessionConnection> Session<'c, C> {
     /// transaction `f` opened on [`Session::connection`] and left open), so a panic caught
     /// higher up leaves the connection as it found it: the next transaction really commits.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let outermost = matches!(self.transaction_depth(), Ok(None));
-        let value = self.run_transaction(f)?;
-        if outermost && self.expire_on_commit {
+        let outermost = matches!(self.cx.transaction_depth(), Ok(None));
+        let value = context::transaction(self, f)?;
+        if outermost && self.cx.expire_on_commit {
             self.expire_all();
         }
         Ok(value)
-    }
-
-    /// [`Session::transaction`], without expiring on commit (for the loader's own).
-    fn run_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let depth = self.transaction_depth().map_err(|e| self.db_error(e))?;
-        C::TransactionManager::begin_transaction(self.conn).map_err(|e| self.db_error(e))?;
-        let origin = ORIGINS.load(Ordering::Relaxed);
-        let mut open = OpenTransaction { session: self, depth, origin, done: false };
-        if let (None, Some(snapshot)) = (depth, <Db<C> as OrmBackend>::SNAPSHOT) {
-            if let Err(error) = open.session.conn.batch_execute(snapshot) {
-                return Err(open.session.db_error(error));
-            }
-        }
-        // On `Err` (and on unwind) dropping `open` rolls back.
-        let value = f(open.session)?;
-        open.done = true;
-        C::TransactionManager::commit_transaction(open.session.conn)
-            .map_err(|e| open.session.db_error(e))?;
-        Ok(value)
-    }
-
-    /// Runs a load of several statements in [`Session::transaction`]; if this opens the outermost
-    /// transaction and a statement failed as stale (a schema change since diesel prepared it:
-    /// see [`Session::forget_prepared_statements`]), once more.
-    pub(crate) fn load_transaction<T>(
-        &mut self,
-        mut f: impl FnMut(&mut Self) -> Result<T>,
-    ) -> Result<T> {
-        let outermost = matches!(self.transaction_depth(), Ok(None));
-        match self.run_transaction(&mut f) {
-            Err(Error::Database { source, .. })
-                if outermost && <Db<C> as OrmBackend>::is_stale_statement(&source) =>
-            {
-                self.run_transaction(f)
-            }
-            result => result,
-        }
-    }
-
-    /// Forgets every statement diesel prepared on the connection, after the database refused
-    /// one as stale; returns whether the failed statement can run again now (not in a
-    /// transaction, which the failure aborted: the caller rolls back and retries).
-    pub(crate) fn forget_prepared_statements(conn: &mut C) -> bool {
-        // diesel only rebuilds its cache when the size changes, and cannot evict one statement.
-        conn.set_prepared_statement_cache_size(CacheSize::Disabled);
-        conn.set_prepared_statement_cache_size(CacheSize::Unbounded);
-        let outside = C::TransactionManager::transaction_manager_status_mut(conn)
-            .transaction_depth()
-            .is_ok_and(|depth| depth.is_none());
-        // diesel never deallocates what it forgets; in an aborted transaction this fails, and
-        // the old statements stay until the connection closes.
-        if let (true, Some(sql)) = (outside, <Db<C> as OrmBackend>::DEALLOCATE_ALL) {
-            let _ = conn.batch_execute(sql);
-        }
-        outside
-    }
-
-    /// The number of transactions and savepoints open on the connection.
-    fn transaction_depth(&mut self) -> diesel::QueryResult<Option<NonZeroU32>> {
-        C::TransactionManager::transaction_manager_status_mut(self.conn).transaction_depth()
-    }
-
-    pub(crate) fn recorder(&self) -> &Recorder {
-        &self.recorder
-    }
-
-    /// A new load's origin: the objects it reaches are "from one query" for the detector.
-    pub(crate) fn next_origin(&mut self) -> Origin {
-        ORIGINS.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
-    }
-
-    pub(crate) fn db_error(&self, source: diesel::result::Error) -> Error {
-        Error::from_diesel(source, || {
-            self.recorder.lock().last().map(|s| s.sql.clone()).unwrap_or_default()
-        })
-    }
-}
-
-/// The options loads left for later lazy loads, for the latest loads: past
-/// [`LazyOptions::KEPT`] entries the oldest loads' are forgotten (amortised), so a long session
-/// stays bounded.
-#[derive(Default)]
-pub(crate) struct LazyOptions {
-    by_load: FxHashMap<(Origin, TypeId, usize), Arc<OptionTree>>,
-    limit: usize,
-}
-
-impl LazyOptions {
-    const KEPT: usize = 4096;
-
-    /// Records the options of every lazy relation `plan` leaves, for the objects of load
-    /// `origin`.
-    pub(crate) fn record(&mut self, origin: Origin, plan: &PlanNode) {
-        plan.for_each_lazy_option(&mut |model, relation, options| {
-            let options = Arc::new(options.clone());
-            self.by_load.insert((origin, model, relation), options);
-        });
-        if self.by_load.len() > self.limit.max(Self::KEPT) {
-            let mut origins: Vec<Origin> = self.by_load.keys().map(|k| k.0).collect();
-            origins.sort_unstable();
-            let cutoff = origins[origins.len() / 2];
-            self.by_load.retain(|k, _| k.0 >= cutoff);
-            self.limit = 2 * self.by_load.len();
-        }
-    }
-
-    /// The options load `origin` left for relation `relation` of model `model`.
-    pub(crate) fn get(
-        &self,
-        origin: Origin,
-        model: TypeId,
-        relation: usize,
-    ) -> Option<Arc<OptionTree>> {
-        self.by_load.get(&(origin, model, relation)).cloned()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.by_load.is_empty()
     }
 }
 
@@ -456,41 +287,44 @@ impl<P: Model> crate::model::RelationVisitor<P> for LoadedAs<'_, P> {
     }
 }
 
-/// A transaction [`Session::transaction`] opened: rolled back on drop unless it is done (committed
-/// or being committed), so neither an error nor a panic in its body leaves it open.
-struct OpenTransaction<'s, 'c, C: SessionConnection> {
-    session: &'s mut Session<'c, C>,
-    /// The depth before it was opened: rolling back returns to it.
-    depth: Option<NonZeroU32>,
-    /// The last load before it: the objects of later loads may show its writes.
-    origin: Origin,
-    done: bool,
-}
-
-impl<C: SessionConnection> Drop for OpenTransaction<'_, '_, C> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        // Also the levels the body opened on the connection and left open (a panic inside
-        // diesel's own `transaction` does not roll back). A failed rollback leaves diesel's
-        // transaction manager broken: later statements fail instead of running in a stale
-        // transaction. The load's error (or the panic) is what the caller sees, not this one.
-        while self.session.transaction_depth().is_ok_and(|open| open > self.depth) {
-            if C::TransactionManager::rollback_transaction(self.session.conn).is_err() {
-                break;
-            }
-        }
-        // The objects its loads decoded may show its own writes, now undone: the session
-        // forgets them (those still held stay as they are), and the entries of objects that
-        // died with the unwinding frames go too.
-        self.session.graph.identity().forget_since(self.origin);
+/// Lazy loads through a handle: here, above the loader, since they run on a session.
+impl<M: Model, S> Loaded<M, S> {
+    /// Reads relation `rel`, running its lazy load through `session` if it is not loaded yet.
+    ///
+    /// A loaded relation is returned with no SQL. An unloaded one runs one statement (none for
+    /// a many-to-one whose target the graph already holds), or returns
+    /// [`Error::NotLoaded`](crate::Error::NotLoaded) if its strategy is `raise`. The objects it
+    /// loads join this object's graph.
+    #[track_caller]
+    pub fn load<R, C>(
+        &self,
+        rel: R,
+        session: &mut Session<'_, C>,
+    ) -> crate::Result<<R::Shape as Shape>::Typed<'_, Untyped>>
+    where
+        R: Relation<Parent = M>,
+        C: SessionConnection,
+    {
+        let _ = rel;
+        crate::loader::lazy::load::<R, S, C>(self, &mut session.cx, std::panic::Location::caller())
     }
-}
 
-impl<C: SessionConnection> Drop for Session<'_, C> {
-    fn drop(&mut self) {
-        self.detector.warn_unused();
-        self.conn.set_instrumentation(get_default_instrumentation());
+    /// Loads relation `rel` if it is not loaded yet (as [`Loaded::load`]) and returns this
+    /// object with `rel` recorded in its type.
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    pub fn upgrade<R, C>(
+        &self,
+        rel: R,
+        session: &mut Session<'_, C>,
+    ) -> crate::Result<Loaded<M, <Selectin<R> as Apply<S>>::Out>>
+    where
+        R: Relation<Parent = M>,
+        S: State<Model = M>,
+        Selectin<R>: Apply<S>,
+        C: SessionConnection,
+    {
+        self.load(rel, session)?;
+        Ok(self.retyped())
     }
 }

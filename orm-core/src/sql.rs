@@ -11,8 +11,10 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::Untyped;
 use diesel::{QueryResult, RunQueryDsl};
 
-use crate::backend::{KeyValue, OrmBackend};
+use crate::backend::OrmBackend;
+use crate::ident::{column, join, table_as};
 use crate::join::{walk_user_join, UserJoin};
+use crate::key::KeyValue;
 use crate::model::{Link, SqlTable};
 use crate::plan::PlanNode;
 
@@ -197,50 +199,6 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         }
         Ok(())
     }
-}
-
-/// ` KIND JOIN table [AS name] ON left = right`.
-pub(crate) fn join<DB: OrmBackend>(
-    out: &mut AstPass<'_, '_, DB>,
-    kind: &str,
-    (table, name): (SqlTable, &str),
-    left: (&str, &str),
-    right: (&str, &str),
-) -> QueryResult<()> {
-    out.push_sql(kind);
-    table_as(out, table, name)?;
-    out.push_sql(" ON ");
-    column(out, left)?;
-    out.push_sql(" = ");
-    column(out, right)
-}
-
-/// `table` (in its schema, if it has one), or `table AS name` when the names differ.
-pub(crate) fn table_as<DB: OrmBackend>(
-    out: &mut AstPass<'_, '_, DB>,
-    table: SqlTable,
-    name: &str,
-) -> QueryResult<()> {
-    if let Some(schema) = table.schema {
-        out.push_identifier(schema)?;
-        out.push_sql(".");
-    }
-    out.push_identifier(table.name)?;
-    if name != table.name {
-        out.push_sql(" AS ");
-        out.push_identifier(name)?;
-    }
-    Ok(())
-}
-
-/// `table.column`.
-pub(crate) fn column<DB: OrmBackend>(
-    out: &mut AstPass<'_, '_, DB>,
-    (table, column): (&str, &str),
-) -> QueryResult<()> {
-    out.push_identifier(table)?;
-    out.push_sql(".");
-    out.push_identifier(column)
 }
 
 impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {

@@ -19,15 +19,16 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use diesel::deserialize::{self, QueryableByName};
 use diesel::row::{NamedRow, Row};
 
-use crate::backend::{KeyValue, OrmBackend};
+use super::context::SessionConnection;
+use crate::backend::OrmBackend;
 use crate::error::Error;
 use crate::graph::{Graph, ObjRef};
 use crate::identity::Origin;
 use crate::identity::{Held, IdentityMap, Refresh, Root, Statement};
+use crate::key::KeyValue;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::plan::PlanNode;
 use crate::rel::Shape;
-use crate::session::SessionConnection;
 use crate::sql::ThroughLink;
 
 use super::walk::Walk;
@@ -141,7 +142,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
     fn row<'a, DB: OrmBackend, R: Row<'a, DB>>(&mut self, row: &R) -> deserialize::Result<()> {
         self.rows += 1;
         let link = L::read::<DB, R>(row).map_err(|e| match self.link {
-            Some(link) => crate::model::failure(link.table.name, link.parent_column, e),
+            Some(link) => crate::backend::failure(link.table.name, link.parent_column, e),
             None => e,
         })?;
         let mut keys = self.row_keys.as_ref().map(|seen| {
@@ -163,7 +164,7 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
         };
         let Some(object) = decode_node::<DB, R, M>(row, &self.plan, self.root, &mut state)? else {
             let column = M::COLUMNS[M::KEY_COLUMN];
-            return Err(crate::model::failure(M::NAME, column, "NULL in the primary key".into()));
+            return Err(crate::backend::failure(M::NAME, column, "NULL in the primary key".into()));
         };
         if let (Some(seen), Some(keys)) = (&mut self.row_keys, keys) {
             if !seen.insert(keys) {
@@ -398,7 +399,7 @@ fn decode_node<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model>(
     state: &mut State<'_>,
 ) -> deserialize::Result<Option<ObjRef<T>>> {
     let key = DB::key_at::<T::Key, R>(row, node.offset + T::KEY_COLUMN)
-        .map_err(|e| crate::model::failure(T::NAME, T::COLUMNS[T::KEY_COLUMN], e))?;
+        .map_err(|e| crate::backend::failure(T::NAME, T::COLUMNS[T::KEY_COLUMN], e))?;
     if let Some(keys) = state.keys.as_deref_mut() {
         (node.id, &key).hash(keys);
     }

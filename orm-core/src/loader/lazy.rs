@@ -4,6 +4,7 @@ use std::any::TypeId;
 use std::panic::Location;
 use std::sync::Arc;
 
+use super::context::{Context, SessionConnection};
 use crate::detect::Strictness;
 use crate::error::{Error, NotLoadedReason, Result};
 use crate::graph::Graph;
@@ -11,9 +12,8 @@ use crate::identity::Refresh;
 use crate::model::{Model, Relation, RelationKind};
 use crate::options::OptionTree;
 use crate::rel::Shape;
-use crate::session::{Session, SessionConnection};
+use crate::state::{Loaded, Untyped};
 use crate::stats::Cause;
-use crate::typed::{Loaded, Untyped};
 
 use super::selectin::{load_relation, plan_for, Load};
 use super::walk::Walk;
@@ -22,7 +22,7 @@ use super::walk::Walk;
 /// loads join `parent`'s graph.
 pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
     handle: &'p Loaded<R::Parent, S>,
-    session: &mut Session<'_, C>,
+    cx: &mut Context<'_, C>,
     location: &'static Location<'static>,
 ) -> Result<<R::Shape as Shape>::Typed<'p, Untyped>> {
     let parent: &'p R::Parent = handle;
@@ -37,26 +37,26 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
     let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
     // The query `parent` came from: lazy loads repeated over its objects are the N+1 pattern.
     // Only the detector and `n_plus_one_only` count them.
-    let counted = session.detector.enabled || session.strictness == Strictness::NPlusOneOnly;
+    let counted = cx.detector.enabled || cx.strictness == Strictness::NPlusOneOnly;
     // Also where a load left options for this lazy load (`lazy(r).then(..)`).
-    let load_origin = match counted || !session.lazy_options.is_empty() {
+    let load_origin = match counted || !cx.lazy_options.is_empty() {
         true => graph.identity().model::<R::Parent>().origin(parent.key(), parent),
         false => None,
     };
     let origin = load_origin.filter(|_| counted);
-    match session.strictness {
+    match cx.strictness {
         Strictness::Lazy => {}
         Strictness::Strict => return Err(Error::StrictLazyLoad { model, relation, location }),
         Strictness::NPlusOneOnly => {
-            if origin.is_some_and(|o| session.detector.lazy_count::<R>(o) > 0) {
+            if origin.is_some_and(|o| cx.detector.lazy_count::<R>(o) > 0) {
                 return Err(Error::NPlusOne { model, relation, location });
             }
         }
     }
     if !held_target::<R>(parent, &graph)? {
         let key = (TypeId::of::<R::Parent>(), R::INDEX);
-        let left = load_origin.and_then(|o| session.lazy_options.get(o, key.0, key.1));
-        let (plan, options) = match (left, session.lazy_plans.get(&key)) {
+        let left = load_origin.and_then(|o| cx.lazy_options.get(o, key.0, key.1));
+        let (plan, options) = match (left, cx.lazy_plans.get(&key)) {
             // The options the parent's load left for it: a plan of their own, a statement
             // that is not the relation's prepared default.
             (Some(options), _) => {
@@ -65,13 +65,13 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
             (None, Some(plan)) => (Arc::clone(plan), None),
             (None, None) => {
                 let plan = plan_for::<R>(&OptionTree::default(), &mut Default::default())?;
-                session.lazy_plans.insert(key, Arc::clone(&plan));
+                cx.lazy_plans.insert(key, Arc::clone(&plan));
                 (plan, None)
             }
         };
         let cause = Cause::Lazy(model, relation);
-        let target_origin = session.next_origin();
-        let run = |s: &mut Session<'_, C>| {
+        let target_origin = cx.next_origin();
+        let run = |s: &mut Context<'_, C>| {
             let mut walk = Walk::new(Arc::clone(&graph), target_origin, Refresh::Changed);
             let lazy = options.is_none();
             let options = walk.options_id(options.as_deref().unwrap_or(&OptionTree::default()));
@@ -80,12 +80,12 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
             walk.run(s)
         };
         if plan.has_deferred() {
-            session.load_transaction(run)?;
+            cx.load_transaction(run)?;
         } else {
-            run(session)?;
+            run(cx)?;
         }
         if let Some(origin) = origin {
-            session.detector.record_lazy::<R>(origin, location);
+            cx.detector.record_lazy::<R>(origin, location);
         }
     }
     slot.get().ok_or_else(|| not_loaded::<R>(NotLoadedReason::NoSession))

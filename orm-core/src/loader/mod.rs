@@ -1,5 +1,6 @@
 //! Running a plan: the statement with its joins, then the `selectin` statements level by level.
 
+pub(crate) mod context;
 pub(crate) mod decode;
 pub(crate) mod lazy;
 pub(crate) mod selectin;
@@ -7,10 +8,9 @@ pub(crate) mod walk;
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
-
 use diesel::RunQueryDsl;
 
+use self::context::{Context, Db, SessionConnection};
 use crate::backend::OrmBackend;
 use crate::error::Result;
 use crate::graph::{Graph, ObjRef};
@@ -19,7 +19,6 @@ use crate::join::UserJoin;
 use crate::model::{Model, Relation, RelationVisitor};
 use crate::options::OptionTree;
 use crate::plan::{PlanBuilder, PlanNode};
-use crate::session::{Db, Session, SessionConnection};
 use crate::sql::{Dynamic, Fragment, Identified, SelectGraph, StatementId, ThroughLink};
 use crate::stats::{Cause, Render};
 
@@ -49,7 +48,7 @@ impl<DB> Statement<DB> {
 
 /// Loads the roots of a query and everything its plan loads eagerly.
 pub(crate) fn load_root<M: Model, C: SessionConnection>(
-    session: &mut Session<'_, C>,
+    cx: &mut Context<'_, C>,
     statement: Statement<Db<C>>,
     options: &OptionTree,
     refresh: Refresh,
@@ -57,13 +56,13 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     let plan = Arc::new(
         PlanBuilder::new(0, &statement.joins).root::<M>(options, &mut Default::default())?,
     );
-    let origin = session.next_origin();
-    let graph = session.graph_for_load();
-    let run = |session: &mut Session<'_, C>| {
+    let origin = cx.next_origin();
+    let graph = cx.graph_for_load();
+    let run = |cx: &mut Context<'_, C>| {
         let cause = Cause::Query(M::NAME);
         let mut walk = Walk::new(Arc::clone(&graph), origin, refresh);
         let roots = fetch::<M, (), C, Dynamic>(
-            session,
+            cx,
             Arc::clone(&plan),
             &statement,
             None,
@@ -72,16 +71,16 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
             None,
         )?;
         let roots: Vec<ObjRef<M>> = roots.into_iter().map(|((), object)| object).collect();
-        load_deferred::<M, C>(session, &plan, &roots, &mut walk)?;
-        walk.run(session)?;
-        session.detector.record_eager::<M>(&walk.graph, &plan, &roots);
+        load_deferred::<M, C>(cx, &plan, &roots, &mut walk)?;
+        walk.run(cx)?;
+        cx.detector.record_eager::<M>(&walk.graph, &plan, &roots);
         Ok(roots)
     };
     let roots = if plan.has_deferred() {
         // Several statements: read them in one transaction so the graph is one snapshot.
-        session.load_transaction(run)?
+        cx.load_transaction(run)?
     } else {
-        run(session)?
+        run(cx)?
     };
     Ok((graph, roots))
 }
@@ -89,7 +88,7 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
 /// Runs one statement over `plan` and returns its roots, each with its link column. `Id` names
 /// the prepared statement when its SQL is fixed (see [`StatementId`]).
 pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>(
-    session: &mut Session<'_, C>,
+    cx: &mut Context<'_, C>,
     plan: Arc<PlanNode>,
     statement: &Statement<Db<C>>,
     link: Option<ThroughLink>,
@@ -117,8 +116,8 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     let statement = identity.next_statement();
     let decoder =
         Decoder::<M, L>::new(walk, Arc::clone(&plan), link, repeats, query_root, statement);
-    let recording = session.recorder().fetch(cause, render);
-    let conn = session.connection();
+    let recording = cx.recorder.fetch(cause, render);
+    let conn = &mut *cx.conn;
     identity.set_mark();
     let (mut decoder, result) = with_decoder(&mut identity, decoder, || {
         let result = Identified::<_, Id>::new(query).load::<RowSink<M, L>>(&mut *conn);
@@ -126,7 +125,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
             // Refused before any row: run it again, prepared anew.
             Err(error)
                 if <Db<C> as OrmBackend>::is_stale_statement(&error)
-                    && Session::forget_prepared_statements(conn) =>
+                    && Context::forget_prepared_statements(conn) =>
             {
                 Identified::<_, Id>::new(query).load::<RowSink<M, L>>(conn)
             }
@@ -137,7 +136,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     let failure = match (decoder.error.take(), result) {
         (None, Ok(_)) => None,
         (Some(error), _) => Some(error),
-        (None, Err(error)) => Some(statement_error(session, &query, error)),
+        (None, Err(error)) => Some(statement_error(cx, &query, error)),
     };
     if let Some(error) = failure {
         // The load failed: the identity map forgets what it decoded, and the graph drops the
@@ -148,7 +147,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         return Err(error);
     }
     drop(identity);
-    session.lazy_options.record(origin, &plan);
+    cx.lazy_options.record(origin, &plan);
     decoder.finish();
     let roots = std::mem::take(&mut decoder.roots);
     if decoder.revisited {
@@ -156,14 +155,14 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
         // changed since, they hold objects this statement's rows did not bring, which miss what
         // the plan joins below them. Load those where missing, so the typed state holds.
         let objects: Vec<ObjRef<M>> = roots.iter().map(|(_, object)| *object).collect();
-        complete_joined::<M, C>(session, &plan, &objects, walk)?;
+        complete_joined::<M, C>(cx, &plan, &objects, walk)?;
     }
     Ok(roots)
 }
 
 /// The error of a statement the database failed.
 fn statement_error<C: SessionConnection>(
-    session: &Session<'_, C>,
+    cx: &Context<'_, C>,
     query: &SelectGraph<'_, Db<C>>,
     error: diesel::result::Error,
 ) -> crate::error::Error {
@@ -179,7 +178,7 @@ fn statement_error<C: SessionConnection>(
             }
         }
     }
-    session.db_error(error)
+    cx.db_error(error)
 }
 
 /// Finds a table the statement's filters name but never bring in: the likely cause of a failed
@@ -199,7 +198,7 @@ fn check_tables<DB: crate::backend::OrmBackend>(query: &SelectGraph<'_, DB>) -> 
 /// Runs the `selectin` loads of `node` and of its joined descendants, for `objects`; the levels
 /// below them are queued on `walk`.
 pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
-    session: &mut Session<'_, C>,
+    cx: &mut Context<'_, C>,
     node: &PlanNode,
     objects: &[ObjRef<T>],
     walk: &mut Walk<C>,
@@ -208,14 +207,12 @@ pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
         return Ok(());
     }
     for deferred in &node.deferred {
-        let visitor =
-            selectin::Selectin { session: &mut *session, parents: objects, deferred, walk };
+        let visitor = selectin::Selectin { cx: &mut *cx, parents: objects, deferred, walk };
         T::visit_relation(deferred.relation, visitor).unwrap_or(Ok(()))?;
     }
     for child in &node.joined {
         if child.node.has_deferred() {
-            let visitor =
-                Descend { session: &mut *session, parents: objects, node: &child.node, walk };
+            let visitor = Descend { cx: &mut *cx, parents: objects, node: &child.node, walk };
             T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
         }
     }
@@ -227,7 +224,7 @@ pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
 /// this, an object reached again by a deeper path of the same load (a self-managed person is
 /// their own report), or loaded by an earlier query, would miss what the options load there.
 pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
-    session: &mut Session<'_, C>,
+    cx: &mut Context<'_, C>,
     node: &PlanNode,
     objects: &[ObjRef<T>],
     walk: &mut Walk<C>,
@@ -237,8 +234,7 @@ pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
     }
     for child in node.joined.iter().filter(|c| !c.external) {
         let deferred = &child.as_selectin;
-        let visitor =
-            selectin::Selectin { session: &mut *session, parents: objects, deferred, walk };
+        let visitor = selectin::Selectin { cx: &mut *cx, parents: objects, deferred, walk };
         T::visit_relation(child.relation, visitor).unwrap_or(Ok(()))?;
     }
     Ok(())
@@ -246,7 +242,7 @@ pub(crate) fn complete_joined<T: Model, C: SessionConnection>(
 
 /// Follows a joined relation to run the `selectin` loads below it.
 struct Descend<'a, 'c, P, C: SessionConnection> {
-    session: &'a mut Session<'c, C>,
+    cx: &'a mut Context<'c, C>,
     parents: &'a [ObjRef<P>],
     node: &'a PlanNode,
     walk: &'a mut Walk<C>,
@@ -256,25 +252,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C
     type Output = Result<()>;
 
     fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
-        let children = related::<R>(self.parents);
-        load_deferred::<R::Target, C>(self.session, self.node, &children, self.walk)
+        let children = crate::rel::related::<R>(self.parents);
+        load_deferred::<R::Target, C>(self.cx, self.node, &children, self.walk)
     }
-}
-
-/// The distinct objects the loaded `R` slots of `parents` point to.
-pub(crate) fn related<R: Relation>(parents: &[ObjRef<R::Parent>]) -> Vec<ObjRef<R::Target>> {
-    related_of::<R>(parents.iter().map(|p| &**p))
-}
-
-/// [`related`] over borrowed parents.
-pub(crate) fn related_of<'p, R: Relation>(
-    parents: impl Iterator<Item = &'p R::Parent>,
-) -> Vec<ObjRef<R::Target>> {
-    let mut seen = FxHashSet::default();
-    parents
-        .filter_map(|p| R::slot(p).peek())
-        .flatten()
-        .filter(|child| seen.insert(child.address()))
-        .copied()
-        .collect()
 }

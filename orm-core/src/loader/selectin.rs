@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::backend::{KeyValue, OrmBackend};
+use super::context::{Context, Db, SessionConnection};
+use crate::backend::OrmBackend;
 use crate::error::Result;
 use crate::graph::{Graph, ObjRef};
 use crate::identity::Refresh;
+use crate::key::KeyValue;
 use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor};
 use crate::options::OptionTree;
 use crate::plan::{Deferred, Path, PlanBuilder, PlanNode};
 use crate::rel::Shape;
-use crate::session::{Db, Session, SessionConnection};
 use crate::sql::{Dynamic, Fragment, KeyIn, LazyLoad, SelectGraph, ThroughLink, LINK_ALIAS};
 use crate::stats::{Cause, Render};
 
@@ -25,7 +26,7 @@ use super::{fetch, Statement};
 
 /// Runs a deferred `selectin` load of one relation for `parents`.
 pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
-    pub(crate) session: &'a mut Session<'c, C>,
+    pub(crate) cx: &'a mut Context<'c, C>,
     pub(crate) parents: &'a [ObjRef<P>],
     pub(crate) deferred: &'a Deferred,
     /// The load the parents came from; the targets belong to it too.
@@ -41,7 +42,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
         let cause = Cause::Selectin(P::NAME, R::info().name);
         let options = self.walk.options_id(&self.deferred.options);
         let load = Load { plan, cause, options, lazy: false };
-        load_relation::<R, C>(self.session, &parents, load, self.walk)
+        load_relation::<R, C>(self.cx, &parents, load, self.walk)
     }
 }
 
@@ -69,7 +70,7 @@ pub(crate) struct Load {
 /// Loads relation `R` of every parent whose slot is not loaded yet, with `load.plan` for the
 /// targets; what the plan loads below them is queued on `walk`.
 pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
-    session: &mut Session<'_, C>,
+    cx: &mut Context<'_, C>,
     parents: &[&R::Parent],
     load: Load,
     walk: &mut Walk<C>,
@@ -86,7 +87,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     let nested = plan.has_deferred() || !plan.joined.is_empty();
     // Walked into once per load: a cycle of `selectin` relations stops.
     let mut existing = match nested {
-        true => super::related_of::<R>(
+        true => crate::rel::related_of::<R>(
             parents.iter().copied().filter(loaded).filter(|p| walk.first_walk::<R>(options, p)),
         ),
         false => Vec::new(),
@@ -121,7 +122,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         pending = Cow::Owned(missing.collect());
     }
     drop(identity);
-    super::complete_joined::<R::Target, C>(session, &plan, &existing, walk)?;
+    super::complete_joined::<R::Target, C>(cx, &plan, &existing, walk)?;
     if pending.is_empty() {
         walk.below(&plan, existing);
         return Ok(());
@@ -138,21 +139,21 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     };
 
     // The distinct targets, for the loads below them and the detector.
-    let mut targets = Targets::new(plan.has_deferred() || session.detector.enabled);
+    let mut targets = Targets::new(plan.has_deferred() || cx.detector.enabled);
     for object in &existing {
         targets.add(object);
     }
     if let ([parent], true) = (&*pending, <R::Shape as Shape>::COLLECTION) {
         // One parent (a lazy load): every row is its own, no grouping by key.
         let mut rows = Vec::new();
-        fetch_targets::<R, C>(session, &plan, &keys, cause, walk, lazy, |_, target| {
+        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, |_, target| {
             targets.add(&target);
             rows.push(target);
         })?;
         fill_collection::<R>(parent, rows);
     } else if <R::Shape as Shape>::COLLECTION {
         let mut found: FxHashMap<R::JoinKey, Vec<ObjRef<R::Target>>> = FxHashMap::default();
-        fetch_targets::<R, C>(session, &plan, &keys, cause, walk, lazy, |key, target| {
+        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, |key, target| {
             targets.add(&target);
             found.entry(key).or_default().push(target);
         })?;
@@ -175,7 +176,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
         let mut found: FxHashMap<R::JoinKey, ObjRef<R::Target>> =
             FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        fetch_targets::<R, C>(session, &plan, &keys, cause, walk, lazy, |key, target| {
+        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, |key, target| {
             targets.add(&target);
             match found.entry(key) {
                 Entry::Occupied(mut held) if target.key() < held.get().key() => {
@@ -195,7 +196,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
             }
         }
     }
-    session.detector.record_eager::<R::Target>(&walk.graph, &plan, &targets.list);
+    cx.detector.record_eager::<R::Target>(&walk.graph, &plan, &targets.list);
     walk.below(&plan, targets.list);
     Ok(())
 }
@@ -238,7 +239,7 @@ impl<T> Targets<T> {
 /// Runs the statements loading the targets of `keys` (one per chunk of keys), handing each row
 /// to `add` with the join key it matched.
 fn fetch_targets<R: Relation, C: SessionConnection>(
-    session: &mut Session<'_, C>,
+    cx: &mut Context<'_, C>,
     plan: &Arc<PlanNode>,
     keys: &[R::JoinKey],
     cause: Cause,
@@ -259,7 +260,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     false => fetch::<R::Target, LinkKey<R::JoinKey>, C, Dynamic>,
                 };
                 let rows = fetch(
-                    session,
+                    cx,
                     Arc::clone(plan),
                     &Statement::filtered(Box::new(filter)),
                     Some(link),
@@ -283,7 +284,7 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
                     false => fetch::<R::Target, (), C, Dynamic>,
                 };
                 let rows = fetch(
-                    session,
+                    cx,
                     Arc::clone(plan),
                     &Statement::filtered(Box::new(filter)),
                     None,

@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 
+use super::context::{Context, SessionConnection};
 use crate::error::Result;
 use crate::graph::{Graph, ObjRef};
 use crate::identity::{Origin, Refresh};
 use crate::model::{Model, Relation};
 use crate::options::OptionTree;
 use crate::plan::PlanNode;
-use crate::session::{Session, SessionConnection};
 
 /// A load's walk: its graph and origin, the levels left, and the relations it already walked
 /// into.
@@ -40,7 +40,7 @@ pub(crate) struct Walk<C: SessionConnection> {
 
 /// A level of the walk, type-erased.
 trait Level<C: SessionConnection> {
-    fn run(self: Box<Self>, session: &mut Session<'_, C>, walk: &mut Walk<C>) -> Result<()>;
+    fn run(self: Box<Self>, cx: &mut Context<'_, C>, walk: &mut Walk<C>) -> Result<()>;
 }
 
 /// The `selectin` loads of `plan` for `objects`.
@@ -50,8 +50,8 @@ struct Below<T> {
 }
 
 impl<T: Model, C: SessionConnection> Level<C> for Below<T> {
-    fn run(self: Box<Self>, session: &mut Session<'_, C>, walk: &mut Walk<C>) -> Result<()> {
-        super::load_deferred::<T, C>(session, &self.plan, &self.objects, walk)
+    fn run(self: Box<Self>, cx: &mut Context<'_, C>, walk: &mut Walk<C>) -> Result<()> {
+        super::load_deferred::<T, C>(cx, &self.plan, &self.objects, walk)
     }
 }
 
@@ -75,9 +75,9 @@ impl<C: SessionConnection> Walk<C> {
     }
 
     /// Runs the queued levels, and the levels they queue, until none is left.
-    pub(crate) fn run(&mut self, session: &mut Session<'_, C>) -> Result<()> {
+    pub(crate) fn run(&mut self, cx: &mut Context<'_, C>) -> Result<()> {
         while let Some(level) = self.levels.pop_front() {
-            level.run(session, self)?;
+            level.run(cx, self)?;
         }
         Ok(())
     }

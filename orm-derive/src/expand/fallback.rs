@@ -32,6 +32,12 @@ pub fn expand(input: &DeriveInput, error: Option<syn::Error>) -> TokenStream {
         const _: () = {
             #relations
             #[automatically_derived]
+            impl #ident {
+                pub fn query<__DB: #p::OrmBackend>() -> #p::Query<Self, __DB> {
+                    unreachable!()
+                }
+            }
+            #[automatically_derived]
             impl #p::Model for #ident {
                 type Key = i64;
                 type Table = ();

@@ -76,8 +76,16 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
         let at_target = super::relations::target_span(&r.target);
         quote_spanned!(at_target=> #index => #p::Option::Some(#visitor.visit::<#module::#marker>()),)
     });
+    let query_doc = format!("A query over `{ident}`'s table; `.load(&mut session)` runs it.");
     quote! {
         #key_check
+        #[automatically_derived]
+        impl #ident {
+            #[doc = #query_doc]
+            pub fn query<__DB: #p::OrmBackend>() -> #p::Query<Self, __DB> {
+                #p::Query::new()
+            }
+        }
         #[automatically_derived]
         impl #p::Model for #ident {
             type Key = #key_ty;
