@@ -51,9 +51,11 @@ impl Graph {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// The graph's address, which every [`ObjRef`] into it carries.
+    /// The graph's address, which every [`ObjRef`] into it carries. From `Arc::as_ptr`, not a
+    /// `&Graph`: handles count the graph through it (`Arc::increment_strong_count`), which needs
+    /// the `Arc`'s own pointer, with its right to reach the counts beside the graph.
     pub(crate) fn address(this: &Arc<Graph>) -> NonNull<Graph> {
-        NonNull::from(&**this)
+        NonNull::new(Arc::as_ptr(this).cast_mut()).expect("an `Arc` points somewhere")
     }
 
     /// Drops every object of `this` and empties its identity map, keeping the tables' memory,
@@ -149,3 +151,86 @@ unsafe impl<M: Sync> Send for ObjRef<M> {}
 // SAFETY: as for `Send`.
 #[allow(unsafe_code)]
 unsafe impl<M: Sync> Sync for ObjRef<M> {}
+
+/// The graph's `unsafe` parts, without a database: references followed while other threads read
+/// and the loader appends, handles counting the graph, views of references as handles, and
+/// truncation. Run under Miri with `cargo +nightly miri test -p orm-core graph::`.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Graph, ObjRef};
+    use crate::identity::Refresh;
+    use crate::prelude::*;
+
+    diesel::table! { node (id) { id -> Integer, parent_id -> Nullable<Integer> } }
+
+    #[derive(Model, Debug)]
+    #[orm(table = node)]
+    pub struct Node {
+        pub id: i32,
+        pub parent_id: Option<i32>,
+        #[relation(belongs_to = Node, foreign_key = parent_id)]
+        pub parent: Rel<Option<Node>>,
+        #[relation(has_many = Node, foreign_key = parent_id)]
+        pub children: Rel<Vec<Node>>,
+    }
+
+    /// Adds node `id` to `graph` as a load of origin 1 would.
+    fn push(graph: &Arc<Graph>, id: i32, parent_id: Option<i32>) -> ObjRef<Node> {
+        let node =
+            |id| Ok::<_, ()>(Node { id, parent_id, parent: Rel::new(), children: Rel::new() });
+        let mut identity = graph.identity();
+        let (object, _) =
+            identity.model::<Node>().get_or_decode(id, 1, None, Refresh::Changed, node).unwrap();
+        ObjRef::new(object, Graph::address(graph))
+    }
+
+    #[test]
+    fn a_cyclic_graph_is_read_on_threads_while_it_grows_and_freed_with_its_last_handle() {
+        let graph = Graph::new();
+        let root = push(&graph, 1, None);
+        // More than the first chunks hold.
+        let children: Vec<_> = (2..150).map(|id| push(&graph, id, Some(1))).collect();
+        // Both directions: a cycle through every child.
+        root.children.fill(children.clone());
+        for child in &children {
+            child.parent.fill(Some(root));
+        }
+        let handle = Loaded::<Node>::new(root);
+        let kids = handle.children.get().expect("filled");
+        assert_eq!(kids.len(), 148);
+        let kid = kids[100].clone();
+        drop(handle);
+        std::thread::scope(|threads| {
+            // A reader follows references while the loader appends to the same tables.
+            threads.spawn(|| {
+                for _ in 0..50 {
+                    let parent = kid.parent.get().flatten().expect("filled");
+                    assert_eq!(
+                        (kid.id, parent.id, parent.children.get().unwrap().len()),
+                        (102, 1, 148)
+                    );
+                }
+            });
+            for id in 150..300 {
+                push(&graph, id, None);
+            }
+        });
+        // A failed statement's objects are dropped; the earlier ones stay where they are.
+        graph.identity().set_mark();
+        push(&graph, 300, Some(1));
+        graph.identity().forget_since(0);
+        graph.identity().truncate_to_mark();
+        assert_eq!((graph.objects(), kid.parent.get().flatten().unwrap().id), (299, 1));
+        // Held elsewhere: not cleared. The last handle gone: cleared in place.
+        assert!(!Graph::clear_if_unshared(&graph));
+        drop(kid);
+        assert!(Graph::clear_if_unshared(&graph));
+        assert_eq!(graph.objects(), 0);
+        // And dropped whole, cycles and all, with a handle outliving the graph's session.
+        let again = Loaded::<Node>::new(push(&graph, 1, None));
+        drop(graph);
+        assert_eq!(again.id, 1);
+    }
+}
