@@ -127,16 +127,29 @@ pub(crate) fn related<R: Relation>(parents: &[ObjRef<R::Parent>]) -> Vec<ObjRef<
 }
 
 /// [`related`] over borrowed parents.
+///
+/// Plain loops rather than an iterator chain: this is compiled once per relation of the
+/// application, and a `flatten` chain costs several times the code (compile time).
 pub(crate) fn related_of<'p, R: Relation>(
     parents: impl Iterator<Item = &'p R::Parent>,
 ) -> Vec<ObjRef<R::Target>> {
     let mut seen = FxHashSet::default();
-    parents
-        .filter_map(|p| R::slot(p).peek())
-        .flatten()
-        .filter(|child| seen.insert(child.address()))
-        .copied()
-        .collect()
+    let mut related = Vec::new();
+    for parent in parents {
+        if let Some(children) = R::slot(parent).peek() {
+            distinct_into(children, &mut seen, &mut related);
+        }
+    }
+    related
+}
+
+/// Appends the objects of `children` that `seen` has not seen yet (compiled once per model).
+fn distinct_into<T>(children: &[ObjRef<T>], seen: &mut FxHashSet<usize>, out: &mut Vec<ObjRef<T>>) {
+    for child in children {
+        if seen.insert(child.address()) {
+            out.push(*child);
+        }
+    }
 }
 
 /// Prints the related rows by key (`Loaded([Person(2), Person(3)])`), not whole: graphs with

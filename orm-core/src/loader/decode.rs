@@ -557,9 +557,15 @@ pub(crate) fn fill_collection<Rl: Relation>(
     parent: &Rl::Parent,
     mut rows: Vec<ObjRef<Rl::Target>>,
 ) {
-    rows.sort_by(|a, b| a.key().cmp(b.key()));
-    rows.dedup_by(|a, b| a.key() == b.key());
+    key_order(&mut rows);
     if let Some(value) = <Rl::Shape as Shape>::from_links(rows) {
         Rl::slot(parent).fill(value);
     }
+}
+
+/// Sorts `rows` by key (stably: of two objects of one row, the first stays) and keeps each key
+/// once. Compiled once per model rather than per relation: a sort is a lot of code.
+fn key_order<T: Model>(rows: &mut Vec<ObjRef<T>>) {
+    rows.sort_by(|a, b| a.key().cmp(b.key()));
+    rows.dedup_by(|a, b| a.key() == b.key());
 }

@@ -96,6 +96,47 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     walk: &mut Walk<C>,
     render: Option<Render>,
 ) -> Result<Vec<(L, ObjRef<M>)>> {
+    let run = Run { plan, statement, link, cause, render };
+    fetch_with::<M, L, C>(cx, run, walk, load_rows::<M, L, C, Id>)
+}
+
+/// What [`fetch`] runs.
+struct Run<'s, DB> {
+    plan: Arc<PlanNode>,
+    statement: &'s Statement<DB>,
+    link: Option<ThroughLink>,
+    cause: Cause,
+    render: Option<Render>,
+}
+
+/// The rows of `query`, through the decoder [`with_decoder`] installed; prepared anew once if
+/// the database refused the cached statement as stale. The only part of a fetch that depends on
+/// the statement's identity `Id` (a function pointer for [`fetch_with`], so the rest is compiled
+/// once per model rather than once per statement identity).
+fn load_rows<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>(
+    conn: &mut C,
+    query: &SelectGraph<'_, Db<C>>,
+) -> diesel::QueryResult<Vec<RowSink<M, L>>> {
+    match Identified::<_, Id>::new(*query).load::<RowSink<M, L>>(&mut *conn) {
+        // Refused before any row: run it again, prepared anew.
+        Err(error)
+            if <Db<C> as OrmBackend>::is_stale_statement(&error)
+                && Context::forget_prepared_statements(conn) =>
+        {
+            Identified::<_, Id>::new(*query).load::<RowSink<M, L>>(conn)
+        }
+        result => result,
+    }
+}
+
+/// Fetches a statement's rows with `load` (see [`fetch`]).
+fn fetch_with<M: Model, L: RowLink, C: SessionConnection>(
+    cx: &mut Context<'_, C>,
+    run: Run<'_, Db<C>>,
+    walk: &mut Walk<C>,
+    load: LoadRows<M, L, C>,
+) -> Result<Vec<(L, ObjRef<M>)>> {
+    let Run { plan, statement, link, cause, render } = run;
     let origin = walk.origin;
     let query = SelectGraph {
         plan: &plan,
@@ -119,19 +160,7 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     let recording = cx.recorder.fetch(cause, render);
     let conn = &mut *cx.conn;
     identity.set_mark();
-    let (mut decoder, result) = with_decoder(&mut identity, decoder, || {
-        let result = Identified::<_, Id>::new(query).load::<RowSink<M, L>>(&mut *conn);
-        match result {
-            // Refused before any row: run it again, prepared anew.
-            Err(error)
-                if <Db<C> as OrmBackend>::is_stale_statement(&error)
-                    && Context::forget_prepared_statements(conn) =>
-            {
-                Identified::<_, Id>::new(query).load::<RowSink<M, L>>(conn)
-            }
-            result => result,
-        }
-    });
+    let (mut decoder, result) = with_decoder(&mut identity, decoder, || load(conn, &query));
     recording.finish(result.is_ok().then_some(decoder.rows));
     let failure = match (decoder.error.take(), result) {
         (None, Ok(_)) => None,
@@ -159,6 +188,10 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     }
     Ok(roots)
 }
+
+/// [`load_rows`] for one statement identity.
+type LoadRows<M, L, C> =
+    fn(&mut C, &SelectGraph<'_, Db<C>>) -> diesel::QueryResult<Vec<RowSink<M, L>>>;
 
 /// The error of a statement the database failed.
 fn statement_error<C: SessionConnection>(

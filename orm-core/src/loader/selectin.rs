@@ -146,14 +146,14 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     if let ([parent], true) = (&*pending, <R::Shape as Shape>::COLLECTION) {
         // One parent (a lazy load): every row is its own, no grouping by key.
         let mut rows = Vec::new();
-        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, |_, target| {
+        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, &mut |_, target| {
             targets.add(&target);
             rows.push(target);
         })?;
         fill_collection::<R>(parent, rows);
     } else if <R::Shape as Shape>::COLLECTION {
         let mut found: FxHashMap<R::JoinKey, Vec<ObjRef<R::Target>>> = FxHashMap::default();
-        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, |key, target| {
+        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, &mut |key, target| {
             targets.add(&target);
             found.entry(key).or_default().push(target);
         })?;
@@ -176,7 +176,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
         let mut found: FxHashMap<R::JoinKey, ObjRef<R::Target>> =
             FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, |key, target| {
+        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, &mut |key, target| {
             targets.add(&target);
             match found.entry(key) {
                 Entry::Occupied(mut held) if target.key() < held.get().key() => {
@@ -245,7 +245,8 @@ fn fetch_targets<R: Relation, C: SessionConnection>(
     cause: Cause,
     walk: &mut Walk<C>,
     lazy: bool,
-    mut add: impl FnMut(R::JoinKey, ObjRef<R::Target>),
+    // `dyn`: one copy per relation whatever the caller (compile time).
+    add: &mut dyn FnMut(R::JoinKey, ObjRef<R::Target>),
 ) -> Result<()> {
     let target_table = <R::Target as Model>::table().name;
     let target_key = <R::Target as Model>::COLUMNS[<R::Target as Model>::KEY_COLUMN];
