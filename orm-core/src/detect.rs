@@ -240,6 +240,56 @@ impl Detector {
     }
 }
 
+/// Whether anyone read a relation (`was_read`) on a sample of `parents`, spread over them: a
+/// loop that reads the relation reads it on most of them, and watching all 100,000 would cost
+/// the load itself 5 %. The sample does not keep the graph: it is read only if the graph is
+/// still alive and has not been cleared since (its references would point to dropped objects).
+/// Compiled once per model (the relation comes as a function pointer).
+fn sample<P: Model>(
+    graph: &Arc<Graph>,
+    parents: &[ObjRef<P>],
+    was_read: fn(&P) -> bool,
+) -> Box<dyn Fn() -> bool + Send> {
+    let stride = (parents.len() / EAGER_SAMPLE).max(1);
+    let parents: Vec<ObjRef<P>> = parents.iter().step_by(stride).copied().collect();
+    let weak: Weak<Graph> = Arc::downgrade(graph);
+    let generation = graph.generation();
+    Box::new(move || {
+        let Some(graph) = weak.upgrade() else { return false };
+        graph.generation() == generation && parents.iter().any(|p| was_read(p))
+    })
+}
+
+impl Detector {
+    /// Records an eager load of `relation` over `objects` objects, `read` telling later whether
+    /// anyone read it: one entry per relation and strategy, with the latest load's sample and
+    /// whether an earlier one was read.
+    fn eager_load(
+        &mut self,
+        relation: RelationId,
+        (model, name): (&'static str, &'static str),
+        strategy: Strategy,
+        objects: usize,
+        read: Box<dyn Fn() -> bool + Send>,
+    ) {
+        match self.eager_relations.get(&(relation, strategy)) {
+            Some(&index) => {
+                let entry = &mut self.eager[index];
+                entry.read_before = entry.read_before || (entry.read)();
+                entry.read = read;
+                entry.objects += objects;
+            }
+            None => {
+                self.eager_relations.insert((relation, strategy), self.eager.len());
+                let relation = name;
+                let entry =
+                    EagerLoad { model, relation, strategy, objects, read_before: false, read };
+                self.eager.push(entry);
+            }
+        }
+    }
+}
+
 /// How many objects of an eager load the unused-eager-load check watches.
 const EAGER_SAMPLE: usize = 256;
 
@@ -255,41 +305,10 @@ impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
     type Output = ();
 
     fn visit<R: Relation<Parent = P>>(self) {
-        // Judged on a sample spread over the objects: a loop that reads the relation reads it
-        // on most of them, and watching all 100,000 would cost the load itself 5 %.
-        let stride = (self.parents.len() / EAGER_SAMPLE).max(1);
-        let parents: Vec<ObjRef<P>> = self.parents.iter().step_by(stride).copied().collect();
-        // The sample does not keep the graph: it is read only if the graph is still alive and
-        // has not been cleared since (its links would point to dropped objects).
-        let graph: Weak<Graph> = Arc::downgrade(self.graph);
-        let generation = self.graph.generation();
-        let read: Box<dyn Fn() -> bool + Send> = Box::new(move || {
-            let Some(graph) = graph.upgrade() else { return false };
-            graph.generation() == generation && parents.iter().any(|p| R::slot(p).was_read())
-        });
-        let detector = &mut *self.detector;
-        let key = ((TypeId::of::<P>(), R::INDEX), self.strategy);
-        match detector.eager_relations.get(&key) {
-            // One entry per relation and strategy: the latest load's sample, and whether an
-            // earlier one was read.
-            Some(&index) => {
-                let entry = &mut detector.eager[index];
-                entry.read_before = entry.read_before || (entry.read)();
-                entry.read = read;
-                entry.objects += self.parents.len();
-            }
-            None => {
-                detector.eager_relations.insert(key, detector.eager.len());
-                detector.eager.push(EagerLoad {
-                    model: P::NAME,
-                    relation: R::info().name,
-                    strategy: self.strategy,
-                    objects: self.parents.len(),
-                    read_before: false,
-                    read,
-                });
-            }
-        }
+        let read = sample::<P>(self.graph, self.parents, |p| R::slot(p).was_read());
+        let relation = (TypeId::of::<P>(), R::INDEX);
+        let names = (P::NAME, R::info().name);
+        self.detector.eager_load(relation, names, self.strategy, self.parents.len(), read);
         // Below a joined relation, only if it has eager loads of its own to record.
         if let Some(node) = self.node.filter(|n| !n.joined.is_empty() || !n.deferred.is_empty()) {
             let children = related::<R>(self.parents);

@@ -8,7 +8,9 @@ use std::any::TypeId;
 
 use crate::error::Error;
 use crate::join::UserJoin;
-use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor, SqlTable, Strategy};
+use crate::model::{
+    Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor, SqlTable, Strategy,
+};
 use crate::options::OptionTree;
 
 /// A relation's identity along a load path: the parent model and the relation's index.
@@ -276,7 +278,14 @@ impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_, '_> {
     type Output = JoinedChild;
 
     fn visit<R: Relation<Parent = M>>(self) -> JoinedChild {
-        let info = R::info();
+        self.child::<R::Target>(R::info(), R::INDEX)
+    }
+}
+
+impl JoinChild<'_, '_, '_, '_> {
+    /// The joined child of relation `info` (number `relation` of its parent), whose target is
+    /// `T`: compiled once per target model, not once per relation (compile time).
+    fn child<T: Model>(self, info: &'static RelationInfo, relation: usize) -> JoinedChild {
         let (name, through_name) = match self.external {
             Some(join) => {
                 let join = &self.builder.joins[join];
@@ -292,14 +301,14 @@ impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_, '_> {
             }
         };
         let source = self.external.map(Some);
-        let node = self.builder.node::<R::Target>(name, source, self.options, self.path);
+        let node = self.builder.node::<T>(name, source, self.options, self.path);
         JoinedChild {
             as_selectin: Deferred {
-                relation: R::INDEX,
+                relation,
                 options: self.options.cloned().unwrap_or_default(),
                 path: self.path.clone(),
             },
-            relation: R::INDEX,
+            relation,
             link: info.link,
             through_name,
             multiplies: info.kind != RelationKind::BelongsTo,

@@ -101,19 +101,19 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
 }
 
 /// What [`fetch`] runs.
-struct Run<'s, DB> {
-    plan: Arc<PlanNode>,
-    statement: &'s Statement<DB>,
-    link: Option<ThroughLink>,
-    cause: Cause,
-    render: Option<Render>,
+pub(crate) struct Run<'s, DB> {
+    pub(crate) plan: Arc<PlanNode>,
+    pub(crate) statement: &'s Statement<DB>,
+    pub(crate) link: Option<ThroughLink>,
+    pub(crate) cause: Cause,
+    pub(crate) render: Option<Render>,
 }
 
 /// The rows of `query`, through the decoder [`with_decoder`] installed; prepared anew once if
 /// the database refused the cached statement as stale. The only part of a fetch that depends on
 /// the statement's identity `Id` (a function pointer for [`fetch_with`], so the rest is compiled
 /// once per model rather than once per statement identity).
-fn load_rows<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>(
+pub(crate) fn load_rows<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>(
     conn: &mut C,
     query: &SelectGraph<'_, Db<C>>,
 ) -> diesel::QueryResult<Vec<RowSink<M, L>>> {
@@ -130,7 +130,7 @@ fn load_rows<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>(
 }
 
 /// Fetches a statement's rows with `load` (see [`fetch`]).
-fn fetch_with<M: Model, L: RowLink, C: SessionConnection>(
+pub(crate) fn fetch_with<M: Model, L: RowLink, C: SessionConnection>(
     cx: &mut Context<'_, C>,
     run: Run<'_, Db<C>>,
     walk: &mut Walk<C>,
@@ -190,7 +190,7 @@ fn fetch_with<M: Model, L: RowLink, C: SessionConnection>(
 }
 
 /// [`load_rows`] for one statement identity.
-type LoadRows<M, L, C> =
+pub(crate) type LoadRows<M, L, C> =
     fn(&mut C, &SelectGraph<'_, Db<C>>) -> diesel::QueryResult<Vec<RowSink<M, L>>>;
 
 /// The error of a statement the database failed.

@@ -22,7 +22,7 @@ use crate::stats::{Cause, Render};
 
 use super::decode::{dangling, fill_collection, LinkKey};
 use super::walk::Walk;
-use super::{fetch, Statement};
+use super::{fetch_with, load_rows, LoadRows, Run, Statement};
 
 /// Runs a deferred `selectin` load of one relation for `parents`.
 pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
@@ -127,6 +127,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         walk.below(&plan, existing);
         return Ok(());
     }
+    let targeting = Targeting::<R::Target, R::JoinKey, C>::of::<R>();
     let keys: Cow<'_, [R::JoinKey]> = match &*pending {
         // A lazy load: one parent, nothing to deduplicate or copy.
         [parent] => match R::parent_key(parent) {
@@ -146,14 +147,14 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     if let ([parent], true) = (&*pending, <R::Shape as Shape>::COLLECTION) {
         // One parent (a lazy load): every row is its own, no grouping by key.
         let mut rows = Vec::new();
-        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, &mut |_, target| {
+        fetch_targets(cx, &plan, &keys, cause, walk, lazy, &targeting, &mut |_, target| {
             targets.add(&target);
             rows.push(target);
         })?;
         fill_collection::<R>(parent, rows);
     } else if <R::Shape as Shape>::COLLECTION {
         let mut found: FxHashMap<R::JoinKey, Vec<ObjRef<R::Target>>> = FxHashMap::default();
-        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, &mut |key, target| {
+        fetch_targets(cx, &plan, &keys, cause, walk, lazy, &targeting, &mut |key, target| {
             targets.add(&target);
             found.entry(key).or_default().push(target);
         })?;
@@ -176,7 +177,7 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
         let mut found: FxHashMap<R::JoinKey, ObjRef<R::Target>> =
             FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        fetch_targets::<R, C>(cx, &plan, &keys, cause, walk, lazy, &mut |key, target| {
+        fetch_targets(cx, &plan, &keys, cause, walk, lazy, &targeting, &mut |key, target| {
             targets.add(&target);
             match found.entry(key) {
                 Entry::Occupied(mut held) if target.key() < held.get().key() => {
@@ -236,65 +237,83 @@ impl<T> Targets<T> {
     }
 }
 
+/// What [`fetch_targets`] needs of relation `R`, as values: the link, the target's key, and the
+/// statements of both identities (the relation's prepared lazy load, and any other).
+struct Targeting<T, K, C: SessionConnection> {
+    link: Link,
+    target_key: fn(&T) -> Option<&K>,
+    linked: [LoadRows<T, LinkKey<K>, C>; 2],
+    plain: [LoadRows<T, (), C>; 2],
+}
+
+impl<T: Model, K: KeyValue, C: SessionConnection> Targeting<T, K, C> {
+    fn of<R: Relation<Target = T, JoinKey = K>>() -> Self {
+        Targeting {
+            link: R::info().link,
+            target_key: R::target_key,
+            linked: [
+                load_rows::<T, LinkKey<K>, C, Dynamic>,
+                load_rows::<T, LinkKey<K>, C, LazyLoad<R>>,
+            ],
+            plain: [load_rows::<T, (), C, Dynamic>, load_rows::<T, (), C, LazyLoad<R>>],
+        }
+    }
+}
+
 /// Runs the statements loading the targets of `keys` (one per chunk of keys), handing each row
-/// to `add` with the join key it matched.
-fn fetch_targets<R: Relation, C: SessionConnection>(
+/// to `add` with the join key it matched. Compiled once per target model and key type, not once
+/// per relation (the relation comes as [`Targeting`]; compile time).
+#[allow(clippy::too_many_arguments)]
+fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
     cx: &mut Context<'_, C>,
     plan: &Arc<PlanNode>,
-    keys: &[R::JoinKey],
+    keys: &[K],
     cause: Cause,
     walk: &mut Walk<C>,
     lazy: bool,
-    // `dyn`: one copy per relation whatever the caller (compile time).
-    add: &mut dyn FnMut(R::JoinKey, ObjRef<R::Target>),
+    relation: &Targeting<T, K, C>,
+    add: &mut dyn FnMut(K, ObjRef<T>),
 ) -> Result<()> {
-    let target_table = <R::Target as Model>::table().name;
-    let target_key = <R::Target as Model>::COLUMNS[<R::Target as Model>::KEY_COLUMN];
+    let target_table = T::table().name;
+    let target_key = T::COLUMNS[T::KEY_COLUMN];
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
-        match R::info().link {
+        let prepared = usize::from(lazy && chunk.len() == 1);
+        match relation.link {
             Link::Through { table, parent_column, target_column } => {
                 let filter = KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.into() };
                 let link = ThroughLink { table: table(), parent_column, target_column };
                 let render = renderer::<Db<C>, _>(plan, Some(link), &filter, chunk.len());
-                let fetch = match lazy && chunk.len() == 1 {
-                    true => fetch::<R::Target, LinkKey<R::JoinKey>, C, LazyLoad<R>>,
-                    false => fetch::<R::Target, LinkKey<R::JoinKey>, C, Dynamic>,
-                };
-                let rows = fetch(
-                    cx,
-                    Arc::clone(plan),
-                    &Statement::filtered(Box::new(filter)),
-                    Some(link),
+                let statement = Statement::filtered(Box::new(filter));
+                let run = Run {
+                    plan: Arc::clone(plan),
+                    statement: &statement,
+                    link: Some(link),
                     cause,
-                    walk,
                     render,
-                )?;
+                };
+                let rows = fetch_with(cx, run, walk, relation.linked[prepared])?;
                 for (LinkKey(key), target) in rows {
                     add(key, target);
                 }
             }
             Link::ParentColumn(_) | Link::TargetColumn(_) => {
-                let column = match R::info().link {
+                let column = match relation.link {
                     Link::TargetColumn(column) => column,
                     _ => target_key,
                 };
                 let filter = KeyIn { table: target_table, column, keys: chunk.into() };
                 let render = renderer::<Db<C>, _>(plan, None, &filter, chunk.len());
-                let fetch = match lazy && chunk.len() == 1 {
-                    true => fetch::<R::Target, (), C, LazyLoad<R>>,
-                    false => fetch::<R::Target, (), C, Dynamic>,
-                };
-                let rows = fetch(
-                    cx,
-                    Arc::clone(plan),
-                    &Statement::filtered(Box::new(filter)),
-                    None,
+                let statement = Statement::filtered(Box::new(filter));
+                let run = Run {
+                    plan: Arc::clone(plan),
+                    statement: &statement,
+                    link: None,
                     cause,
-                    walk,
                     render,
-                )?;
+                };
+                let rows = fetch_with(cx, run, walk, relation.plain[prepared])?;
                 for ((), target) in rows {
-                    if let Some(key) = R::target_key(&target) {
+                    if let Some(key) = (relation.target_key)(&target) {
                         add(key.clone(), target);
                     }
                 }
