@@ -3,6 +3,7 @@ the compile-time benchmark (`tests/benches/compile_time.py`, BENCHMARKS.md "Comp
 
     python3 tests/benches/schema_gen.py 60 /tmp/gen60 "$PWD/orm-core"           # orm-core
     python3 tests/benches/schema_gen.py 60 /tmp/diesel60 "$PWD/orm-core" diesel  # the twin
+    python3 tests/benches/schema_gen.py 60 /tmp/models60 "$PWD/orm-core" orm queries=0  # no query
 
 The schema (issue 21's): model i has 7 columns of its own, two foreign keys to the next two
 models of a ring (`belongs_to`, and the matching `has_many` on their side), every 8th model a
@@ -24,6 +25,8 @@ out = sys.argv[2]
 core = sys.argv[3]
 flavour = sys.argv[4] if len(sys.argv) > 4 else "orm"
 assert flavour in ("orm", "diesel")
+# `queries=0`: the models alone (to tell what the queries cost from what the models cost).
+queries = "queries=0" not in sys.argv[5:]
 
 
 def fks(i):
@@ -47,7 +50,7 @@ edition = "2021"
 [workspace]
 ''')
 
-src = ["#![allow(dead_code, clippy::all)]"]
+src = ["#![allow(dead_code, unused, clippy::all)]"]
 src.append("use orm_core::prelude::*;" if flavour == "orm" else "use diesel::prelude::*;")
 src.append("pub mod schema {")
 for i in range(n):
@@ -96,7 +99,7 @@ if flavour == "orm":
     src.append("pub fn queries(conn: &mut diesel::sqlite::SqliteConnection) -> orm_core::Result<usize> {")
     src.append("    let mut session = Session::new(conn);")
     src.append("    let mut total = 0;")
-    for i in range(n):
+    for i in range(n if queries else 0):
         a = fks(i)[0]
         j = (i - 1) % n
         src.append(f"    total += M{i}::query().options((joined(M{i}::to{a}), selectin(M{i}::from{j}))).load(&mut session)?.len();")
@@ -117,7 +120,7 @@ else:
                    f"pub struct L{a}_{b} {{ pub a_id: i32, pub b_id: i32 }}")
     src.append("pub fn queries(conn: &mut diesel::sqlite::SqliteConnection) -> QueryResult<usize> {")
     src.append("    let mut total = 0;")
-    for i in range(n):
+    for i in range(n if queries else 0):
         a = fks(i)[0]
         j = (i - 1) % n
         src.append("    {")
