@@ -164,5 +164,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         reports(&fresh),
         reports(&boss)
     );
+
+    println!("\nownership: a graph with both directions loaded frees itself");
+    let people = Person::query()
+        .options((joined(Person::manager), selectin(Person::reports)))
+        .load(&mut session)?;
+    drop(session);
+    // The handles keep their graph after the session ends, on any thread; relations point
+    // within it, so the cycles (a manager's reports' manager) hold nothing alive on their own.
+    let pauline = people.iter().find(|p| p.id == 2).ok_or("person 2")?.clone();
+    drop(people);
+    let summary = std::thread::spawn(move || {
+        let boss = pauline.get(Person::manager).map_or("-", |m| m.firstname.as_str());
+        let first = pauline.get(Person::reports).first();
+        let back = first.and_then(|r| r.manager.get().flatten()).map(|m| m.firstname.clone());
+        format!("{} reports to {boss}; her first report's manager is {back:?}", pauline.firstname)
+    })
+    .join()
+    .map_err(|_| "the thread panicked")?;
+    println!("  {summary} (read on another thread, after the session ended)");
     Ok(())
 }
