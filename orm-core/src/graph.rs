@@ -10,7 +10,7 @@
 //! What keeps a graph alive is the `Arc` around it: the session holds its current graph, and
 //! every [`Loaded`](crate::Loaded) handle holds the graph of its object. That rests on three
 //! rules, which the rest of the crate keeps:
-//! - a `ObjRef` only ever points into the graph it names, and only the loader makes one;
+//! - an `ObjRef` only ever points into the graph it names, and only the loader makes one;
 //! - an object of a graph is only reachable by shared reference, through a handle that counts
 //!   the graph (a `&M` borrowed from a `Loaded`, or from a `Loaded` view borrowed from one), or
 //!   through the loader, which holds the graph for the whole load;
@@ -89,13 +89,13 @@ impl fmt::Debug for Graph {
     }
 }
 
-/// A pointer to an object of a [`Graph`], with the graph's address: what relation slots hold,
-/// and the layout of a [`Loaded`](crate::Loaded) handle (which counts the graph; a reference does
-/// not).
+/// A link to an object of a [`Graph`]: the object's address and the graph's. What relation
+/// slots hold, and the layout of a [`Loaded`](crate::Loaded) handle (which counts the graph; a
+/// link does not).
 ///
 /// Only the loader makes links, to objects of the graph it is loading into, and keeps them in
 /// that graph's relation slots or in its own working lists, which live no longer than the load
-/// holding the graph; a reference is followed only while something counts its graph (see the module
+/// holding the graph; a link is followed only while something counts its graph (see the module
 /// docs).
 #[doc(hidden)]
 #[repr(C)]
@@ -131,7 +131,7 @@ impl<M> Deref for ObjRef<M> {
     type Target = M;
 
     fn deref(&self) -> &M {
-        // SAFETY: a reference points to an object of its graph (only the loader makes links, from
+        // SAFETY: a link points to an object of its graph (only the loader makes links, from
         // objects it just pushed into the graph's tables, whose elements never move), and it
         // is only followed while something counts that graph: links sit in relation slots of
         // the same graph's objects, reached through a counted handle, or in the loader's lists
@@ -144,8 +144,8 @@ impl<M> Deref for ObjRef<M> {
     }
 }
 
-// SAFETY: a reference is a shared reference to an `M` in a graph that outlives every use of it (see
-// `Deref`); `M` is a model, `Send + Sync` by `Model`'s supertraits, wherever a reference is made.
+// SAFETY: a link is a shared reference to an `M` in a graph that outlives every use of it (see
+// `Deref`); `M` is a model, `Send + Sync` by `Model`'s supertraits, wherever a link is made.
 #[allow(unsafe_code)]
 unsafe impl<M: Sync> Send for ObjRef<M> {}
 // SAFETY: as for `Send`.

@@ -35,11 +35,7 @@ impl<T: Shape> Rel<T> {
 
     /// The loaded value, or `None` if it is not loaded. Never runs SQL.
     pub fn get(&self) -> Option<T::Typed<'_, Untyped>> {
-        let stored = self.value.get()?;
-        if !self.read.load(Ordering::Relaxed) {
-            self.read.store(true, Ordering::Relaxed);
-        }
-        Some(T::typed(stored))
+        self.stored().map(T::typed)
     }
 
     /// The loaded value as stored, counting as a read (for typed reads).

@@ -155,7 +155,7 @@ impl<M, S> Loaded<M, S> {
 
     /// The same object, with its typed state forgotten.
     pub fn untyped(&self) -> Loaded<M> {
-        Loaded::new(self.link)
+        self.retyped()
     }
 }
 

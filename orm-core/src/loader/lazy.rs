@@ -30,10 +30,10 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
     if let Some(view) = slot.get() {
         return Ok(view);
     }
-    let graph = handle.graph();
     if slot.is_raise() {
         return Err(not_loaded::<R>(NotLoadedReason::Raise));
     }
+    let graph = handle.graph();
     let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
     // The query `parent` came from: lazy loads repeated over its objects are the N+1 pattern.
     // Only the detector and `n_plus_one_only` count them.

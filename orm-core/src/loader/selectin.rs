@@ -97,19 +97,19 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     // graph holds no target at all: a probe per parent for nothing. Nor under
     // `populate_existing`, which reads every row again.)
     let graph = Arc::clone(&walk.graph);
-    let mut identity = graph.identity();
-    if R::info().kind == RelationKind::BelongsTo
-        && walk.refresh == Refresh::Changed
-        && identity.holds::<R::Target>()
-    {
+    let mut identity =
+        match R::info().kind == RelationKind::BelongsTo && walk.refresh == Refresh::Changed {
+            true => Some(graph.identity()).filter(|identity| identity.holds::<R::Target>()),
+            false => None,
+        };
+    if let Some(identity) = &mut identity {
         let mut seen: FxHashSet<usize> = existing.iter().map(ObjRef::address).collect();
         // Many parents share a target: one identity-map probe per distinct key.
         let mut held: FxHashMap<&R::JoinKey, Option<ObjRef<R::Target>>> = FxHashMap::default();
         // The parents still missing their target (none, when the graph holds them all).
         let missing = pending.iter().copied().filter(|parent| {
             let Some(key) = R::parent_key(parent) else { return true };
-            let target =
-                held.entry(key).or_insert_with(|| held_target::<R>(key, &graph, &mut identity));
+            let target = held.entry(key).or_insert_with(|| held_target::<R>(key, &graph, identity));
             let Some(target) = *target else { return true };
             if nested && seen.insert(target.address()) {
                 existing.push(target);
