@@ -8,11 +8,11 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Weak};
 
-use crate::graph::{Graph, ObjRef};
+use crate::graph::{Graph, ObjRef, SlotRef};
 use crate::identity::Origin;
 use crate::model::{Model, Relation, RelationVisitor, Strategy};
 use crate::plan::PlanNode;
-use crate::rel::related;
+use crate::rel::Bound;
 
 /// How a session treats lazy loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -244,19 +244,19 @@ impl Detector {
 /// loop that reads the relation reads it on most of them, and watching all 100,000 would cost
 /// the load itself 5 %. The sample does not keep the graph: it is read only if the graph is
 /// still alive and has not been cleared since (its references would point to dropped objects).
-/// Compiled once per model (the relation comes as a function pointer).
-fn sample<P: Model>(
+/// Compiled once per target model (the parents come as their slots).
+fn sample<T: 'static, K>(
     graph: &Arc<Graph>,
-    parents: &[ObjRef<P>],
-    was_read: fn(&P) -> bool,
+    parents: &[Bound<'_, T, K>],
 ) -> Box<dyn Fn() -> bool + Send> {
     let stride = (parents.len() / EAGER_SAMPLE).max(1);
-    let parents: Vec<ObjRef<P>> = parents.iter().step_by(stride).copied().collect();
+    let slots: Vec<SlotRef<T>> =
+        parents.iter().step_by(stride).map(|p| SlotRef::new(p.slot)).collect();
     let weak: Weak<Graph> = Arc::downgrade(graph);
     let generation = graph.generation();
     Box::new(move || {
         let Some(graph) = weak.upgrade() else { return false };
-        graph.generation() == generation && parents.iter().any(|p| was_read(p))
+        graph.generation() == generation && slots.iter().any(|s| s.was_read())
     })
 }
 
@@ -305,14 +305,29 @@ impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
     type Output = ();
 
     fn visit<R: Relation<Parent = P>>(self) {
-        let read = sample::<P>(self.graph, self.parents, |p| R::slot(p).was_read());
-        let relation = (TypeId::of::<P>(), R::INDEX);
-        let names = (P::NAME, R::info().name);
-        self.detector.eager_load(relation, names, self.strategy, self.parents.len(), read);
+        let parents = crate::rel::bind_all::<R>(self.parents);
+        let relation = ((TypeId::of::<P>(), R::INDEX), (P::NAME, R::info().name));
+        self.detector.record_relation(self.graph, &parents, relation, self.strategy, self.node);
+    }
+}
+
+impl Detector {
+    /// Records the eager load of one relation over `parents` (compiled once per target model),
+    /// and the eager loads joined below it.
+    fn record_relation<T: Model, K>(
+        &mut self,
+        graph: &Arc<Graph>,
+        parents: &[Bound<'_, T, K>],
+        (id, names): (RelationId, (&'static str, &'static str)),
+        strategy: Strategy,
+        node: Option<&PlanNode>,
+    ) {
+        let read = sample(graph, parents);
+        self.eager_load(id, names, strategy, parents.len(), read);
         // Below a joined relation, only if it has eager loads of its own to record.
-        if let Some(node) = self.node.filter(|n| !n.joined.is_empty() || !n.deferred.is_empty()) {
-            let children = related::<R>(self.parents);
-            self.detector.record_eager::<R::Target>(self.graph, node, &children);
+        if let Some(node) = node.filter(|n| !n.joined.is_empty() || !n.deferred.is_empty()) {
+            let children = crate::rel::related_slots(parents);
+            self.record_eager::<T>(graph, node, &children);
         }
     }
 }

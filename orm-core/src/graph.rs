@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::identity::IdentityMap;
+use crate::rel::Slot;
 
 /// Every object some loads decoded, with their identity map (see the module docs).
 #[derive(Default)]
@@ -151,6 +152,56 @@ unsafe impl<M: Sync> Send for ObjRef<M> {}
 // SAFETY: as for `Send`.
 #[allow(unsafe_code)]
 unsafe impl<M: Sync> Sync for ObjRef<M> {}
+
+/// A link to a relation slot of an object of a [`Graph`], its shape erased: what the loader keeps
+/// of a parent whose slot it fills once a statement succeeded, and what the N+1 detector samples.
+/// Made and followed as an [`ObjRef`] is: only of slots of objects of the graph a load holds, and
+/// followed only while something counts that graph.
+pub(crate) struct SlotRef<T: 'static> {
+    slot: NonNull<dyn Slot<T>>,
+}
+
+impl<T: 'static> SlotRef<T> {
+    /// A link to `slot`, which must be a relation slot of an object of a graph (see the type).
+    pub(crate) fn new(slot: &(dyn Slot<T> + 'static)) -> Self {
+        SlotRef { slot: NonNull::from(slot) }
+    }
+
+    /// The slot's address, which identifies it (one relation of one object).
+    pub(crate) fn address(&self) -> usize {
+        self.slot.as_ptr() as *const () as usize
+    }
+}
+
+impl<T> Clone for SlotRef<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for SlotRef<T> {}
+
+impl<T> Deref for SlotRef<T> {
+    type Target = dyn Slot<T>;
+
+    fn deref(&self) -> &(dyn Slot<T> + 'static) {
+        // SAFETY: as for `ObjRef::deref`: the slot is a field of an object of a graph (whose
+        // elements never move), followed only while something counts that graph; slots are
+        // `Sync` and only ever shared.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.slot.as_ref()
+        }
+    }
+}
+
+// SAFETY: a shared reference to a `Sync` slot of a graph that outlives every use of it (see
+// `Deref`).
+#[allow(unsafe_code)]
+unsafe impl<T> Send for SlotRef<T> {}
+// SAFETY: as for `Send`.
+#[allow(unsafe_code)]
+unsafe impl<T> Sync for SlotRef<T> {}
 
 /// The graph's `unsafe` parts, without a database: references followed while other threads read
 /// and the loader appends, handles counting the graph, views of references as handles, and

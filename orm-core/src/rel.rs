@@ -117,22 +117,87 @@ impl<T: Shape> Clone for Rel<T> {
     }
 }
 
-/// The distinct objects the loaded `R` slots of `parents` point to.
-pub(crate) fn related<R: Relation>(parents: &[ObjRef<R::Parent>]) -> Vec<ObjRef<R::Target>> {
-    related_of::<R>(parents.iter().map(|p| &**p))
+/// A relation slot with its shape erased: what the loader reads and fills. Compiled once per
+/// shape of a model (three per model), so the loader code over it is compiled once per target
+/// model rather than once per relation (compile time; BENCHMARKS.md, "Compile time").
+pub(crate) trait Slot<T>: Sync {
+    fn is_loaded(&self) -> bool;
+    fn was_read(&self) -> bool;
+    /// The related objects, without counting as a read.
+    fn peek(&self) -> Option<&[ObjRef<T>]>;
+    /// Fills a collection with `links`, or a single row with its first; `false` (and nothing
+    /// filled) when the shape requires a row and `links` is empty.
+    fn fill_links(&self, links: Vec<ObjRef<T>>) -> bool;
+    /// Fills a single row (or a collection of at most one); `false` as for [`Slot::fill_links`].
+    fn fill_link(&self, link: Option<ObjRef<T>>) -> bool;
+    /// Whether the shape requires a row (`Rel<T>`): no row is then an error, not `None`.
+    fn required(&self) -> bool;
 }
 
-/// [`related`] over borrowed parents.
-///
-/// Plain loops rather than an iterator chain: this is compiled once per relation of the
-/// application, and a `flatten` chain costs several times the code (compile time).
-pub(crate) fn related_of<'p, R: Relation>(
-    parents: impl Iterator<Item = &'p R::Parent>,
-) -> Vec<ObjRef<R::Target>> {
+impl<S: Shape> Slot<S::Target> for Rel<S> {
+    fn is_loaded(&self) -> bool {
+        Rel::is_loaded(self)
+    }
+
+    fn was_read(&self) -> bool {
+        Rel::was_read(self)
+    }
+
+    fn peek(&self) -> Option<&[ObjRef<S::Target>]> {
+        Rel::peek(self)
+    }
+
+    fn fill_links(&self, links: Vec<ObjRef<S::Target>>) -> bool {
+        S::from_links(links).map(|value| self.fill(value)).is_some()
+    }
+
+    fn fill_link(&self, link: Option<ObjRef<S::Target>>) -> bool {
+        S::from_link(link).map(|value| self.fill(value)).is_some()
+    }
+
+    fn required(&self) -> bool {
+        S::from_link(None).is_none()
+    }
+}
+
+/// One parent of a relation, as the loader's code compiled per target model sees it: its slot
+/// and its join key (`None` for a `NULL` foreign key).
+pub(crate) struct Bound<'p, T, K> {
+    pub(crate) slot: &'p (dyn Slot<T> + 'static),
+    pub(crate) key: Option<&'p K>,
+}
+
+impl<T, K> Clone for Bound<'_, T, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, K> Copy for Bound<'_, T, K> {}
+
+/// `parent` as a parent of relation `R` (compiled once per relation: keep it small).
+pub(crate) fn bind<R: Relation>(parent: &R::Parent) -> Bound<'_, R::Target, R::JoinKey> {
+    Bound { slot: R::slot(parent), key: R::parent_key(parent) }
+}
+
+/// `parents` as parents of relation `R`, in order.
+pub(crate) fn bind_all<R: Relation>(
+    parents: &[ObjRef<R::Parent>],
+) -> Vec<Bound<'_, R::Target, R::JoinKey>> {
+    let mut bound = Vec::with_capacity(parents.len());
+    for parent in parents {
+        bound.push(bind::<R>(parent));
+    }
+    bound
+}
+
+/// The distinct objects the loaded slots of `parents` point to (compiled once per model: plain
+/// loops, since an iterator chain costs several times the code).
+pub(crate) fn related_slots<T, K>(parents: &[Bound<'_, T, K>]) -> Vec<ObjRef<T>> {
     let mut seen = FxHashSet::default();
     let mut related = Vec::new();
     for parent in parents {
-        if let Some(children) = R::slot(parent).peek() {
+        if let Some(children) = parent.slot.peek() {
             distinct_into(children, &mut seen, &mut related);
         }
     }

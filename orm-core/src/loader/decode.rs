@@ -22,13 +22,13 @@ use diesel::row::{NamedRow, Row};
 use super::context::SessionConnection;
 use crate::backend::OrmBackend;
 use crate::error::Error;
-use crate::graph::{Graph, ObjRef};
+use crate::graph::{Graph, ObjRef, SlotRef};
 use crate::identity::Origin;
 use crate::identity::{Held, IdentityMap, Refresh, Root, Statement};
 use crate::key::KeyValue;
-use crate::model::{Model, Relation, RelationVisitor};
+use crate::model::{Model, Relation, RelationInfo, RelationVisitor};
 use crate::plan::PlanNode;
-use crate::rel::Shape;
+use crate::rel::{Bound, Slot};
 use crate::sql::ThroughLink;
 
 use super::walk::Walk;
@@ -464,52 +464,67 @@ impl<'a, P: Model, DB: OrmBackend, R: Row<'a, DB>> RelationVisitor<P>
     type Output = deserialize::Result<()>;
 
     fn visit<Rl: Relation<Parent = P>>(self) -> deserialize::Result<()> {
-        let target = decode_node::<DB, R, Rl::Target>(self.row, self.node, None, self.state)?;
-        let slot = Rl::slot(self.parent);
-        if slot.is_loaded() {
-            return Ok(());
-        }
-        if <Rl::Shape as Shape>::COLLECTION {
-            let pending = &mut self.state.pending;
-            if pending.len() <= self.node.id {
-                pending.resize_with(self.node.id + 1, || None);
-            }
-            let pending = pending[self.node.id]
-                .get_or_insert_with(|| Box::new(Collect::<Rl>(FxHashMap::default())));
-            let collect = pending
-                .as_any_mut()
-                .downcast_mut::<Collect<Rl>>()
-                .expect("a plan node gathers one relation");
-            let (_, rows) = collect
-                .0
-                .entry(self.parent.address())
-                .or_insert_with(|| (*self.parent, Vec::new()));
-            rows.extend(target);
-            return Ok(());
-        }
-        match <Rl::Shape as Shape>::from_link(target) {
-            Some(value) if self.defer => {
-                let parent = *self.parent;
-                self.state.fills.push(Box::new(move || Rl::slot(&parent).fill(value)));
-            }
-            Some(value) => slot.fill(value),
-            None => {
-                *self.state.error = Some(dangling::<Rl>(self.parent));
-                return Err("dangling foreign key".into());
-            }
-        }
-        Ok(())
+        let parent = crate::rel::bind::<Rl>(self.parent);
+        let names = (P::NAME, Rl::info());
+        let (row, node, defer) = (self.row, self.node, self.defer);
+        join_row::<DB, R, Rl::Target, Rl::JoinKey>(row, node, parent, names, defer, self.state)
     }
 }
 
+/// Decodes the target of a joined relation from `row` and fills `parent`'s slot (or gathers
+/// the row for it, for a collection). Compiled once per target model, not once per relation.
+fn join_row<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model, K: KeyValue>(
+    row: &R,
+    node: &PlanNode,
+    parent: Bound<'_, T, K>,
+    (model, info): (&'static str, &'static RelationInfo),
+    defer: bool,
+    state: &mut State<'_>,
+) -> deserialize::Result<()> {
+    let target = decode_node::<DB, R, T>(row, node, None, state)?;
+    if parent.slot.is_loaded() {
+        return Ok(());
+    }
+    let slot = SlotRef::new(parent.slot);
+    if info.kind.is_collection() {
+        let pending = &mut state.pending;
+        if pending.len() <= node.id {
+            pending.resize_with(node.id + 1, || None);
+        }
+        let pending = pending[node.id].get_or_insert_with(|| Box::new(Collect::<T>::default()));
+        let collect = pending
+            .as_any_mut()
+            .downcast_mut::<Collect<T>>()
+            .expect("a plan node gathers one relation");
+        let (_, rows) = collect.0.entry(slot.address()).or_insert_with(|| (slot, Vec::new()));
+        rows.extend(target);
+        return Ok(());
+    }
+    if target.is_none() && parent.slot.required() {
+        *state.error = Some(dangling(model, info, parent.key));
+        return Err("dangling foreign key".into());
+    }
+    if defer {
+        state.fills.push(Box::new(move || {
+            slot.fill_link(target);
+        }));
+    } else {
+        parent.slot.fill_link(target);
+    }
+    Ok(())
+}
+
 /// The error for a required relation whose key matched no row.
-pub(crate) fn dangling<Rl: Relation>(parent: &Rl::Parent) -> Error {
-    let info = Rl::info();
+pub(crate) fn dangling<K: std::fmt::Debug>(
+    parent: &'static str,
+    info: &RelationInfo,
+    key: Option<&K>,
+) -> Error {
     Error::Dangling {
-        model: <Rl::Parent as Model>::NAME,
+        model: parent,
         relation: info.name,
         target: info.target,
-        key: match Rl::parent_key(parent) {
+        key: match key {
             Some(key) => format!("{key:?}"),
             None => "NULL".to_owned(),
         },
@@ -535,32 +550,31 @@ trait PendingFill: Any {
     fn finish(self: Box<Self>);
 }
 
-/// Rows of relation `Rl` per parent (keyed by the parent's address).
-type Gathered<P, T> = FxHashMap<usize, (ObjRef<P>, Vec<ObjRef<T>>)>;
+/// The rows of one joined collection, per parent slot (keyed by the slot's address).
+struct Collect<T: 'static>(FxHashMap<usize, (SlotRef<T>, Vec<ObjRef<T>>)>);
 
-struct Collect<Rl: Relation>(Gathered<Rl::Parent, Rl::Target>);
+impl<T: 'static> Default for Collect<T> {
+    fn default() -> Self {
+        Collect(FxHashMap::default())
+    }
+}
 
-impl<Rl: Relation> PendingFill for Collect<Rl> {
+impl<T: Model> PendingFill for Collect<T> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
 
     fn finish(self: Box<Self>) {
-        for (_, (parent, rows)) in self.0 {
-            fill_collection::<Rl>(&parent, rows);
+        for (_, (slot, rows)) in self.0 {
+            fill_collection(&*slot, rows);
         }
     }
 }
 
 /// Fills a collection slot with `rows` in key order, each row once.
-pub(crate) fn fill_collection<Rl: Relation>(
-    parent: &Rl::Parent,
-    mut rows: Vec<ObjRef<Rl::Target>>,
-) {
+pub(crate) fn fill_collection<T: Model>(slot: &dyn Slot<T>, mut rows: Vec<ObjRef<T>>) {
     key_order(&mut rows);
-    if let Some(value) = <Rl::Shape as Shape>::from_links(rows) {
-        Rl::slot(parent).fill(value);
-    }
+    slot.fill_links(rows);
 }
 
 /// Sorts `rows` by key (stably: of two objects of one row, the first stays) and keeps each key

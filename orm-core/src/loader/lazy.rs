@@ -15,7 +15,7 @@ use crate::rel::Shape;
 use crate::state::{Loaded, Untyped};
 use crate::stats::Cause;
 
-use super::selectin::{load_relation, plan_for, Load};
+use super::selectin::{load_relation, plan_for, Load, Targeting};
 use super::walk::Walk;
 
 /// Reads `R` on `parent`, loading it first if needed (see [`Loaded::load`]): the objects it
@@ -60,11 +60,12 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
             // The options the parent's load left for it: a plan of their own, a statement
             // that is not the relation's prepared default.
             (Some(options), _) => {
-                (plan_for::<R>(&options, &mut Default::default())?, Some(options))
+                (plan_for::<R::Target>(R::info(), &options, &Default::default())?, Some(options))
             }
             (None, Some(plan)) => (Arc::clone(plan), None),
             (None, None) => {
-                let plan = plan_for::<R>(&OptionTree::default(), &mut Default::default())?;
+                let options = OptionTree::default();
+                let plan = plan_for::<R::Target>(R::info(), &options, &Default::default())?;
                 cx.lazy_plans.insert(key, Arc::clone(&plan));
                 (plan, None)
             }
@@ -76,7 +77,8 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
             let lazy = options.is_none();
             let options = walk.options_id(options.as_deref().unwrap_or(&OptionTree::default()));
             let load = Load { plan: Arc::clone(&plan), cause, options, lazy };
-            load_relation::<R, C>(s, &[parent], load, &mut walk)?;
+            let parents = [crate::rel::bind::<R>(parent)];
+            load_relation(s, &parents, &Targeting::of::<R>(), load, &mut walk)?;
             walk.run(s)
         };
         if plan.has_deferred() {
@@ -99,14 +101,17 @@ fn held_target<R: Relation>(parent: &R::Parent, graph: &Arc<Graph>) -> Result<bo
     }
     let target = match R::parent_key(parent) {
         None => None,
-        Some(key) => match super::selectin::held_target::<R>(key, graph, &mut graph.identity()) {
+        Some(key) => match super::selectin::held_target(key, graph, &mut graph.identity()) {
             Some(held) => Some(held),
             None => return Ok(false),
         },
     };
     match <R::Shape as Shape>::from_link(target) {
         Some(value) => R::slot(parent).fill(value),
-        None => return Err(super::decode::dangling::<R>(parent)),
+        None => {
+            let key = R::parent_key(parent);
+            return Err(super::decode::dangling(<R::Parent as Model>::NAME, R::info(), key));
+        }
     }
     Ok(true)
 }

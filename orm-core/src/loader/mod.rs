@@ -285,7 +285,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C
     type Output = Result<()>;
 
     fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
-        let children = crate::rel::related::<R>(self.parents);
+        let children = crate::rel::related_slots(&crate::rel::bind_all::<R>(self.parents));
         load_deferred::<R::Target, C>(self.cx, self.node, &children, self.walk)
     }
 }

@@ -13,16 +13,16 @@ use crate::error::Result;
 use crate::graph::{Graph, ObjRef};
 use crate::identity::Refresh;
 use crate::key::KeyValue;
-use crate::model::{Link, Model, Relation, RelationKind, RelationVisitor};
+use crate::model::{Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor};
 use crate::options::OptionTree;
 use crate::plan::{Deferred, Path, PlanBuilder, PlanNode};
-use crate::rel::Shape;
 use crate::sql::{Dynamic, Fragment, KeyIn, LazyLoad, SelectGraph, ThroughLink, LINK_ALIAS};
 use crate::stats::{Cause, Render};
 
 use super::decode::{dangling, fill_collection, LinkKey};
 use super::walk::Walk;
 use super::{fetch_with, load_rows, LoadRows, Run, Statement};
+use crate::rel::Bound;
 
 /// Runs a deferred `selectin` load of one relation for `parents`.
 pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
@@ -37,22 +37,26 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
     type Output = Result<()>;
 
     fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
-        let plan = plan_for::<R>(&self.deferred.options, &mut self.deferred.path.clone())?;
-        let parents: Vec<&P> = self.parents.iter().map(|p| &**p).collect();
-        let cause = Cause::Selectin(P::NAME, R::info().name);
+        let relation = Targeting::of::<R>();
+        let plan =
+            plan_for::<R::Target>(relation.info, &self.deferred.options, &self.deferred.path)?;
+        let cause = Cause::Selectin(P::NAME, relation.info.name);
         let options = self.walk.options_id(&self.deferred.options);
         let load = Load { plan, cause, options, lazy: false };
-        load_relation::<R, C>(self.cx, &parents, load, self.walk)
+        let parents = crate::rel::bind_all::<R>(self.parents);
+        load_relation(self.cx, &parents, &relation, load, self.walk)
     }
 }
 
-/// The plan of the statement that loads `R`'s targets.
-pub(crate) fn plan_for<R: Relation>(
+/// The plan of the statement that loads the targets `T` of relation `info`.
+pub(crate) fn plan_for<T: Model>(
+    info: &RelationInfo,
     options: &OptionTree,
-    path: &mut Path,
+    path: &Path,
 ) -> Result<Arc<PlanNode>> {
-    let first_column = usize::from(matches!(R::info().link, Link::Through { .. }));
-    PlanBuilder::new(first_column, &[]).root::<R::Target>(options, path).map(Arc::new)
+    let first_column = usize::from(matches!(info.link, Link::Through { .. }));
+    let mut path = path.clone();
+    PlanBuilder::new(first_column, &[]).root::<T>(options, &mut path).map(Arc::new)
 }
 
 /// How [`load_relation`] loads.
@@ -67,76 +71,84 @@ pub(crate) struct Load {
     pub(crate) lazy: bool,
 }
 
-/// Loads relation `R` of every parent whose slot is not loaded yet, with `load.plan` for the
-/// targets; what the plan loads below them is queued on `walk`.
-pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
+/// Loads `relation` for every parent whose slot is not loaded yet, with `load.plan` for the
+/// targets; what the plan loads below them is queued on `walk`. Compiled once per target model
+/// and key type: the relation comes as values ([`Targeting`], [`Bound`]).
+pub(crate) fn load_relation<T: Model, K: KeyValue, C: SessionConnection>(
     cx: &mut Context<'_, C>,
-    parents: &[&R::Parent],
+    parents: &[Bound<'_, T, K>],
+    relation: &Targeting<T, K, C>,
     load: Load,
     walk: &mut Walk<C>,
 ) -> Result<()> {
     let Load { plan, cause, options, lazy } = load;
-    let loaded = |p: &&R::Parent| R::slot(p).is_loaded();
     // Borrowed when none is loaded yet (always, for a lazy load): no copy per statement.
-    let mut pending: Cow<'_, [&R::Parent]> = match parents.iter().any(loaded) {
-        true => parents.iter().copied().filter(|p| !loaded(p)).collect(),
+    let mut pending: Cow<'_, [Bound<'_, T, K>]> = match parents.iter().any(|p| p.slot.is_loaded()) {
+        true => parents.iter().filter(|p| !p.slot.is_loaded()).copied().collect(),
         false => Cow::Borrowed(parents),
     };
     // Loaded before (by an earlier load, or another path of this one: a self-managed person is
     // their own report): their related objects still get what the plan loads below them.
     let nested = plan.has_deferred() || !plan.joined.is_empty();
     // Walked into once per load: a cycle of `selectin` relations stops.
-    let mut existing = match nested {
-        true => crate::rel::related_of::<R>(
-            parents.iter().copied().filter(loaded).filter(|p| walk.first_walk::<R>(options, p)),
-        ),
-        false => Vec::new(),
-    };
+    let mut existing = Vec::new();
+    if nested {
+        let mut walked = Vec::new();
+        for parent in parents {
+            if parent.slot.is_loaded() && walk.first_walk(options, parent.slot) {
+                walked.push(*parent);
+            }
+        }
+        existing = crate::rel::related_slots(&walked);
+    }
     // A many-to-one whose target the graph holds is filled from the identity map, as
     // SQLAlchemy's selectin does: only the missing keys are queried. (Not looked for when the
     // graph holds no target at all: a probe per parent for nothing. Nor under
     // `populate_existing`, which reads every row again.)
     let graph = Arc::clone(&walk.graph);
     let mut identity =
-        match R::info().kind == RelationKind::BelongsTo && walk.refresh == Refresh::Changed {
-            true => Some(graph.identity()).filter(|identity| identity.holds::<R::Target>()),
+        match relation.info.kind == RelationKind::BelongsTo && walk.refresh == Refresh::Changed {
+            true => Some(graph.identity()).filter(|identity| identity.holds::<T>()),
             false => None,
         };
     if let Some(identity) = &mut identity {
         let mut seen: FxHashSet<usize> = existing.iter().map(ObjRef::address).collect();
         // Many parents share a target: one identity-map probe per distinct key.
-        let mut held: FxHashMap<&R::JoinKey, Option<ObjRef<R::Target>>> = FxHashMap::default();
+        let mut held: FxHashMap<&K, Option<ObjRef<T>>> = FxHashMap::default();
         // The parents still missing their target (none, when the graph holds them all).
-        let missing = pending.iter().copied().filter(|parent| {
-            let Some(key) = R::parent_key(parent) else { return true };
-            let target = held.entry(key).or_insert_with(|| held_target::<R>(key, &graph, identity));
-            let Some(target) = *target else { return true };
+        let mut missing = Vec::new();
+        for parent in pending.iter() {
+            let Some(key) = parent.key else {
+                missing.push(*parent);
+                continue;
+            };
+            let target = *held.entry(key).or_insert_with(|| held_target(key, &graph, identity));
+            let Some(target) = target else {
+                missing.push(*parent);
+                continue;
+            };
             if nested && seen.insert(target.address()) {
                 existing.push(target);
             }
-            if let Some(value) = <R::Shape as Shape>::from_link(Some(target)) {
-                R::slot(parent).fill(value);
-            }
-            false
-        });
-        pending = Cow::Owned(missing.collect());
+            parent.slot.fill_link(Some(target));
+        }
+        pending = Cow::Owned(missing);
     }
     drop(identity);
-    super::complete_joined::<R::Target, C>(cx, &plan, &existing, walk)?;
+    super::complete_joined::<T, C>(cx, &plan, &existing, walk)?;
     if pending.is_empty() {
         walk.below(&plan, existing);
         return Ok(());
     }
-    let targeting = Targeting::<R::Target, R::JoinKey, C>::of::<R>();
-    let keys: Cow<'_, [R::JoinKey]> = match &*pending {
+    let keys: Cow<'_, [K]> = match &*pending {
         // A lazy load: one parent, nothing to deduplicate or copy.
-        [parent] => match R::parent_key(parent) {
+        [parent] => match parent.key {
             Some(key) => Cow::Borrowed(std::slice::from_ref(key)),
             None => Cow::Borrowed(&[]),
         },
         // Sorted: the database builds an index over the `IN` list, and inserting the keys in
         // order costs SQLite a third of inserting them in the parents' order.
-        _ => sorted_keys(pending.iter().filter_map(|p| R::parent_key(p))).into(),
+        _ => sorted_keys(pending.iter().filter_map(|p| p.key)).into(),
     };
 
     // The distinct targets, for the loads below them and the detector.
@@ -144,40 +156,44 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
     for object in &existing {
         targets.add(object);
     }
-    if let ([parent], true) = (&*pending, <R::Shape as Shape>::COLLECTION) {
+    let collection = relation.info.kind.is_collection();
+    if let ([parent], true) = (&*pending, collection) {
         // One parent (a lazy load): every row is its own, no grouping by key.
         let mut rows = Vec::new();
-        fetch_targets(cx, &plan, &keys, cause, walk, lazy, &targeting, &mut |_, target| {
+        fetch_targets(cx, &plan, &keys, cause, walk, lazy, relation, &mut |_, target| {
             targets.add(&target);
             rows.push(target);
         })?;
-        fill_collection::<R>(parent, rows);
-    } else if <R::Shape as Shape>::COLLECTION {
-        let mut found: FxHashMap<R::JoinKey, Vec<ObjRef<R::Target>>> = FxHashMap::default();
-        fetch_targets(cx, &plan, &keys, cause, walk, lazy, &targeting, &mut |key, target| {
+        fill_collection(parent.slot, rows);
+    } else if collection {
+        let mut found: FxHashMap<K, Vec<ObjRef<T>>> = FxHashMap::default();
+        fetch_targets(cx, &plan, &keys, cause, walk, lazy, relation, &mut |key, target| {
             targets.add(&target);
             found.entry(key).or_default().push(target);
         })?;
         // A collection's join key is its parent's own key: each list has one owner, moved in.
         // Unless two objects of one row are among the parents (one held from before the row
         // changed, one read since), which both get the list.
-        let keyed = pending.iter().filter(|p| R::parent_key(p).is_some()).count();
+        let keyed = pending.iter().filter(|p| p.key.is_some()).count();
         let shared = keys.len() < keyed;
-        for &parent in pending.iter() {
-            let rows = R::parent_key(parent).and_then(|k| {
-                if shared {
-                    found.get(k).cloned()
-                } else {
-                    found.remove(k)
-                }
-            });
-            fill_collection::<R>(parent, rows.unwrap_or_default());
+        for parent in pending.iter() {
+            let rows =
+                parent.key.and_then(
+                    |k| {
+                        if shared {
+                            found.get(k).cloned()
+                        } else {
+                            found.remove(k)
+                        }
+                    },
+                );
+            fill_collection(parent.slot, rows.unwrap_or_default());
         }
     } else {
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
-        let mut found: FxHashMap<R::JoinKey, ObjRef<R::Target>> =
+        let mut found: FxHashMap<K, ObjRef<T>> =
             FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        fetch_targets(cx, &plan, &keys, cause, walk, lazy, &targeting, &mut |key, target| {
+        fetch_targets(cx, &plan, &keys, cause, walk, lazy, relation, &mut |key, target| {
             targets.add(&target);
             match found.entry(key) {
                 Entry::Occupied(mut held) if target.key() < held.get().key() => {
@@ -189,15 +205,14 @@ pub(crate) fn load_relation<R: Relation, C: SessionConnection>(
                 }
             }
         })?;
-        for &parent in pending.iter() {
-            let row = R::parent_key(parent).and_then(|k| found.get(k)).copied();
-            match <R::Shape as Shape>::from_link(row) {
-                Some(value) => R::slot(parent).fill(value),
-                None => return Err(dangling::<R>(parent)),
+        for parent in pending.iter() {
+            let row = parent.key.and_then(|k| found.get(k)).copied();
+            if !parent.slot.fill_link(row) {
+                return Err(dangling(relation.parent, relation.info, parent.key));
             }
         }
     }
-    cx.detector.record_eager::<R::Target>(&walk.graph, &plan, &targets.list);
+    cx.detector.record_eager::<T>(&walk.graph, &plan, &targets.list);
     walk.below(&plan, targets.list);
     Ok(())
 }
@@ -237,19 +252,24 @@ impl<T> Targets<T> {
     }
 }
 
-/// What [`fetch_targets`] needs of relation `R`, as values: the link, the target's key, and the
-/// statements of both identities (the relation's prepared lazy load, and any other).
-struct Targeting<T, K, C: SessionConnection> {
-    link: Link,
+/// What the loader needs of relation `R` beyond its parents' [`Bound`]s, as values: its
+/// description, the target's key, and the statements of both identities (the relation's
+/// prepared lazy load, and any other). Made once per relation by [`Targeting::of`]; the code
+/// that uses it is compiled once per target model and key type (compile time).
+pub(crate) struct Targeting<T, K, C: SessionConnection> {
+    /// The parent model's name.
+    pub(crate) parent: &'static str,
+    pub(crate) info: &'static RelationInfo,
     target_key: fn(&T) -> Option<&K>,
     linked: [LoadRows<T, LinkKey<K>, C>; 2],
     plain: [LoadRows<T, (), C>; 2],
 }
 
 impl<T: Model, K: KeyValue, C: SessionConnection> Targeting<T, K, C> {
-    fn of<R: Relation<Target = T, JoinKey = K>>() -> Self {
+    pub(crate) fn of<R: Relation<Target = T, JoinKey = K>>() -> Self {
         Targeting {
-            link: R::info().link,
+            parent: <R::Parent as Model>::NAME,
+            info: R::info(),
             target_key: R::target_key,
             linked: [
                 load_rows::<T, LinkKey<K>, C, Dynamic>,
@@ -278,7 +298,7 @@ fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
     let target_key = T::COLUMNS[T::KEY_COLUMN];
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
         let prepared = usize::from(lazy && chunk.len() == 1);
-        match relation.link {
+        match relation.info.link {
             Link::Through { table, parent_column, target_column } => {
                 let filter = KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.into() };
                 let link = ThroughLink { table: table(), parent_column, target_column };
@@ -297,7 +317,7 @@ fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
                 }
             }
             Link::ParentColumn(_) | Link::TargetColumn(_) => {
-                let column = match relation.link {
+                let column = match relation.info.link {
                     Link::TargetColumn(column) => column,
                     _ => target_key,
                 };
@@ -355,15 +375,15 @@ fn renderer<DB: OrmBackend, K: KeyValue>(
     }))
 }
 
-/// The target of many-to-one `R` with join key `key`, if the graph holds it.
-pub(crate) fn held_target<R: Relation>(
-    key: &R::JoinKey,
+/// The target `T` of a many-to-one with join key `key`, if the graph holds it.
+pub(crate) fn held_target<T: Model, K: KeyValue>(
+    key: &K,
     graph: &Arc<Graph>,
     identity: &mut crate::identity::IdentityMap,
-) -> Option<ObjRef<R::Target>> {
+) -> Option<ObjRef<T>> {
     // For a many-to-one the join key is the target's primary key.
-    let key = (key as &dyn std::any::Any).downcast_ref::<<R::Target as Model>::Key>()?;
-    let object = identity.get::<R::Target>(key)?;
+    let key = (key as &dyn std::any::Any).downcast_ref::<T::Key>()?;
+    let object = identity.get::<T>(key)?;
     Some(ObjRef::new(object, Graph::address(graph)))
 }
 

@@ -7,7 +7,6 @@
 //! per relation and options in a load, so a cycle of declared `selectin` relations
 //! (`User.addresses` and `Address.user`) stops when a level brings nothing new.
 
-use std::any::TypeId;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -17,9 +16,10 @@ use super::context::{Context, SessionConnection};
 use crate::error::Result;
 use crate::graph::{Graph, ObjRef};
 use crate::identity::{Origin, Refresh};
-use crate::model::{Model, Relation};
+use crate::model::Model;
 use crate::options::OptionTree;
 use crate::plan::PlanNode;
+use crate::rel::Slot;
 
 /// A load's walk: its graph and origin, the levels left, and the relations it already walked
 /// into.
@@ -32,8 +32,8 @@ pub(crate) struct Walk<C: SessionConnection> {
     /// What its rows do with the objects the session held before it.
     pub(crate) refresh: Refresh,
     levels: VecDeque<Box<dyn Level<C>>>,
-    /// `(relation, options, object)`: the loaded relations of objects already walked into.
-    walked: FxHashSet<(TypeId, usize, usize)>,
+    /// `(options, slot)`: the loaded relations of objects already walked into.
+    walked: FxHashSet<(usize, usize)>,
     /// The distinct options of the walk's levels, numbered for `walked`.
     options: Vec<OptionTree>,
 }
@@ -93,12 +93,12 @@ impl<C: SessionConnection> Walk<C> {
         }
     }
 
-    /// Whether this is the first time the load walks into `parent`'s loaded relation `R` with
-    /// options number `options`.
-    pub(crate) fn first_walk<R: Relation>(&mut self, options: usize, parent: &R::Parent) -> bool {
-        // Every object the load reaches stays in its graph, which the walk holds: an address is
-        // not reused during the walk.
-        let address = parent as *const R::Parent as usize;
-        self.walked.insert((TypeId::of::<R>(), options, address))
+    /// Whether this is the first time the load walks into the loaded relation `slot` (of one
+    /// object) with options number `options`.
+    pub(crate) fn first_walk<T>(&mut self, options: usize, slot: &dyn Slot<T>) -> bool {
+        // Every object the load reaches stays in its graph, which the walk holds: a slot's
+        // address (one relation of one object) is not reused during the walk.
+        let address = slot as *const dyn Slot<T> as *const () as usize;
+        self.walked.insert((options, address))
     }
 }
