@@ -37,37 +37,11 @@ thread_local! {
     static DECODER: Cell<Option<Box<dyn Any>>> = const { Cell::new(None) };
 }
 
-/// The first column of a linked (many-to-many selectin) row: the parent key it belongs to.
-pub(crate) trait RowLink: Clone + Eq + Hash + 'static {
-    /// Whether rows carry a reference: then one root row per link, and a key may repeat.
-    const LINKED: bool = true;
-
-    /// Reads the link from the row; `()` reads nothing.
-    fn read<'a, DB: OrmBackend, R: Row<'a, DB>>(row: &R) -> deserialize::Result<Self>;
-}
-
-impl RowLink for () {
-    const LINKED: bool = false;
-
-    fn read<'a, DB: OrmBackend, R: Row<'a, DB>>(_: &R) -> deserialize::Result<()> {
-        Ok(())
-    }
-}
-
-/// A link column holding a key.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct LinkKey<K>(pub(crate) K);
-
-impl<K: KeyValue> RowLink for LinkKey<K> {
-    fn read<'a, DB: OrmBackend, R: Row<'a, DB>>(row: &R) -> deserialize::Result<Self> {
-        DB::key_at::<K, R>(row, 0)?
-            .map(LinkKey)
-            .ok_or_else(|| "NULL in the association's key".into())
-    }
-}
-
-/// The decoding state of one statement whose root model is `M`.
-pub(crate) struct Decoder<M: Model, L> {
+/// The decoding state of one statement whose root model is `M`. A many-to-many `selectin`
+/// statement's rows start with a link column, the key `K` of the parent each row belongs to;
+/// other statements read no link (`None`), and name their own key type as `K`, so that both
+/// kinds of statement share one decoder per model (compile time).
+pub(crate) struct Decoder<M: Model, K> {
     plan: Arc<PlanNode>,
     /// The association table whose key the rows start with (a many-to-many selectin).
     link: Option<ThroughLink>,
@@ -77,9 +51,9 @@ pub(crate) struct Decoder<M: Model, L> {
     graph: NonNull<Graph>,
     /// Joined collections being gathered, by plan node id (grown on the first one).
     pending: Vec<Option<Box<dyn PendingFill>>>,
-    pub(crate) roots: Vec<(L, ObjRef<M>)>,
+    pub(crate) roots: Vec<(Option<K>, ObjRef<M>)>,
     /// Roots already returned, when joins can repeat them.
-    seen: Option<FxHashSet<(L, M::Key)>>,
+    seen: Option<FxHashSet<(Option<K>, M::Key)>>,
     pub(crate) error: Option<Error>,
     /// The load the objects reached belong to (for the N+1 detector).
     origin: Origin,
@@ -104,7 +78,7 @@ pub(crate) struct Decoder<M: Model, L> {
     pub(crate) revisited: bool,
 }
 
-impl<M: Model, L: RowLink> Decoder<M, L> {
+impl<M: Model, K: KeyValue> Decoder<M, K> {
     /// A decoder for a statement of `walk`'s load. `repeats`: the query's own joins can repeat a
     /// root row.
     pub(crate) fn new<C: SessionConnection>(
@@ -117,7 +91,8 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
     ) -> Self {
         let (graph, origin, refresh) = (Graph::address(&walk.graph), walk.origin, walk.refresh);
         let seen = (repeats || plan.multiplies_rows()).then(FxHashSet::default);
-        let root = (seen.is_none() && !L::LINKED).then_some(statement);
+        // Linked rows: one root row per link, and a key may repeat.
+        let root = (seen.is_none() && link.is_none()).then_some(statement);
         let row_keys = (!repeats && plan.multiplies_rows()).then(RowKeys::default);
         Decoder {
             plan,
@@ -141,10 +116,14 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
 
     fn row<'a, DB: OrmBackend, R: Row<'a, DB>>(&mut self, row: &R) -> deserialize::Result<()> {
         self.rows += 1;
-        let link = L::read::<DB, R>(row).map_err(|e| match self.link {
-            Some(link) => crate::backend::failure(link.table.name, link.parent_column, e),
-            None => e,
-        })?;
+        let link = match self.link {
+            None => None,
+            Some(link) => Some(
+                DB::key_at::<K, R>(row, 0)
+                    .and_then(|key| key.ok_or_else(|| "NULL in the association's key".into()))
+                    .map_err(|e| crate::backend::failure(link.table.name, link.parent_column, e))?,
+            ),
+        };
         let mut keys = self.row_keys.as_ref().map(|seen| {
             let mut keys = seen.hasher();
             link.hash(&mut keys);
@@ -201,44 +180,44 @@ impl<M: Model, L: RowLink> Decoder<M, L> {
 /// back and the identity map returned: the graph drops the objects this statement decoded
 /// (since its `set_mark`) and forgets the entries of this load's (as `loader::fetch` does after
 /// an error), and the next load on the thread works.
-pub(crate) fn with_decoder<M: Model, L: RowLink, T>(
+pub(crate) fn with_decoder<M: Model, K: KeyValue, T>(
     identity: &mut IdentityMap,
-    mut decoder: Decoder<M, L>,
+    mut decoder: Decoder<M, K>,
     load: impl FnOnce() -> T,
-) -> (Decoder<M, L>, T) {
+) -> (Decoder<M, K>, T) {
     decoder.identity = std::mem::take(identity);
     let origin = decoder.origin;
     let previous = DECODER.replace(Some(Box::new(decoder)));
     let mut installed =
-        Installed::<M, L> { identity, origin, previous: Some(previous), _decoder: PhantomData };
+        Installed::<M, K> { identity, origin, previous: Some(previous), _decoder: PhantomData };
     let result = load();
     let decoder = installed.uninstall();
     (decoder.expect("the decoder `with_decoder` installed is in place after the load"), result)
 }
 
 /// The decoder [`with_decoder`] installed, uninstalled on drop (on unwind) if not before.
-struct Installed<'i, M: Model, L: RowLink> {
+struct Installed<'i, M: Model, K: KeyValue> {
     identity: &'i mut IdentityMap,
     /// The load decoding.
     origin: Origin,
     /// The thread's decoder before (`None` once uninstalled).
     previous: Option<Option<Box<dyn Any>>>,
-    _decoder: PhantomData<fn() -> (M, L)>,
+    _decoder: PhantomData<fn() -> (M, K)>,
 }
 
-impl<M: Model, L: RowLink> Installed<'_, M, L> {
+impl<M: Model, K: KeyValue> Installed<'_, M, K> {
     /// Puts the previous decoder back, returns the identity map, and gives this one back.
-    fn uninstall(&mut self) -> Option<Decoder<M, L>> {
+    fn uninstall(&mut self) -> Option<Decoder<M, K>> {
         let previous = self.previous.take()?;
         // `try_with`: never a panic, even while the thread's locals are being destroyed.
         let current = DECODER.try_with(|cell| cell.replace(previous)).ok().flatten();
-        let mut decoder = current.and_then(|d| d.downcast::<Decoder<M, L>>().ok())?;
+        let mut decoder = current.and_then(|d| d.downcast::<Decoder<M, K>>().ok())?;
         *self.identity = std::mem::take(&mut decoder.identity);
         Some(*decoder)
     }
 }
 
-impl<M: Model, L: RowLink> Drop for Installed<'_, M, L> {
+impl<M: Model, K: KeyValue> Drop for Installed<'_, M, K> {
     fn drop(&mut self) {
         if let Some(decoder) = self.uninstall() {
             // Unwinding: the statement's objects go, and the entries of the load's.
@@ -250,9 +229,9 @@ impl<M: Model, L: RowLink> Drop for Installed<'_, M, L> {
 }
 
 /// What the statement's rows are loaded as: nothing, the graph is built in the decoder.
-pub(crate) struct RowSink<M, L>(PhantomData<fn() -> (M, L)>);
+pub(crate) struct RowSink<M, K>(PhantomData<fn() -> (M, K)>);
 
-impl<DB: OrmBackend, M: Model, L: RowLink> QueryableByName<DB> for RowSink<M, L> {
+impl<DB: OrmBackend, M: Model, K: KeyValue> QueryableByName<DB> for RowSink<M, K> {
     fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
         // Out of the thread-local while the row decodes (a load inside user code finds the slot
         // empty), and back on every exit.
@@ -260,7 +239,7 @@ impl<DB: OrmBackend, M: Model, L: RowLink> QueryableByName<DB> for RowSink<M, L>
         let decoder = current
             .0
             .as_mut()
-            .and_then(|d| d.downcast_mut::<Decoder<M, L>>())
+            .and_then(|d| d.downcast_mut::<Decoder<M, K>>())
             .ok_or("orm-core: a graph row was decoded outside of its load")?;
         decoder.row::<DB, _>(row)?;
         Ok(RowSink(PhantomData))

@@ -22,8 +22,9 @@ use crate::plan::{PlanBuilder, PlanNode};
 use crate::sql::{Dynamic, Fragment, Identified, SelectGraph, StatementId, ThroughLink};
 use crate::stats::{Cause, Render};
 
-use self::decode::{with_decoder, Decoder, RowLink, RowSink};
+use self::decode::{with_decoder, Decoder, RowSink};
 use self::walk::Walk;
+use crate::key::KeyValue;
 
 /// The parts of a statement that come from the query rather than from the plan.
 pub(crate) struct Statement<DB> {
@@ -61,7 +62,7 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     let run = |cx: &mut Context<'_, C>| {
         let cause = Cause::Query(M::NAME);
         let mut walk = Walk::new(Arc::clone(&graph), origin, refresh);
-        let roots = fetch::<M, (), C, Dynamic>(
+        let roots = fetch::<M, M::Key, C, Dynamic>(
             cx,
             Arc::clone(&plan),
             &statement,
@@ -70,7 +71,7 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
             &mut walk,
             None,
         )?;
-        let roots: Vec<ObjRef<M>> = roots.into_iter().map(|((), object)| object).collect();
+        let roots: Vec<ObjRef<M>> = roots.into_iter().map(|(_, object)| object).collect();
         load_deferred::<M, C>(cx, &plan, &roots, &mut walk)?;
         walk.run(cx)?;
         cx.detector.record_eager::<M>(&walk.graph, &plan, &roots);
@@ -85,9 +86,10 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
     Ok((graph, roots))
 }
 
-/// Runs one statement over `plan` and returns its roots, each with its link column. `Id` names
-/// the prepared statement when its SQL is fixed (see [`StatementId`]).
-pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>(
+/// Runs one statement over `plan` and returns its roots, each with its link column (of key type
+/// `K`, when `link` is given). `Id` names the prepared statement when its SQL is fixed (see
+/// [`StatementId`]).
+pub(crate) fn fetch<M: Model, K: KeyValue, C: SessionConnection, Id: StatementId>(
     cx: &mut Context<'_, C>,
     plan: Arc<PlanNode>,
     statement: &Statement<Db<C>>,
@@ -95,9 +97,9 @@ pub(crate) fn fetch<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>
     cause: Cause,
     walk: &mut Walk<C>,
     render: Option<Render>,
-) -> Result<Vec<(L, ObjRef<M>)>> {
+) -> Result<Vec<(Option<K>, ObjRef<M>)>> {
     let run = Run { plan, statement, link, cause, render };
-    fetch_with::<M, L, C>(cx, run, walk, load_rows::<M, L, C, Id>)
+    fetch_with::<M, K, C>(cx, run, walk, load_rows::<M, K, C, Id>)
 }
 
 /// What [`fetch`] runs.
@@ -113,29 +115,29 @@ pub(crate) struct Run<'s, DB> {
 /// the database refused the cached statement as stale. The only part of a fetch that depends on
 /// the statement's identity `Id` (a function pointer for [`fetch_with`], so the rest is compiled
 /// once per model rather than once per statement identity).
-pub(crate) fn load_rows<M: Model, L: RowLink, C: SessionConnection, Id: StatementId>(
+pub(crate) fn load_rows<M: Model, K: KeyValue, C: SessionConnection, Id: StatementId>(
     conn: &mut C,
     query: &SelectGraph<'_, Db<C>>,
-) -> diesel::QueryResult<Vec<RowSink<M, L>>> {
-    match Identified::<_, Id>::new(*query).load::<RowSink<M, L>>(&mut *conn) {
+) -> diesel::QueryResult<Vec<RowSink<M, K>>> {
+    match Identified::<_, Id>::new(*query).load::<RowSink<M, K>>(&mut *conn) {
         // Refused before any row: run it again, prepared anew.
         Err(error)
             if <Db<C> as OrmBackend>::is_stale_statement(&error)
                 && Context::forget_prepared_statements(conn) =>
         {
-            Identified::<_, Id>::new(*query).load::<RowSink<M, L>>(conn)
+            Identified::<_, Id>::new(*query).load::<RowSink<M, K>>(conn)
         }
         result => result,
     }
 }
 
 /// Fetches a statement's rows with `load` (see [`fetch`]).
-pub(crate) fn fetch_with<M: Model, L: RowLink, C: SessionConnection>(
+pub(crate) fn fetch_with<M: Model, K: KeyValue, C: SessionConnection>(
     cx: &mut Context<'_, C>,
     run: Run<'_, Db<C>>,
     walk: &mut Walk<C>,
-    load: LoadRows<M, L, C>,
-) -> Result<Vec<(L, ObjRef<M>)>> {
+    load: LoadRows<M, K, C>,
+) -> Result<Vec<(Option<K>, ObjRef<M>)>> {
     let Run { plan, statement, link, cause, render } = run;
     let origin = walk.origin;
     let query = SelectGraph {
@@ -156,7 +158,7 @@ pub(crate) fn fetch_with<M: Model, L: RowLink, C: SessionConnection>(
     let mut identity = graph.identity();
     let statement = identity.next_statement();
     let decoder =
-        Decoder::<M, L>::new(walk, Arc::clone(&plan), link, repeats, query_root, statement);
+        Decoder::<M, K>::new(walk, Arc::clone(&plan), link, repeats, query_root, statement);
     let recording = cx.recorder.fetch(cause, render);
     let conn = &mut *cx.conn;
     identity.set_mark();
@@ -190,8 +192,8 @@ pub(crate) fn fetch_with<M: Model, L: RowLink, C: SessionConnection>(
 }
 
 /// [`load_rows`] for one statement identity.
-pub(crate) type LoadRows<M, L, C> =
-    fn(&mut C, &SelectGraph<'_, Db<C>>) -> diesel::QueryResult<Vec<RowSink<M, L>>>;
+pub(crate) type LoadRows<M, K, C> =
+    fn(&mut C, &SelectGraph<'_, Db<C>>) -> diesel::QueryResult<Vec<RowSink<M, K>>>;
 
 /// The error of a statement the database failed.
 fn statement_error<C: SessionConnection>(

@@ -19,7 +19,7 @@ use crate::plan::{Deferred, Path, PlanBuilder, PlanNode};
 use crate::sql::{Dynamic, Fragment, KeyIn, LazyLoad, SelectGraph, ThroughLink, LINK_ALIAS};
 use crate::stats::{Cause, Render};
 
-use super::decode::{dangling, fill_collection, LinkKey};
+use super::decode::{dangling, fill_collection};
 use super::walk::Walk;
 use super::{fetch_with, load_rows, LoadRows, Run, Statement};
 use crate::rel::Bound;
@@ -256,13 +256,15 @@ impl<T> Targets<T> {
 /// description, the target's key, and the statements of both identities (the relation's
 /// prepared lazy load, and any other). Made once per relation by [`Targeting::of`]; the code
 /// that uses it is compiled once per target model and key type (compile time).
-pub(crate) struct Targeting<T, K, C: SessionConnection> {
+pub(crate) struct Targeting<T: Model, K, C: SessionConnection> {
     /// The parent model's name.
     pub(crate) parent: &'static str,
     pub(crate) info: &'static RelationInfo,
     target_key: fn(&T) -> Option<&K>,
-    linked: [LoadRows<T, LinkKey<K>, C>; 2],
-    plain: [LoadRows<T, (), C>; 2],
+    /// Rows linked to parent keys `K` (many-to-many).
+    linked: [LoadRows<T, K, C>; 2],
+    /// Rows without a link: the same functions as `linked` when the keys are of one type.
+    plain: [LoadRows<T, T::Key, C>; 2],
 }
 
 impl<T: Model, K: KeyValue, C: SessionConnection> Targeting<T, K, C> {
@@ -271,11 +273,8 @@ impl<T: Model, K: KeyValue, C: SessionConnection> Targeting<T, K, C> {
             parent: <R::Parent as Model>::NAME,
             info: R::info(),
             target_key: R::target_key,
-            linked: [
-                load_rows::<T, LinkKey<K>, C, Dynamic>,
-                load_rows::<T, LinkKey<K>, C, LazyLoad<R>>,
-            ],
-            plain: [load_rows::<T, (), C, Dynamic>, load_rows::<T, (), C, LazyLoad<R>>],
+            linked: [load_rows::<T, K, C, Dynamic>, load_rows::<T, K, C, LazyLoad<R>>],
+            plain: [load_rows::<T, T::Key, C, Dynamic>, load_rows::<T, T::Key, C, LazyLoad<R>>],
         }
     }
 }
@@ -312,8 +311,10 @@ fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
                     render,
                 };
                 let rows = fetch_with(cx, run, walk, relation.linked[prepared])?;
-                for (LinkKey(key), target) in rows {
-                    add(key, target);
+                for (key, target) in rows {
+                    if let Some(key) = key {
+                        add(key, target);
+                    }
                 }
             }
             Link::ParentColumn(_) | Link::TargetColumn(_) => {
@@ -332,7 +333,7 @@ fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
                     render,
                 };
                 let rows = fetch_with(cx, run, walk, relation.plain[prepared])?;
-                for ((), target) in rows {
+                for (_, target) in rows {
                     if let Some(key) = (relation.target_key)(&target) {
                         add(key.clone(), target);
                     }
