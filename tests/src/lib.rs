@@ -139,7 +139,9 @@ pub mod pg {
     fn connect(schema: &str) -> Conn {
         let mut conn = Conn::establish(&url()).expect("PostgreSQL at DATABASE_URL");
         conn.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}; SET client_min_messages TO WARNING"
+            // A schema left by an earlier run whose process had the same id goes first.
+            "SET client_min_messages TO WARNING; DROP SCHEMA IF EXISTS {schema} CASCADE; \
+             CREATE SCHEMA {schema}; SET search_path TO {schema}"
         ))
         .expect("schema");
         conn
