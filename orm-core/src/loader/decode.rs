@@ -466,11 +466,8 @@ fn join_row<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model, K: KeyValue>(
     }
     let slot = SlotRef::new(parent.slot);
     if info.kind.is_collection() {
-        let pending = &mut state.pending;
-        if pending.len() <= node.id {
-            pending.resize_with(node.id + 1, || None);
-        }
-        let pending = pending[node.id].get_or_insert_with(|| Box::new(Collect::<T>::default()));
+        let pending = pending_at(state.pending, node.id);
+        let pending = pending.get_or_insert_with(|| Box::new(Collect::<T>::default()));
         let collect = pending
             .as_any_mut()
             .downcast_mut::<Collect<T>>()
@@ -529,6 +526,17 @@ trait PendingFill: Any {
     fn finish(self: Box<Self>);
 }
 
+/// The gathering of plan node `id` (compiled once, not once per model).
+fn pending_at(
+    pending: &mut Vec<Option<Box<dyn PendingFill>>>,
+    id: usize,
+) -> &mut Option<Box<dyn PendingFill>> {
+    if pending.len() <= id {
+        pending.resize_with(id + 1, || None);
+    }
+    &mut pending[id]
+}
+
 /// The rows of one joined collection, per parent slot (keyed by the slot's address).
 struct Collect<T: 'static>(FxHashMap<usize, (SlotRef<T>, Vec<ObjRef<T>>)>);
 
@@ -557,8 +565,28 @@ pub(crate) fn fill_collection<T: Model>(slot: &dyn Slot<T>, mut rows: Vec<ObjRef
 }
 
 /// Sorts `rows` by key (stably: of two objects of one row, the first stays) and keeps each key
-/// once. Compiled once per model rather than per relation: a sort is a lot of code.
+/// once. Rows usually come in key order already, checked first; otherwise the sort runs over
+/// the keys alone, so that its code (a lot of it) is compiled once per key type, not per model.
 fn key_order<T: Model>(rows: &mut Vec<ObjRef<T>>) {
-    rows.sort_by(|a, b| a.key().cmp(b.key()));
-    rows.dedup_by(|a, b| a.key() == b.key());
+    if rows.windows(2).all(|pair| pair[0].key() < pair[1].key()) {
+        return;
+    }
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows.iter() {
+        keys.push(row.key());
+    }
+    let order = key_positions(&keys);
+    let mut ordered = Vec::with_capacity(order.len());
+    for position in order {
+        ordered.push(rows[position]);
+    }
+    *rows = ordered;
+}
+
+/// The positions of `keys` in key order, the first of equal keys only.
+fn key_positions<K: Ord>(keys: &[&K]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by(|&a, &b| keys[a].cmp(keys[b]).then(a.cmp(&b)));
+    order.dedup_by(|a, b| keys[*a] == keys[*b]);
+    order
 }

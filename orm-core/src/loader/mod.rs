@@ -71,7 +71,11 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
             &mut walk,
             None,
         )?;
-        let roots: Vec<ObjRef<M>> = roots.into_iter().map(|(_, object)| object).collect();
+        let mut objects = Vec::with_capacity(roots.len());
+        for (_, object) in roots {
+            objects.push(object);
+        }
+        let roots = objects;
         load_deferred::<M, C>(cx, &plan, &roots, &mut walk)?;
         walk.run(cx)?;
         cx.detector.record_eager::<M>(&walk.graph, &plan, &roots);
