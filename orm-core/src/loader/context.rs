@@ -93,8 +93,18 @@ impl<'c, C: SessionConnection> Context<'c, C> {
         &mut self,
         mut f: impl FnMut(&mut Self) -> Result<T>,
     ) -> Result<T> {
+        let mut value = None;
+        self.load_transaction_dyn(&mut |cx| {
+            value = Some(f(cx)?);
+            Ok(())
+        })?;
+        Ok(value.expect("a committed load transaction ran its body"))
+    }
+
+    /// [`Context::load_transaction`] compiled once per connection type, not once per caller.
+    fn load_transaction_dyn(&mut self, f: &mut dyn FnMut(&mut Self) -> Result<()>) -> Result<()> {
         let outermost = matches!(self.transaction_depth(), Ok(None));
-        match transaction(self, &mut f) {
+        match transaction(self, &mut *f) {
             Err(Error::Database { source, .. })
                 if outermost && <Db<C> as OrmBackend>::is_stale_statement(&source) =>
             {

@@ -74,11 +74,15 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
         let target_origin = cx.next_origin();
         let run = |s: &mut Context<'_, C>| {
             let mut walk = Walk::new(Arc::clone(&graph), target_origin, Refresh::Changed);
-            let lazy = options.is_none();
+            // The default plan's statement is prepared once per connection.
+            let relation = match options {
+                None => Targeting::lazy::<R>(),
+                Some(_) => Targeting::of::<R>(),
+            };
             let options = walk.options_id(options.as_deref().unwrap_or(&OptionTree::default()));
-            let load = Load { plan: Arc::clone(&plan), cause, options, lazy };
+            let load = Load { plan: Arc::clone(&plan), cause, options };
             let parents = [crate::rel::bind::<R>(parent)];
-            load_relation(s, &parents, &Targeting::of::<R>(), load, &mut walk)?;
+            load_relation(s, &parents, &relation, load, &mut walk)?;
             walk.run(s)
         };
         if plan.has_deferred() {

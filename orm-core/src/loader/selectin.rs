@@ -42,7 +42,7 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
             plan_for::<R::Target>(relation.info, &self.deferred.options, &self.deferred.path)?;
         let cause = Cause::Selectin(P::NAME, relation.info.name);
         let options = self.walk.options_id(&self.deferred.options);
-        let load = Load { plan, cause, options, lazy: false };
+        let load = Load { plan, cause, options };
         let parents = crate::rel::bind_all::<R>(self.parents);
         load_relation(self.cx, &parents, &relation, load, self.walk)
     }
@@ -66,9 +66,6 @@ pub(crate) struct Load {
     pub(crate) cause: Cause,
     /// The walk's number of the options below the relation (see [`Walk::options_id`]).
     pub(crate) options: usize,
-    /// The lazy load of one parent with the relation's default plan, whose statement is
-    /// prepared once per connection.
-    pub(crate) lazy: bool,
 }
 
 /// Loads `relation` for every parent whose slot is not loaded yet, with `load.plan` for the
@@ -81,7 +78,7 @@ pub(crate) fn load_relation<T: Model, K: KeyValue, C: SessionConnection>(
     load: Load,
     walk: &mut Walk<C>,
 ) -> Result<()> {
-    let Load { plan, cause, options, lazy } = load;
+    let Load { plan, cause, options } = load;
     // Borrowed when none is loaded yet (always, for a lazy load): no copy per statement.
     let mut pending: Cow<'_, [Bound<'_, T, K>]> = match parents.iter().any(|p| p.slot.is_loaded()) {
         true => parents.iter().filter(|p| !p.slot.is_loaded()).copied().collect(),
@@ -160,14 +157,14 @@ pub(crate) fn load_relation<T: Model, K: KeyValue, C: SessionConnection>(
     if let ([parent], true) = (&*pending, collection) {
         // One parent (a lazy load): every row is its own, no grouping by key.
         let mut rows = Vec::new();
-        fetch_targets(cx, &plan, &keys, cause, walk, lazy, relation, &mut |_, target| {
+        fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |_, target| {
             targets.add(&target);
             rows.push(target);
         })?;
         fill_collection(parent.slot, rows);
     } else if collection {
         let mut found: FxHashMap<K, Vec<ObjRef<T>>> = FxHashMap::default();
-        fetch_targets(cx, &plan, &keys, cause, walk, lazy, relation, &mut |key, target| {
+        fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |key, target| {
             targets.add(&target);
             found.entry(key).or_default().push(target);
         })?;
@@ -193,7 +190,7 @@ pub(crate) fn load_relation<T: Model, K: KeyValue, C: SessionConnection>(
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
         let mut found: FxHashMap<K, ObjRef<T>> =
             FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        fetch_targets(cx, &plan, &keys, cause, walk, lazy, relation, &mut |key, target| {
+        fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |key, target| {
             targets.add(&target);
             match found.entry(key) {
                 Entry::Occupied(mut held) if target.key() < held.get().key() => {
@@ -253,28 +250,40 @@ impl<T> Targets<T> {
 }
 
 /// What the loader needs of relation `R` beyond its parents' [`Bound`]s, as values: its
-/// description, the target's key, and the statements of both identities (the relation's
-/// prepared lazy load, and any other). Made once per relation by [`Targeting::of`]; the code
-/// that uses it is compiled once per target model and key type (compile time).
+/// description, the target's key, and the functions running its statements. Made once per
+/// relation ([`Targeting::of`], or [`Targeting::lazy`] for a lazy load's prepared statement);
+/// the code that uses it is compiled once per target model and key type (compile time).
 pub(crate) struct Targeting<T: Model, K, C: SessionConnection> {
     /// The parent model's name.
     pub(crate) parent: &'static str,
     pub(crate) info: &'static RelationInfo,
     target_key: fn(&T) -> Option<&K>,
     /// Rows linked to parent keys `K` (many-to-many).
-    linked: [LoadRows<T, K, C>; 2],
-    /// Rows without a link: the same functions as `linked` when the keys are of one type.
-    plain: [LoadRows<T, T::Key, C>; 2],
+    linked: LoadRows<T, K, C>,
+    /// Rows without a link: the same function as `linked` when the keys are of one type.
+    plain: LoadRows<T, T::Key, C>,
 }
 
 impl<T: Model, K: KeyValue, C: SessionConnection> Targeting<T, K, C> {
+    /// Relation `R`, whose statements are built per execution.
     pub(crate) fn of<R: Relation<Target = T, JoinKey = K>>() -> Self {
         Targeting {
             parent: <R::Parent as Model>::NAME,
             info: R::info(),
             target_key: R::target_key,
-            linked: [load_rows::<T, K, C, Dynamic>, load_rows::<T, K, C, LazyLoad<R>>],
-            plain: [load_rows::<T, T::Key, C, Dynamic>, load_rows::<T, T::Key, C, LazyLoad<R>>],
+            linked: load_rows::<T, K, C, Dynamic>,
+            plain: load_rows::<T, T::Key, C, Dynamic>,
+        }
+    }
+
+    /// Relation `R` for its lazy load of one parent with the default plan: one SQL text per
+    /// relation, prepared once per connection. Only a lazy load written in the application
+    /// instantiates it (diesel's statement code is compiled once per statement identity).
+    pub(crate) fn lazy<R: Relation<Target = T, JoinKey = K>>() -> Self {
+        Targeting {
+            linked: load_rows::<T, K, C, LazyLoad<R>>,
+            plain: load_rows::<T, T::Key, C, LazyLoad<R>>,
+            ..Targeting::of::<R>()
         }
     }
 }
@@ -282,21 +291,18 @@ impl<T: Model, K: KeyValue, C: SessionConnection> Targeting<T, K, C> {
 /// Runs the statements loading the targets of `keys` (one per chunk of keys), handing each row
 /// to `add` with the join key it matched. Compiled once per target model and key type, not once
 /// per relation (the relation comes as [`Targeting`]; compile time).
-#[allow(clippy::too_many_arguments)]
 fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
     cx: &mut Context<'_, C>,
     plan: &Arc<PlanNode>,
     keys: &[K],
     cause: Cause,
     walk: &mut Walk<C>,
-    lazy: bool,
     relation: &Targeting<T, K, C>,
     add: &mut dyn FnMut(K, ObjRef<T>),
 ) -> Result<()> {
     let target_table = T::table().name;
     let target_key = T::COLUMNS[T::KEY_COLUMN];
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
-        let prepared = usize::from(lazy && chunk.len() == 1);
         match relation.info.link {
             Link::Through { table, parent_column, target_column } => {
                 let filter = KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.into() };
@@ -310,7 +316,7 @@ fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
                     cause,
                     render,
                 };
-                let rows = fetch_with(cx, run, walk, relation.linked[prepared])?;
+                let rows = fetch_with(cx, run, walk, relation.linked)?;
                 for (key, target) in rows {
                     if let Some(key) = key {
                         add(key, target);
@@ -332,7 +338,7 @@ fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
                     cause,
                     render,
                 };
-                let rows = fetch_with(cx, run, walk, relation.plain[prepared])?;
+                let rows = fetch_with(cx, run, walk, relation.plain)?;
                 for (_, target) in rows {
                     if let Some(key) = (relation.target_key)(&target) {
                         add(key.clone(), target);
