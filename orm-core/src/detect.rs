@@ -244,13 +244,10 @@ impl Detector {
 /// loop that reads the relation reads it on most of them, and watching all 100,000 would cost
 /// the load itself 5 %. The sample does not keep the graph: it is read only if the graph is
 /// still alive and has not been cleared since (its references would point to dropped objects).
-/// Compiled once per target model (the parents come as their slots).
-fn sample<T: 'static, K>(
-    graph: &Arc<Graph>,
-    parents: &[Bound<'_, T, K>],
-) -> Box<dyn Fn() -> bool + Send> {
+/// Compiled once per key type (the parents come as their slots).
+fn sample<K>(graph: &Arc<Graph>, parents: &[Bound<'_, K>]) -> Box<dyn Fn() -> bool + Send> {
     let stride = (parents.len() / EAGER_SAMPLE).max(1);
-    let slots: Vec<SlotRef<T>> =
+    let slots: Vec<SlotRef> =
         parents.iter().step_by(stride).map(|p| SlotRef::new(p.slot)).collect();
     let weak: Weak<Graph> = Arc::downgrade(graph);
     let generation = graph.generation();
@@ -307,7 +304,8 @@ impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
     fn visit<R: Relation<Parent = P>>(self) {
         let parents = crate::rel::bind_all::<R>(self.parents);
         let relation = ((TypeId::of::<P>(), R::INDEX), (P::NAME, R::info().name));
-        self.detector.record_relation(self.graph, &parents, relation, self.strategy, self.node);
+        let (graph, strategy, node) = (self.graph, self.strategy, self.node);
+        self.detector.record_relation::<R::Target, _>(graph, &parents, relation, strategy, node);
     }
 }
 
@@ -317,7 +315,7 @@ impl Detector {
     fn record_relation<T: Model, K>(
         &mut self,
         graph: &Arc<Graph>,
-        parents: &[Bound<'_, T, K>],
+        parents: &[Bound<'_, K>],
         (id, names): (RelationId, (&'static str, &'static str)),
         strategy: Strategy,
         node: Option<&PlanNode>,
@@ -326,7 +324,7 @@ impl Detector {
         self.eager_load(id, names, strategy, parents.len(), read);
         // Below a joined relation, only if it has eager loads of its own to record.
         if let Some(node) = node.filter(|n| !n.joined.is_empty() || !n.deferred.is_empty()) {
-            let children = crate::rel::related_slots(parents);
+            let children = crate::rel::related_typed::<T, K>(parents);
             self.record_eager::<T>(graph, node, &children);
         }
     }

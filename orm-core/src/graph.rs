@@ -17,6 +17,7 @@
 //! - a graph is cleared in place only when its session holds the only count
 //!   ([`Graph::clear_if_unshared`]).
 
+use std::any::TypeId;
 use std::fmt;
 use std::ops::Deref;
 use std::ptr::NonNull;
@@ -118,6 +119,124 @@ impl<M> ObjRef<M> {
     pub(crate) fn address(&self) -> usize {
         self.object.as_ptr() as usize
     }
+
+    /// This link with its model erased, for code compiled once for every model (see [`Links`]).
+    pub(crate) fn erase(self) -> ObjRef<()> {
+        ObjRef { object: self.object.cast(), graph: self.graph }
+    }
+}
+
+impl ObjRef<()> {
+    /// The link an [`ObjRef::erase`] erased.
+    ///
+    /// # Safety
+    /// `self` was erased from an `ObjRef<M>`.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn assume<M>(self) -> ObjRef<M> {
+        ObjRef { object: self.object.cast(), graph: self.graph }
+    }
+}
+
+/// `links` with their model erased (no copy: both have one layout).
+pub(crate) fn erase_all<M>(links: Vec<ObjRef<M>>) -> Vec<ObjRef<()>> {
+    let mut links = std::mem::ManuallyDrop::new(links);
+    // SAFETY: `ObjRef<M>` and `ObjRef<()>` are `repr(C)` pairs of thin non-null pointers (`M` is
+    // sized): one size and alignment, so the allocation is valid for the other type.
+    #[allow(unsafe_code)]
+    unsafe {
+        Vec::from_raw_parts(links.as_mut_ptr().cast(), links.len(), links.capacity())
+    }
+}
+
+/// The links [`erase_all`] erased.
+///
+/// # Safety
+/// Every link of `links` was erased from an `ObjRef<M>`.
+#[allow(unsafe_code)]
+pub(crate) unsafe fn assume_all<M>(links: Vec<ObjRef<()>>) -> Vec<ObjRef<M>> {
+    let mut links = std::mem::ManuallyDrop::new(links);
+    // SAFETY: as in `erase_all`; the links point to `M`s (the caller's promise).
+    unsafe { Vec::from_raw_parts(links.as_mut_ptr().cast(), links.len(), links.capacity()) }
+}
+
+/// `links` with their model erased (no copy).
+pub(crate) fn erase_slice<M>(links: &[ObjRef<M>]) -> &[ObjRef<()>] {
+    // SAFETY: as in `erase_all`: one layout, and an erased link is only read as an address
+    // until it is typed again.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::slice::from_raw_parts(links.as_ptr().cast(), links.len())
+    }
+}
+
+/// The links [`erase_slice`] erased.
+///
+/// # Safety
+/// Every link of `links` was erased from an `ObjRef<M>`.
+#[allow(unsafe_code)]
+pub(crate) unsafe fn assume_slice<M>(links: &[ObjRef<()>]) -> &[ObjRef<M>] {
+    // SAFETY: as in `erase_slice`; the links point to `M`s (the caller's promise).
+    unsafe { std::slice::from_raw_parts(links.as_ptr().cast(), links.len()) }
+}
+
+/// Links to objects of one model, the model erased but recorded, and checked when a relation
+/// slot takes them: what the loader's code compiled once per key type (not once per model)
+/// hands to the slots it fills.
+pub(crate) struct Links {
+    model: TypeId,
+    links: Vec<ObjRef<()>>,
+}
+
+impl Links {
+    pub(crate) fn of<M: 'static>(links: Vec<ObjRef<M>>) -> Self {
+        Links { model: TypeId::of::<M>(), links: erase_all(links) }
+    }
+
+    /// Links erased by the loader, of model `model`.
+    ///
+    /// # Safety
+    /// Every link of `links` was erased from an `ObjRef<M>` where `model` is `M`'s type.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn erased(model: TypeId, links: Vec<ObjRef<()>>) -> Self {
+        Links { model, links }
+    }
+
+    /// The links, if they are of model `M`.
+    pub(crate) fn typed<M: 'static>(self) -> Option<Vec<ObjRef<M>>> {
+        // SAFETY: the links were erased from `ObjRef<M>`s of the recorded model (see the
+        // constructors), which is `M`.
+        #[allow(unsafe_code)]
+        (self.model == TypeId::of::<M>()).then(|| unsafe { assume_all(self.links) })
+    }
+}
+
+/// One link of [`Links`]: its model erased, recorded, and checked when a slot takes it.
+#[derive(Clone, Copy)]
+pub(crate) struct AnyRef {
+    model: TypeId,
+    link: ObjRef<()>,
+}
+
+impl AnyRef {
+    pub(crate) fn of<M: 'static>(link: ObjRef<M>) -> Self {
+        AnyRef { model: TypeId::of::<M>(), link: link.erase() }
+    }
+
+    /// A link erased by the loader, of model `model`.
+    ///
+    /// # Safety
+    /// `link` was erased from an `ObjRef<M>` where `model` is `M`'s type.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn erased(model: TypeId, link: ObjRef<()>) -> Self {
+        AnyRef { model, link }
+    }
+
+    /// The link, if it is of model `M`.
+    pub(crate) fn typed<M: 'static>(self) -> Option<ObjRef<M>> {
+        // SAFETY: as for `Links::typed`.
+        #[allow(unsafe_code)]
+        (self.model == TypeId::of::<M>()).then(|| unsafe { self.link.assume() })
+    }
 }
 
 impl<M> Clone for ObjRef<M> {
@@ -157,13 +276,14 @@ unsafe impl<M: Sync> Sync for ObjRef<M> {}
 /// of a parent whose slot it fills once a statement succeeded, and what the N+1 detector samples.
 /// Made and followed as an [`ObjRef`] is: only of slots of objects of the graph a load holds, and
 /// followed only while something counts that graph.
-pub(crate) struct SlotRef<T: 'static> {
-    slot: NonNull<dyn Slot<T>>,
+#[derive(Clone, Copy)]
+pub(crate) struct SlotRef {
+    slot: NonNull<dyn Slot>,
 }
 
-impl<T: 'static> SlotRef<T> {
+impl SlotRef {
     /// A link to `slot`, which must be a relation slot of an object of a graph (see the type).
-    pub(crate) fn new(slot: &(dyn Slot<T> + 'static)) -> Self {
+    pub(crate) fn new(slot: &(dyn Slot + 'static)) -> Self {
         SlotRef { slot: NonNull::from(slot) }
     }
 
@@ -173,18 +293,10 @@ impl<T: 'static> SlotRef<T> {
     }
 }
 
-impl<T> Clone for SlotRef<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
+impl Deref for SlotRef {
+    type Target = dyn Slot;
 
-impl<T> Copy for SlotRef<T> {}
-
-impl<T> Deref for SlotRef<T> {
-    type Target = dyn Slot<T>;
-
-    fn deref(&self) -> &(dyn Slot<T> + 'static) {
+    fn deref(&self) -> &(dyn Slot + 'static) {
         // SAFETY: as for `ObjRef::deref`: the slot is a field of an object of a graph (whose
         // elements never move), followed only while something counts that graph; slots are
         // `Sync` and only ever shared.
@@ -198,10 +310,10 @@ impl<T> Deref for SlotRef<T> {
 // SAFETY: a shared reference to a `Sync` slot of a graph that outlives every use of it (see
 // `Deref`).
 #[allow(unsafe_code)]
-unsafe impl<T> Send for SlotRef<T> {}
+unsafe impl Send for SlotRef {}
 // SAFETY: as for `Send`.
 #[allow(unsafe_code)]
-unsafe impl<T> Sync for SlotRef<T> {}
+unsafe impl Sync for SlotRef {}
 
 /// The graph's `unsafe` parts, without a database: references followed while other threads read
 /// and the loader appends, handles counting the graph, views of references as handles, and
@@ -235,6 +347,36 @@ mod tests {
         let (object, _) =
             identity.model::<Node>().get_or_decode(id, 1, None, Refresh::Changed, node).unwrap();
         ObjRef::new(object, Graph::address(graph))
+    }
+
+    #[test]
+    fn erased_links_fill_slots_of_their_model_only_and_read_back_typed() {
+        use crate::graph::{AnyRef, Links, SlotRef};
+        use crate::rel::Slot;
+        let graph = Graph::new();
+        let root = push(&graph, 1, None);
+        let children: Vec<_> = (2..6).map(|id| push(&graph, id, Some(1))).collect();
+        // Erased and typed again without a copy, as the loader passes targets around.
+        let erased = super::erase_all(children.clone());
+        let slice = super::erase_slice(&children);
+        assert_eq!(slice.len(), 4);
+        // SAFETY: erased from `ObjRef<Node>`s just above.
+        #[allow(unsafe_code)]
+        let (typed, again) =
+            unsafe { (super::assume_slice::<Node>(slice), super::assume_all::<Node>(erased)) };
+        assert_eq!((typed[3].id, again[0].id), (5, 2));
+        // A slot takes links of its target model, through its erased interface.
+        let slot: &(dyn Slot + 'static) = &root.children;
+        assert!(slot.fill_links(Links::of(again)));
+        let read = SlotRef::new(slot);
+        let kids: Vec<i32> = read.peek_typed::<Node>().unwrap().iter().map(|k| k.id).collect();
+        assert_eq!((kids, read.peek_typed::<String>().is_none()), (vec![2, 3, 4, 5], true));
+        let parent: &(dyn Slot + 'static) = &children[0].parent;
+        assert!(!parent.required() && parent.fill_link(Some(AnyRef::of(root))));
+        assert_eq!(children[0].parent.get().flatten().map(|p| p.id), Some(1));
+        // Links of another model are refused before they reach a slot.
+        assert!(Links::of(Vec::<ObjRef<String>>::new()).typed::<Node>().is_none());
+        assert!(AnyRef::of(root).typed::<String>().is_none());
     }
 
     #[test]

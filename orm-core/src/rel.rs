@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use crate::graph::ObjRef;
+use std::any::TypeId;
+
+use crate::graph::{AnyRef, Links, ObjRef};
 use rustc_hash::FxHashSet;
 
 use crate::model::{Model, Relation};
@@ -117,24 +119,35 @@ impl<T: Shape> Clone for Rel<T> {
     }
 }
 
-/// A relation slot with its shape erased: what the loader reads and fills. Compiled once per
-/// shape of a model (three per model), so the loader code over it is compiled once per target
-/// model rather than once per relation (compile time; BENCHMARKS.md, "Compile time").
-pub(crate) trait Slot<T>: Sync {
+/// A relation slot with its shape and target erased: what the loader reads and fills. Compiled
+/// once per shape of a model (three per model), so the loader code over it is compiled once per
+/// model or key type rather than once per relation (compile time; BENCHMARKS.md, "Compile time").
+/// What it takes is checked to be of its target model.
+pub(crate) trait Slot: Sync {
+    /// The target model's type.
+    fn target(&self) -> TypeId;
     fn is_loaded(&self) -> bool;
     fn was_read(&self) -> bool;
-    /// The related objects, without counting as a read.
-    fn peek(&self) -> Option<&[ObjRef<T>]>;
-    /// Fills a collection with `links`, or a single row with its first; `false` (and nothing
-    /// filled) when the shape requires a row and `links` is empty.
-    fn fill_links(&self, links: Vec<ObjRef<T>>) -> bool;
-    /// Fills a single row (or a collection of at most one); `false` as for [`Slot::fill_links`].
-    fn fill_link(&self, link: Option<ObjRef<T>>) -> bool;
     /// Whether the shape requires a row (`Rel<T>`): no row is then an error, not `None`.
     fn required(&self) -> bool;
+    /// The related objects, erased, without counting as a read.
+    fn peek(&self) -> Option<&[ObjRef<()>]>;
+    /// Fills a collection with `links`, or a single row with its first; `false` (and nothing
+    /// filled) when the shape requires a row and `links` is empty.
+    fn fill_links(&self, links: Links) -> bool;
+    /// Fills a single row (or a collection of at most one); `false` as for [`Slot::fill_links`].
+    fn fill_link(&self, link: Option<AnyRef>) -> bool;
 }
 
-impl<S: Shape> Slot<S::Target> for Rel<S> {
+/// Links of another model than a slot's target: the loader mixed up two relations, a bug that
+/// must not go on to fill a slot with objects of the wrong type.
+const WRONG_MODEL: &str = "orm-core: a relation slot was given objects of another model";
+
+impl<S: Shape> Slot for Rel<S> {
+    fn target(&self) -> TypeId {
+        TypeId::of::<S::Target>()
+    }
+
     fn is_loaded(&self) -> bool {
         Rel::is_loaded(self)
     }
@@ -143,47 +156,58 @@ impl<S: Shape> Slot<S::Target> for Rel<S> {
         Rel::was_read(self)
     }
 
-    fn peek(&self) -> Option<&[ObjRef<S::Target>]> {
-        Rel::peek(self)
-    }
-
-    fn fill_links(&self, links: Vec<ObjRef<S::Target>>) -> bool {
-        S::from_links(links).map(|value| self.fill(value)).is_some()
-    }
-
-    fn fill_link(&self, link: Option<ObjRef<S::Target>>) -> bool {
-        S::from_link(link).map(|value| self.fill(value)).is_some()
-    }
-
     fn required(&self) -> bool {
         S::from_link(None).is_none()
     }
+
+    fn peek(&self) -> Option<&[ObjRef<()>]> {
+        Rel::peek(self).map(crate::graph::erase_slice)
+    }
+
+    fn fill_links(&self, links: Links) -> bool {
+        let links = links.typed::<S::Target>().expect(WRONG_MODEL);
+        S::from_links(links).map(|value| self.fill(value)).is_some()
+    }
+
+    fn fill_link(&self, link: Option<AnyRef>) -> bool {
+        let link = link.map(|link| link.typed::<S::Target>().expect(WRONG_MODEL));
+        S::from_link(link).map(|value| self.fill(value)).is_some()
+    }
 }
 
-/// One parent of a relation, as the loader's code compiled per target model sees it: its slot
+impl dyn Slot {
+    /// The related objects, if the slot's target is `T`.
+    pub(crate) fn peek_typed<T: 'static>(&self) -> Option<&[ObjRef<T>]> {
+        let links = self.peek()?;
+        // SAFETY: a slot's links are links to objects of its target model (`Slot::peek` erased
+        // them from `ObjRef<S::Target>`s), which is `T`.
+        #[allow(unsafe_code)]
+        (self.target() == TypeId::of::<T>()).then(|| unsafe { crate::graph::assume_slice(links) })
+    }
+}
+
+/// One parent of a relation, as the loader's code compiled once per key type sees it: its slot
 /// and its join key (`None` for a `NULL` foreign key).
-pub(crate) struct Bound<'p, T, K> {
-    pub(crate) slot: &'p (dyn Slot<T> + 'static),
+pub(crate) struct Bound<'p, K> {
+    pub(crate) slot: &'p (dyn Slot + 'static),
     pub(crate) key: Option<&'p K>,
 }
 
-impl<T, K> Clone for Bound<'_, T, K> {
+impl<K> Clone for Bound<'_, K> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<T, K> Copy for Bound<'_, T, K> {}
+impl<K> Copy for Bound<'_, K> {}
 
 /// `parent` as a parent of relation `R` (compiled once per relation: keep it small).
-pub(crate) fn bind<R: Relation>(parent: &R::Parent) -> Bound<'_, R::Target, R::JoinKey> {
+pub(crate) fn bind<R: Relation>(parent: &R::Parent) -> Bound<'_, R::JoinKey> {
     Bound { slot: R::slot(parent), key: R::parent_key(parent) }
 }
 
 /// `parents` as parents of relation `R`, in order.
-pub(crate) fn bind_all<R: Relation>(
-    parents: &[ObjRef<R::Parent>],
-) -> Vec<Bound<'_, R::Target, R::JoinKey>> {
+pub(crate) fn bind_all<R: Relation>(parents: &[ObjRef<R::Parent>]) -> Vec<Bound<'_, R::JoinKey>> {
     let mut bound = Vec::with_capacity(parents.len());
     for parent in parents {
         bound.push(bind::<R>(parent));
@@ -191,13 +215,25 @@ pub(crate) fn bind_all<R: Relation>(
     bound
 }
 
-/// The distinct objects the loaded slots of `parents` point to (compiled once per model: plain
-/// loops, since an iterator chain costs several times the code).
-pub(crate) fn related_slots<T, K>(parents: &[Bound<'_, T, K>]) -> Vec<ObjRef<T>> {
+/// The distinct objects the loaded slots of `parents` point to, erased (compiled once per key
+/// type: plain loops, since an iterator chain costs several times the code).
+pub(crate) fn related_slots<K>(parents: &[Bound<'_, K>]) -> Vec<ObjRef<()>> {
     let mut seen = FxHashSet::default();
     let mut related = Vec::new();
     for parent in parents {
         if let Some(children) = parent.slot.peek() {
+            distinct_into(children, &mut seen, &mut related);
+        }
+    }
+    related
+}
+
+/// [`related_slots`] typed as the relation's target `T`.
+pub(crate) fn related_typed<T: 'static, K>(parents: &[Bound<'_, K>]) -> Vec<ObjRef<T>> {
+    let mut seen = FxHashSet::default();
+    let mut related = Vec::new();
+    for parent in parents {
+        if let Some(children) = parent.slot.peek_typed::<T>() {
             distinct_into(children, &mut seen, &mut related);
         }
     }

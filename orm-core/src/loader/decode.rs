@@ -22,7 +22,7 @@ use diesel::row::{NamedRow, Row};
 use super::context::SessionConnection;
 use crate::backend::OrmBackend;
 use crate::error::Error;
-use crate::graph::{Graph, ObjRef, SlotRef};
+use crate::graph::{AnyRef, Graph, Links, ObjRef, SlotRef};
 use crate::identity::Origin;
 use crate::identity::{Held, IdentityMap, Refresh, Root, Statement};
 use crate::key::KeyValue;
@@ -455,7 +455,7 @@ impl<'a, P: Model, DB: OrmBackend, R: Row<'a, DB>> RelationVisitor<P>
 fn join_row<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model, K: KeyValue>(
     row: &R,
     node: &PlanNode,
-    parent: Bound<'_, T, K>,
+    parent: Bound<'_, K>,
     (model, info): (&'static str, &'static RelationInfo),
     defer: bool,
     state: &mut State<'_>,
@@ -482,10 +482,10 @@ fn join_row<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model, K: KeyValue>(
     }
     if defer {
         state.fills.push(Box::new(move || {
-            slot.fill_link(target);
+            slot.fill_link(target.map(AnyRef::of));
         }));
     } else {
-        parent.slot.fill_link(target);
+        parent.slot.fill_link(target.map(AnyRef::of));
     }
     Ok(())
 }
@@ -538,7 +538,7 @@ fn pending_at(
 }
 
 /// The rows of one joined collection, per parent slot (keyed by the slot's address).
-struct Collect<T: 'static>(FxHashMap<usize, (SlotRef<T>, Vec<ObjRef<T>>)>);
+struct Collect<T: 'static>(FxHashMap<usize, (SlotRef, Vec<ObjRef<T>>)>);
 
 impl<T: 'static> Default for Collect<T> {
     fn default() -> Self {
@@ -559,15 +559,15 @@ impl<T: Model> PendingFill for Collect<T> {
 }
 
 /// Fills a collection slot with `rows` in key order, each row once.
-pub(crate) fn fill_collection<T: Model>(slot: &dyn Slot<T>, mut rows: Vec<ObjRef<T>>) {
+fn fill_collection<T: Model>(slot: &dyn Slot, mut rows: Vec<ObjRef<T>>) {
     key_order(&mut rows);
-    slot.fill_links(rows);
+    slot.fill_links(Links::of(rows));
 }
 
 /// Sorts `rows` by key (stably: of two objects of one row, the first stays) and keeps each key
 /// once. Rows usually come in key order already, checked first; otherwise the sort runs over
 /// the keys alone, so that its code (a lot of it) is compiled once per key type, not per model.
-fn key_order<T: Model>(rows: &mut Vec<ObjRef<T>>) {
+pub(crate) fn key_order<T: Model>(rows: &mut Vec<ObjRef<T>>) {
     if rows.windows(2).all(|pair| pair[0].key() < pair[1].key()) {
         return;
     }

@@ -291,7 +291,8 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Descend<'_, '_, P, C
     type Output = Result<()>;
 
     fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
-        let children = crate::rel::related_slots(&crate::rel::bind_all::<R>(self.parents));
+        let parents = crate::rel::bind_all::<R>(self.parents);
+        let children = crate::rel::related_typed::<R::Target, _>(&parents);
         load_deferred::<R::Target, C>(self.cx, self.node, &children, self.walk)
     }
 }

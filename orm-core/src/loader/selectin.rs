@@ -1,28 +1,34 @@
 //! `selectin`: one `WHERE key IN (...)` statement per relation (per chunk of keys) for all the
 //! parents at once. Lazy loads use the same path with a single parent.
 
+use std::any::TypeId;
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::context::{Context, Db, SessionConnection};
 use crate::backend::OrmBackend;
+use crate::detect::Detector;
 use crate::error::Result;
-use crate::graph::{Graph, ObjRef};
+use crate::graph::{assume_all, assume_slice, erase_all, AnyRef, Graph, Links, ObjRef};
+use crate::identity::IdentityMap;
 use crate::identity::Refresh;
 use crate::key::KeyValue;
 use crate::model::{Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor};
 use crate::options::OptionTree;
 use crate::plan::{Deferred, Path, PlanBuilder, PlanNode};
-use crate::sql::{Dynamic, Fragment, KeyIn, LazyLoad, SelectGraph, ThroughLink, LINK_ALIAS};
+use crate::sql::{
+    Dynamic, Fragment, KeyIn, LazyLoad, SelectGraph, StatementId, ThroughLink, LINK_ALIAS,
+};
 use crate::stats::{Cause, Render};
 
-use super::decode::{dangling, fill_collection};
+use super::decode::{dangling, key_order};
 use super::walk::Walk;
-use super::{fetch_with, load_rows, LoadRows, Run, Statement};
-use crate::rel::Bound;
+use super::{fetch_with, load_rows, Run, Statement};
+use crate::rel::{Bound, Slot};
 
 /// Runs a deferred `selectin` load of one relation for `parents`.
 pub(crate) struct Selectin<'a, 'c, P, C: SessionConnection> {
@@ -69,18 +75,22 @@ pub(crate) struct Load {
 }
 
 /// Loads `relation` for every parent whose slot is not loaded yet, with `load.plan` for the
-/// targets; what the plan loads below them is queued on `walk`. Compiled once per target model
-/// and key type: the relation comes as values ([`Targeting`], [`Bound`]).
-pub(crate) fn load_relation<T: Model, K: KeyValue, C: SessionConnection>(
+/// targets; what the plan loads below them is queued on `walk`. Compiled once per key type and
+/// connection: the relation and its target model come as values ([`Targeting`], [`Bound`]), the
+/// targets as erased links (of `relation`'s target model, whatever their source here: its
+/// statements' rows, its slots, the identity map's objects of that model).
+pub(crate) fn load_relation<K: KeyValue, C: SessionConnection>(
     cx: &mut Context<'_, C>,
-    parents: &[Bound<'_, T, K>],
-    relation: &Targeting<T, K, C>,
+    parents: &[Bound<'_, K>],
+    relation: &Targeting<'_, K, C>,
     load: Load,
     walk: &mut Walk<C>,
 ) -> Result<()> {
     let Load { plan, cause, options } = load;
+    let target = relation.target;
+    let model = target.model();
     // Borrowed when none is loaded yet (always, for a lazy load): no copy per statement.
-    let mut pending: Cow<'_, [Bound<'_, T, K>]> = match parents.iter().any(|p| p.slot.is_loaded()) {
+    let mut pending: Cow<'_, [Bound<'_, K>]> = match parents.iter().any(|p| p.slot.is_loaded()) {
         true => parents.iter().filter(|p| !p.slot.is_loaded()).copied().collect(),
         false => Cow::Borrowed(parents),
     };
@@ -105,13 +115,13 @@ pub(crate) fn load_relation<T: Model, K: KeyValue, C: SessionConnection>(
     let graph = Arc::clone(&walk.graph);
     let mut identity =
         match relation.info.kind == RelationKind::BelongsTo && walk.refresh == Refresh::Changed {
-            true => Some(graph.identity()).filter(|identity| identity.holds::<T>()),
+            true => Some(graph.identity()).filter(|identity| target.holds(identity)),
             false => None,
         };
     if let Some(identity) = &mut identity {
         let mut seen: FxHashSet<usize> = existing.iter().map(ObjRef::address).collect();
         // Many parents share a target: one identity-map probe per distinct key.
-        let mut held: FxHashMap<&K, Option<ObjRef<T>>> = FxHashMap::default();
+        let mut held: FxHashMap<&K, Option<ObjRef<()>>> = FxHashMap::default();
         // The parents still missing their target (none, when the graph holds them all).
         let mut missing = Vec::new();
         for parent in pending.iter() {
@@ -119,22 +129,31 @@ pub(crate) fn load_relation<T: Model, K: KeyValue, C: SessionConnection>(
                 missing.push(*parent);
                 continue;
             };
-            let target = *held.entry(key).or_insert_with(|| held_target(key, &graph, identity));
-            let Some(target) = target else {
+            let found = *held.entry(key).or_insert_with(|| target.held(key, &graph, identity));
+            let Some(found) = found else {
                 missing.push(*parent);
                 continue;
             };
-            if nested && seen.insert(target.address()) {
-                existing.push(target);
+            if nested && seen.insert(found.address()) {
+                existing.push(found);
             }
-            parent.slot.fill_link(Some(target));
+            // SAFETY: an object of the target model the identity map holds.
+            #[allow(unsafe_code)]
+            parent.slot.fill_link(Some(unsafe { AnyRef::erased(model, found) }));
         }
         pending = Cow::Owned(missing);
     }
     drop(identity);
-    super::complete_joined::<T, C>(cx, &plan, &existing, walk)?;
+    // SAFETY (for each call on `target` below): links to targets of the relation, as above.
+    #[allow(unsafe_code)]
+    unsafe {
+        target.complete_joined(cx, &plan, &existing, walk)?;
+    }
     if pending.is_empty() {
-        walk.below(&plan, existing);
+        #[allow(unsafe_code)]
+        unsafe {
+            target.below(walk, &plan, existing);
+        }
         return Ok(());
     }
     let keys: Cow<'_, [K]> = match &*pending {
@@ -157,16 +176,16 @@ pub(crate) fn load_relation<T: Model, K: KeyValue, C: SessionConnection>(
     if let ([parent], true) = (&*pending, collection) {
         // One parent (a lazy load): every row is its own, no grouping by key.
         let mut rows = Vec::new();
-        fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |_, target| {
-            targets.add(&target);
-            rows.push(target);
+        fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |_, found| {
+            targets.add(&found);
+            rows.push(found);
         })?;
-        fill_collection(parent.slot, rows);
+        fill_collection(relation, parent.slot, rows);
     } else if collection {
-        let mut found: FxHashMap<K, Vec<ObjRef<T>>> = FxHashMap::default();
-        fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |key, target| {
-            targets.add(&target);
-            found.entry(key).or_default().push(target);
+        let mut found: FxHashMap<K, Vec<ObjRef<()>>> = FxHashMap::default();
+        fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |key, row| {
+            targets.add(&row);
+            found.entry(key).or_default().push(row);
         })?;
         // A collection's join key is its parent's own key: each list has one owner, moved in.
         // Unless two objects of one row are among the parents (one held from before the row
@@ -184,34 +203,57 @@ pub(crate) fn load_relation<T: Model, K: KeyValue, C: SessionConnection>(
                         }
                     },
                 );
-            fill_collection(parent.slot, rows.unwrap_or_default());
+            fill_collection(relation, parent.slot, rows.unwrap_or_default());
         }
     } else {
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
-        let mut found: FxHashMap<K, ObjRef<T>> =
+        let mut found: FxHashMap<K, ObjRef<()>> =
             FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |key, target| {
-            targets.add(&target);
+        fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |key, row| {
+            targets.add(&row);
             match found.entry(key) {
-                Entry::Occupied(mut held) if target.key() < held.get().key() => {
-                    held.insert(target);
+                // SAFETY: rows of the relation's statements, targets of the relation.
+                #[allow(unsafe_code)]
+                Entry::Occupied(mut held) if unsafe { target.key_less(row, *held.get()) } => {
+                    held.insert(row);
                 }
                 Entry::Occupied(_) => {}
                 Entry::Vacant(slot) => {
-                    slot.insert(target);
+                    slot.insert(row);
                 }
             }
         })?;
         for parent in pending.iter() {
             let row = parent.key.and_then(|k| found.get(k)).copied();
+            // SAFETY: a row of the relation's statements.
+            #[allow(unsafe_code)]
+            let row = row.map(|row| unsafe { AnyRef::erased(model, row) });
             if !parent.slot.fill_link(row) {
                 return Err(dangling(relation.parent, relation.info, parent.key));
             }
         }
     }
-    cx.detector.record_eager::<T>(&walk.graph, &plan, &targets.list);
-    walk.below(&plan, targets.list);
+    #[allow(unsafe_code)]
+    unsafe {
+        target.record_eager(&mut cx.detector, &walk.graph, &plan, &targets.list);
+        target.below(walk, &plan, targets.list);
+    }
     Ok(())
+}
+
+/// Fills a collection slot with `rows` (targets of `relation`) in key order, each row once.
+fn fill_collection<K, C: SessionConnection>(
+    relation: &Targeting<'_, K, C>,
+    slot: &dyn Slot,
+    mut rows: Vec<ObjRef<()>>,
+) {
+    let target = relation.target;
+    // SAFETY: targets of the relation (see `load_relation`).
+    #[allow(unsafe_code)]
+    unsafe {
+        target.key_order(&mut rows);
+        slot.fill_links(Links::erased(target.model(), rows));
+    }
 }
 
 /// `keys` sorted and deduplicated. Integer keys are copied out and sorted as values: comparing
@@ -231,18 +273,18 @@ fn sorted_keys<'k, K: KeyValue>(keys: impl Iterator<Item = &'k K>) -> Vec<K> {
 }
 
 /// The distinct objects a load reached, when something needs them.
-struct Targets<T> {
+struct Targets {
     wanted: bool,
-    list: Vec<ObjRef<T>>,
+    list: Vec<ObjRef<()>>,
     seen: FxHashSet<usize>,
 }
 
-impl<T> Targets<T> {
+impl Targets {
     fn new(wanted: bool) -> Self {
         Targets { wanted, list: Vec::new(), seen: FxHashSet::default() }
     }
 
-    fn add(&mut self, target: &ObjRef<T>) {
+    fn add(&mut self, target: &ObjRef<()>) {
         if self.wanted && self.seen.insert(target.address()) {
             self.list.push(*target);
         }
@@ -250,58 +292,199 @@ impl<T> Targets<T> {
 }
 
 /// What the loader needs of relation `R` beyond its parents' [`Bound`]s, as values: its
-/// description, the target's key, and the functions running its statements. Made once per
-/// relation ([`Targeting::of`], or [`Targeting::lazy`] for a lazy load's prepared statement);
-/// the code that uses it is compiled once per target model and key type (compile time).
-pub(crate) struct Targeting<T: Model, K, C: SessionConnection> {
+/// description, its target model, the target's key, and the functions running its statements.
+/// Made once per relation ([`Targeting::of`], or [`Targeting::lazy`] for a lazy load's prepared
+/// statement); the code that uses it is compiled once per key type (compile time).
+pub(crate) struct Targeting<'t, K, C: SessionConnection> {
     /// The parent model's name.
     pub(crate) parent: &'static str,
     pub(crate) info: &'static RelationInfo,
-    target_key: fn(&T) -> Option<&K>,
+    target: &'t dyn TargetModel<K, C>,
+    /// The join key of a target.
+    ///
+    /// # Safety
+    /// The link is to an object of the target model.
+    target_key: unsafe fn(&ObjRef<()>) -> Option<&K>,
     /// Rows linked to parent keys `K` (many-to-many).
-    linked: LoadRows<T, K, C>,
-    /// Rows without a link: the same function as `linked` when the keys are of one type.
-    plain: LoadRows<T, T::Key, C>,
+    linked: FetchLinked<K, C>,
+    /// Rows without a link.
+    plain: FetchPlain<C>,
 }
 
-impl<T: Model, K: KeyValue, C: SessionConnection> Targeting<T, K, C> {
+/// Runs a statement of a relation's target model and returns its rows with their link column.
+type FetchLinked<K, C> =
+    fn(&mut Context<'_, C>, Run<'_, Db<C>>, &mut Walk<C>) -> Result<Vec<(Option<K>, ObjRef<()>)>>;
+
+/// Runs a statement of a relation's target model and returns its rows.
+type FetchPlain<C> =
+    fn(&mut Context<'_, C>, Run<'_, Db<C>>, &mut Walk<C>) -> Result<Vec<ObjRef<()>>>;
+
+impl<K: KeyValue, C: SessionConnection> Targeting<'_, K, C> {
     /// Relation `R`, whose statements are built per execution.
-    pub(crate) fn of<R: Relation<Target = T, JoinKey = K>>() -> Self {
+    pub(crate) fn of<R: Relation<JoinKey = K>>() -> Self {
         Targeting {
             parent: <R::Parent as Model>::NAME,
             info: R::info(),
-            target_key: R::target_key,
-            linked: load_rows::<T, K, C, Dynamic>,
-            plain: load_rows::<T, T::Key, C, Dynamic>,
+            target: &Target::<R::Target>(PhantomData),
+            target_key: target_key::<R>,
+            linked: fetch_linked::<R::Target, K, C, Dynamic>,
+            plain: fetch_plain::<R::Target, C, Dynamic>,
         }
     }
 
     /// Relation `R` for its lazy load of one parent with the default plan: one SQL text per
     /// relation, prepared once per connection. Only a lazy load written in the application
     /// instantiates it (diesel's statement code is compiled once per statement identity).
-    pub(crate) fn lazy<R: Relation<Target = T, JoinKey = K>>() -> Self {
+    pub(crate) fn lazy<R: Relation<JoinKey = K>>() -> Self {
         Targeting {
-            linked: load_rows::<T, K, C, LazyLoad<R>>,
-            plain: load_rows::<T, T::Key, C, LazyLoad<R>>,
+            linked: fetch_linked::<R::Target, K, C, LazyLoad<R>>,
+            plain: fetch_plain::<R::Target, C, LazyLoad<R>>,
             ..Targeting::of::<R>()
         }
     }
 }
 
+/// `R::target_key` of an erased link.
+///
+/// # Safety
+/// `target` links to an `R::Target`.
+#[allow(unsafe_code)]
+unsafe fn target_key<R: Relation>(target: &ObjRef<()>) -> Option<&R::JoinKey> {
+    // SAFETY: `ObjRef`s of any model have one layout, and this one links to an `R::Target`.
+    let target = unsafe { &*(target as *const ObjRef<()>).cast::<ObjRef<R::Target>>() };
+    R::target_key(target)
+}
+
+/// The rows of a statement of `T`, erased, with their link column.
+fn fetch_linked<T: Model, K: KeyValue, C: SessionConnection, Id: StatementId>(
+    cx: &mut Context<'_, C>,
+    run: Run<'_, Db<C>>,
+    walk: &mut Walk<C>,
+) -> Result<Vec<(Option<K>, ObjRef<()>)>> {
+    let rows = fetch_with::<T, K, C>(cx, run, walk, load_rows::<T, K, C, Id>)?;
+    let mut erased = Vec::with_capacity(rows.len());
+    for (link, row) in rows {
+        erased.push((link, row.erase()));
+    }
+    Ok(erased)
+}
+
+/// The rows of a statement of `T`, erased.
+fn fetch_plain<T: Model, C: SessionConnection, Id: StatementId>(
+    cx: &mut Context<'_, C>,
+    run: Run<'_, Db<C>>,
+    walk: &mut Walk<C>,
+) -> Result<Vec<ObjRef<()>>> {
+    let rows = fetch_with::<T, T::Key, C>(cx, run, walk, load_rows::<T, T::Key, C, Id>)?;
+    let mut erased = Vec::with_capacity(rows.len());
+    for (_, row) in rows {
+        erased.push(row.erase());
+    }
+    Ok(erased)
+}
+
+/// The target model of a relation, for [`load_relation`]: what depends on the model, compiled
+/// once per model ([`Target`]). The erased links its `unsafe` methods take must link to objects
+/// of that model.
+#[allow(unsafe_code)]
+trait TargetModel<K, C: SessionConnection> {
+    fn model(&self) -> TypeId;
+    /// Whether the identity map holds any object of the model.
+    fn holds(&self, identity: &IdentityMap) -> bool;
+    /// The object of the model with primary key `key` (of a many-to-one), if the graph holds it.
+    fn held(&self, key: &K, graph: &Arc<Graph>, identity: &mut IdentityMap) -> Option<ObjRef<()>>;
+    /// Whether `a`'s primary key is less than `b`'s.
+    unsafe fn key_less(&self, a: ObjRef<()>, b: ObjRef<()>) -> bool;
+    /// Sorts `rows` by primary key, each once (see `decode::key_order`).
+    unsafe fn key_order(&self, rows: &mut Vec<ObjRef<()>>);
+    /// `loader::complete_joined` for `objects`.
+    unsafe fn complete_joined(
+        &self,
+        cx: &mut Context<'_, C>,
+        plan: &PlanNode,
+        objects: &[ObjRef<()>],
+        walk: &mut Walk<C>,
+    ) -> Result<()>;
+    /// `Walk::below` for `objects`.
+    unsafe fn below(&self, walk: &mut Walk<C>, plan: &Arc<PlanNode>, objects: Vec<ObjRef<()>>);
+    /// `Detector::record_eager` for `objects`.
+    unsafe fn record_eager(
+        &self,
+        detector: &mut Detector,
+        graph: &Arc<Graph>,
+        plan: &PlanNode,
+        objects: &[ObjRef<()>],
+    );
+}
+
+/// Model `T` as a [`TargetModel`].
+struct Target<T>(PhantomData<fn() -> T>);
+
+// SAFETY (for every `unsafe` block below): the links are to `T`s, the methods' contract.
+#[allow(unsafe_code)]
+impl<T: Model, K: KeyValue, C: SessionConnection> TargetModel<K, C> for Target<T> {
+    fn model(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+
+    fn holds(&self, identity: &IdentityMap) -> bool {
+        identity.holds::<T>()
+    }
+
+    fn held(&self, key: &K, graph: &Arc<Graph>, identity: &mut IdentityMap) -> Option<ObjRef<()>> {
+        held_target::<T, K>(key, graph, identity).map(ObjRef::erase)
+    }
+
+    unsafe fn key_less(&self, a: ObjRef<()>, b: ObjRef<()>) -> bool {
+        let (a, b) = unsafe { (a.assume::<T>(), b.assume::<T>()) };
+        a.key() < b.key()
+    }
+
+    unsafe fn key_order(&self, rows: &mut Vec<ObjRef<()>>) {
+        let mut typed = unsafe { assume_all::<T>(std::mem::take(rows)) };
+        key_order(&mut typed);
+        *rows = erase_all(typed);
+    }
+
+    unsafe fn complete_joined(
+        &self,
+        cx: &mut Context<'_, C>,
+        plan: &PlanNode,
+        objects: &[ObjRef<()>],
+        walk: &mut Walk<C>,
+    ) -> Result<()> {
+        super::complete_joined::<T, C>(cx, plan, unsafe { assume_slice(objects) }, walk)
+    }
+
+    unsafe fn below(&self, walk: &mut Walk<C>, plan: &Arc<PlanNode>, objects: Vec<ObjRef<()>>) {
+        walk.below::<T>(plan, unsafe { assume_all(objects) });
+    }
+
+    unsafe fn record_eager(
+        &self,
+        detector: &mut Detector,
+        graph: &Arc<Graph>,
+        plan: &PlanNode,
+        objects: &[ObjRef<()>],
+    ) {
+        detector.record_eager::<T>(graph, plan, unsafe { assume_slice(objects) });
+    }
+}
+
 /// Runs the statements loading the targets of `keys` (one per chunk of keys), handing each row
-/// to `add` with the join key it matched. Compiled once per target model and key type, not once
-/// per relation (the relation comes as [`Targeting`]; compile time).
-fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
+/// to `add` with the join key it matched. Compiled once per key type (the relation comes as
+/// [`Targeting`]; compile time).
+fn fetch_targets<K: KeyValue, C: SessionConnection>(
     cx: &mut Context<'_, C>,
     plan: &Arc<PlanNode>,
     keys: &[K],
     cause: Cause,
     walk: &mut Walk<C>,
-    relation: &Targeting<T, K, C>,
-    add: &mut dyn FnMut(K, ObjRef<T>),
+    relation: &Targeting<'_, K, C>,
+    add: &mut dyn FnMut(K, ObjRef<()>),
 ) -> Result<()> {
-    let target_table = T::table().name;
-    let target_key = T::COLUMNS[T::KEY_COLUMN];
+    let target_table = plan.table.name;
+    let target_key = plan.columns[plan.key_column];
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
         match relation.info.link {
             Link::Through { table, parent_column, target_column } => {
@@ -316,8 +499,7 @@ fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
                     cause,
                     render,
                 };
-                let rows = fetch_with(cx, run, walk, relation.linked)?;
-                for (key, target) in rows {
+                for (key, target) in (relation.linked)(cx, run, walk)? {
                     if let Some(key) = key {
                         add(key, target);
                     }
@@ -338,9 +520,10 @@ fn fetch_targets<T: Model, K: KeyValue, C: SessionConnection>(
                     cause,
                     render,
                 };
-                let rows = fetch_with(cx, run, walk, relation.plain)?;
-                for (_, target) in rows {
-                    if let Some(key) = (relation.target_key)(&target) {
+                for target in (relation.plain)(cx, run, walk)? {
+                    // SAFETY: a row of a statement of the relation's target model.
+                    #[allow(unsafe_code)]
+                    if let Some(key) = unsafe { (relation.target_key)(&target) } {
                         add(key.clone(), target);
                     }
                 }

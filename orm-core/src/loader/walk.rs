@@ -95,10 +95,10 @@ impl<C: SessionConnection> Walk<C> {
 
     /// Whether this is the first time the load walks into the loaded relation `slot` (of one
     /// object) with options number `options`.
-    pub(crate) fn first_walk<T>(&mut self, options: usize, slot: &dyn Slot<T>) -> bool {
+    pub(crate) fn first_walk(&mut self, options: usize, slot: &dyn Slot) -> bool {
         // Every object the load reaches stays in its graph, which the walk holds: a slot's
         // address (one relation of one object) is not reused during the walk.
-        let address = slot as *const dyn Slot<T> as *const () as usize;
+        let address = slot as *const dyn Slot as *const () as usize;
         self.walked.insert((options, address))
     }
 }
