@@ -7,8 +7,8 @@
 For each N, generates the two crates of `schema_gen.py` (the orm-core one and its diesel twin)
 under $TMPDIR/orm-compile-time, builds their dependencies once (a shared target directory), then
 times `cargo check` and a debug `cargo build` of the schema crate alone (`cargo clean -p` before
-each, `CARGO_INCREMENTAL=0`), and prints the medians as a markdown table with the peak memory of
-the compiler (from `/usr/bin/time`, when it is there).
+each, `CARGO_INCREMENTAL=0`, the two crates' runs interleaved), and prints the medians as a
+markdown table with the peak memory of the compiler (from `/usr/bin/time`, when it is there).
 """
 import argparse
 import os
@@ -53,15 +53,9 @@ def cargo(crate, *command):
     return seconds, peak
 
 
-def measure(crate, name, command):
-    times, peaks = [], []
-    for _ in range(args.runs):
-        subprocess.run(["cargo", "clean", "-p", name, "--quiet"], cwd=crate, env=env, check=True)
-        seconds, peak = cargo(crate, command)
-        times.append(seconds)
-        if peak:
-            peaks.append(peak)
-    return statistics.median(times), (max(peaks) if peaks else None)
+def measure_once(crate, name, command):
+    subprocess.run(["cargo", "clean", "-p", name, "--quiet"], cwd=crate, env=env, check=True)
+    return cargo(crate, command)
 
 
 def fmt(seconds):
@@ -69,23 +63,34 @@ def fmt(seconds):
 
 
 rows = []
+flavours = args.flavours.split(",")
+commands = ["check"] if args.check_only else ["check", "build"]
 for n in args.sizes:
-    result = {}
-    for flavour in args.flavours.split(","):
+    crates = {}
+    for flavour in flavours:
         crate = root / f"{flavour}{n}"
         subprocess.run([sys.executable, str(here / "schema_gen.py"), str(n), str(crate), str(core),
                         flavour], check=True)
-        name = f"gen-{flavour}-{n}"
+        crates[flavour] = (crate, f"gen-{flavour}-{n}")
         # Dependencies first, for both commands.
-        cargo(crate, "check")
-        if not args.check_only:
-            cargo(crate, "build")
-        result[flavour, "check"] = measure(crate, name, "check")
-        if not args.check_only:
-            result[flavour, "build"] = measure(crate, name, "build")
+        for command in commands:
+            cargo(crate, command)
+    # Runs interleaved (orm, diesel, orm, ...), so that both see the same machine: a noisy
+    # neighbour slows one run of each rather than every run of one.
+    times, peaks = {}, {}
+    for _ in range(args.runs):
+        for command in commands:
+            for flavour in flavours:
+                seconds, peak = measure_once(*crates[flavour], command)
+                times.setdefault((flavour, command), []).append(seconds)
+                if peak:
+                    peaks.setdefault((flavour, command), []).append(peak)
+    result = {key: (statistics.median(values), max(peaks.get(key, [0])) or None)
+              for key, values in times.items()}
+    for flavour in flavours:
         print(f"N = {n} {flavour}: " + ", ".join(
-            f"{command} {fmt(result[flavour, command][0])}"
-            for command in ("check", "build") if (flavour, command) in result), file=sys.stderr)
+            f"{command} {fmt(result[flavour, command][0])}" for command in commands),
+            file=sys.stderr)
     rows.append((n, result))
 
 print("| N models | `cargo check` orm-core | diesel | ratio | debug build orm-core | diesel | ratio | peak rustc orm-core / diesel |")
