@@ -102,7 +102,7 @@ pub use crate::session::{Session, SessionConnection};
 pub use crate::state::{Has, Loaded, LoadedIn, No, State, Untyped, Yes};
 pub use crate::stats::Statement;
 
-#[doc = include_str!("../../docs/attributes.md")]
+#[doc = include_str!("../docs/attributes.md")]
 pub use orm_derive::Model;
 
 /// `use orm_core::prelude::*;` brings the derive, the runtime types and the load options.
