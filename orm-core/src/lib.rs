@@ -108,7 +108,8 @@ pub use orm_derive::Model;
 /// `use orm_core::prelude::*;` brings the derive, the runtime types and the load options.
 pub mod prelude {
     pub use crate::{
-        contains_eager, joined, lazy, raise, raise_all, selectin, Error, Has, IntoOptions, Loaded,
-        Model, Options, Query, QueryOptions, Rel, Relation, RelationExt, Session,
+        contains_eager, joined, lazy, raise, raise_all, selectin, Error, Has, IntoOptions, Joined,
+        Loaded, Loads, Model, Options, Query, QueryOptions, Rel, Relation, RelationExt, Selectin,
+        Session,
     };
 }
