@@ -57,6 +57,11 @@ pub enum Report {
         strategy: Strategy,
         /// For how many objects, over every load of it.
         objects: usize,
+        /// How many loads loaded it (reports of one relation and strategy are merged).
+        loads: usize,
+        /// Whether the strategy is the relation's declared default (`lazy = ".."` on its
+        /// `#[relation]`) rather than a query option.
+        declared: bool,
     },
 }
 
@@ -67,10 +72,24 @@ impl fmt::Display for Report {
                 f,
                 "N+1: `{model}.{relation}` was lazily loaded {count} times for objects of one query, at {location}; load it with `{fix}`"
             ),
-            Report::UnusedEagerLoad { model, relation, strategy, objects } => write!(
-                f,
-                "unused eager load: `{model}.{relation}` was loaded ({strategy:?}) for {objects} objects and never read; drop the option"
-            ),
+            Report::UnusedEagerLoad { model, relation, strategy, objects, loads, declared } => {
+                let times = match loads {
+                    1 => String::new(),
+                    n => format!(" by {n} loads"),
+                };
+                if *declared {
+                    let lazy = format!("{strategy:?}").to_lowercase();
+                    write!(
+                        f,
+                        "unused eager load: `{model}.{relation}` is declared `lazy = \"{lazy}\"` (its `#[relation]` on `{model}`) and was loaded{times} for {objects} objects and never read; override it with `lazy({model}::{relation})` where it is not read, or declare it lazy"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "unused eager load: `{model}.{relation}` was loaded ({strategy:?}){times} for {objects} objects and never read; drop the option"
+                    )
+                }
+            }
         }
     }
 }
@@ -81,6 +100,12 @@ struct EagerLoad {
     relation: &'static str,
     strategy: Strategy,
     objects: usize,
+    /// How many loads it was recorded for.
+    loads: usize,
+    /// The latest of them.
+    origin: Origin,
+    /// Whether every load of it took the declared default (no query option named it).
+    declared: bool,
     /// Whether the sample of an earlier load was read.
     read_before: bool,
     /// Whether the latest load's sample was read.
@@ -182,10 +207,11 @@ impl Detector {
         self.lazy_limit = (2 * self.lazy.len()).max(LAZY_COUNTS);
     }
 
-    /// Records the eager loads of `node` (and its joined descendants) over `objects`.
+    /// Records the eager loads of `node` (and its joined descendants) over `objects`, which
+    /// load `origin` decoded into `graph`.
     pub(crate) fn record_eager<T: Model>(
         &mut self,
-        graph: &Arc<Graph>,
+        (graph, origin): (&Arc<Graph>, Origin),
         node: &PlanNode,
         objects: &[ObjRef<T>],
     ) {
@@ -196,20 +222,20 @@ impl Detector {
             let strategy = if child.external { Strategy::ContainsEager } else { Strategy::Joined };
             let visitor = RecordEager {
                 detector: self,
-                graph,
+                load: (graph, origin),
                 parents: objects,
                 node: Some(&child.node),
-                strategy,
+                how: (strategy, child.declared),
             };
             T::visit_relation(child.relation, visitor);
         }
         for deferred in &node.deferred {
             let visitor = RecordEager {
                 detector: self,
-                graph,
+                load: (graph, origin),
                 parents: objects,
                 node: None,
-                strategy: Strategy::Selectin,
+                how: (Strategy::Selectin, deferred.declared),
             };
             T::visit_relation(deferred.relation, visitor);
         }
@@ -223,6 +249,8 @@ impl Detector {
             relation: e.relation,
             strategy: e.strategy,
             objects: e.objects,
+            loads: e.loads,
+            declared: e.declared,
         });
         self.n_plus_one.iter().cloned().chain(unused).collect()
     }
@@ -265,23 +293,43 @@ impl Detector {
         &mut self,
         relation: RelationId,
         (model, name): (&'static str, &'static str),
-        strategy: Strategy,
-        objects: usize,
+        (strategy, declared): (Strategy, bool),
+        (origin, objects): (Origin, usize),
         read: Box<dyn Fn() -> bool + Send>,
     ) {
         match self.eager_relations.get(&(relation, strategy)) {
+            // Another level of the same load (a relation joined at several depths): read if
+            // any level of it is read.
+            Some(&index) if self.eager[index].origin == origin => {
+                let entry = &mut self.eager[index];
+                let earlier = std::mem::replace(&mut entry.read, Box::new(|| false));
+                entry.read = Box::new(move || earlier() || read());
+                entry.objects += objects;
+                entry.declared &= declared;
+            }
             Some(&index) => {
                 let entry = &mut self.eager[index];
                 entry.read_before = entry.read_before || (entry.read)();
                 entry.read = read;
                 entry.objects += objects;
+                entry.loads += 1;
+                entry.origin = origin;
+                entry.declared &= declared;
             }
             None => {
                 self.eager_relations.insert((relation, strategy), self.eager.len());
                 let relation = name;
-                let entry =
-                    EagerLoad { model, relation, strategy, objects, read_before: false, read };
-                self.eager.push(entry);
+                self.eager.push(EagerLoad {
+                    model,
+                    relation,
+                    strategy,
+                    objects,
+                    loads: 1,
+                    origin,
+                    declared,
+                    read_before: false,
+                    read,
+                });
             }
         }
     }
@@ -292,10 +340,12 @@ const EAGER_SAMPLE: usize = 256;
 
 struct RecordEager<'a, 'n, P> {
     detector: &'a mut Detector,
-    graph: &'a Arc<Graph>,
+    /// The graph and the load (origin) the parents came from.
+    load: (&'a Arc<Graph>, Origin),
     parents: &'a [ObjRef<P>],
     node: Option<&'n PlanNode>,
-    strategy: Strategy,
+    /// The strategy, and whether it is the relation's declared default.
+    how: (Strategy, bool),
 }
 
 impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
@@ -304,8 +354,8 @@ impl<P: Model> RelationVisitor<P> for RecordEager<'_, '_, P> {
     fn visit<R: Relation<Parent = P>>(self) {
         let parents = crate::rel::bind_all::<R>(self.parents);
         let relation = ((TypeId::of::<P>(), R::INDEX), (P::NAME, R::info().name));
-        let (graph, strategy, node) = (self.graph, self.strategy, self.node);
-        self.detector.record_relation::<R::Target, _>(graph, &parents, relation, strategy, node);
+        let (load, how, node) = (self.load, self.how, self.node);
+        self.detector.record_relation::<R::Target, _>(load, &parents, relation, how, node);
     }
 }
 
@@ -314,18 +364,18 @@ impl Detector {
     /// and the eager loads joined below it.
     fn record_relation<T: Model, K>(
         &mut self,
-        graph: &Arc<Graph>,
+        (graph, origin): (&Arc<Graph>, Origin),
         parents: &[Bound<'_, K>],
         (id, names): (RelationId, (&'static str, &'static str)),
-        strategy: Strategy,
+        how: (Strategy, bool),
         node: Option<&PlanNode>,
     ) {
         let read = sample(graph, parents);
-        self.eager_load(id, names, strategy, parents.len(), read);
+        self.eager_load(id, names, how, (origin, parents.len()), read);
         // Below a joined relation, only if it has eager loads of its own to record.
         if let Some(node) = node.filter(|n| !n.joined.is_empty() || !n.deferred.is_empty()) {
             let children = crate::rel::related_typed::<T, K>(parents);
-            self.record_eager::<T>(graph, node, &children);
+            self.record_eager::<T>((graph, origin), node, &children);
         }
     }
 }

@@ -85,6 +85,9 @@ pub(crate) struct JoinedChild {
     pub(crate) multiplies: bool,
     /// The query's own join provides the rows (`contains_eager`): nothing to render.
     pub(crate) external: bool,
+    /// Whether the strategy is the relation's declared default rather than a query option (for
+    /// the detector's reports).
+    pub(crate) declared: bool,
     pub(crate) node: PlanNode,
     /// The same relation as a `selectin` load, for objects that come from elsewhere (see
     /// `loader::complete_joined`).
@@ -97,6 +100,8 @@ pub(crate) struct Deferred {
     pub(crate) relation: usize,
     pub(crate) options: OptionTree,
     pub(crate) path: Path,
+    /// Whether `selectin` is the relation's declared default rather than a query option.
+    pub(crate) declared: bool,
 }
 
 impl PlanNode {
@@ -188,7 +193,7 @@ impl<'j> PlanBuilder<'j> {
         self.next_column += M::COLUMNS.len();
         for (index, info) in M::RELATIONS.iter().enumerate() {
             let step = (TypeId::of::<M>(), index);
-            let (strategy, child_options) = resolve(info, index, options, path, step);
+            let (strategy, child_options, declared) = resolve(info, index, options, path, step);
             match strategy {
                 Strategy::Joined | Strategy::ContainsEager => {
                     let external = if strategy == Strategy::ContainsEager {
@@ -209,8 +214,13 @@ impl<'j> PlanBuilder<'j> {
                         None
                     };
                     path.push(step);
-                    let visitor =
-                        JoinChild { builder: self, options: child_options, path, external };
+                    let visitor = JoinChild {
+                        builder: self,
+                        options: child_options,
+                        path,
+                        external,
+                        declared,
+                    };
                     let child = M::visit_relation(index, visitor);
                     path.pop(step);
                     node.joined.extend(child);
@@ -222,6 +232,7 @@ impl<'j> PlanBuilder<'j> {
                         relation: index,
                         options: child_options.cloned().unwrap_or_default(),
                         path: child_path,
+                        declared,
                     });
                 }
                 Strategy::Lazy => {
@@ -237,19 +248,20 @@ impl<'j> PlanBuilder<'j> {
     }
 }
 
-/// The strategy of relation `index` at this level, and the options for the level below.
+/// The strategy of relation `index` at this level, the options for the level below, and whether
+/// the strategy is the relation's declared default (no option named it).
 fn resolve<'o>(
     info: &crate::model::RelationInfo,
     index: usize,
     options: Option<&'o OptionTree>,
     path: &Path,
     step: PathStep,
-) -> (Strategy, Option<&'o OptionTree>) {
+) -> (Strategy, Option<&'o OptionTree>, bool) {
     if let Some(entry) = options.and_then(|o| o.entry(index)) {
-        return (entry.strategy, Some(&entry.children));
+        return (entry.strategy, Some(&entry.children), false);
     }
     if let Some(wildcard) = options.and_then(|o| o.wildcard) {
-        return (wildcard, None);
+        return (wildcard, None, false);
     }
     let strategy = info.strategy;
     let limit = match (strategy, info.join_depth) {
@@ -260,9 +272,9 @@ fn resolve<'o>(
         _ => usize::MAX,
     };
     if path.count(step) >= limit {
-        (Strategy::Lazy, None)
+        (Strategy::Lazy, None, true)
     } else {
-        (strategy, None)
+        (strategy, None, true)
     }
 }
 
@@ -272,6 +284,8 @@ struct JoinChild<'b, 'j, 'o, 'p> {
     path: &'p mut Path,
     /// For `contains_eager`: the index of the query's join that provides the rows.
     external: Option<usize>,
+    /// Whether `joined` is the relation's declared default.
+    declared: bool,
 }
 
 impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_, '_> {
@@ -307,12 +321,14 @@ impl JoinChild<'_, '_, '_, '_> {
                 relation,
                 options: self.options.cloned().unwrap_or_default(),
                 path: self.path.clone(),
+                declared: self.declared,
             },
             relation,
             link: info.link,
             through_name,
             multiplies: info.kind != RelationKind::BelongsTo,
             external: self.external.is_some(),
+            declared: self.declared,
             node,
         }
     }

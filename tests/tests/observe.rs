@@ -87,13 +87,56 @@ orm_tests::backend_tests! {
             relation: "address",
             strategy: orm_core::Strategy::Joined,
             objects: 50,
+            loads: 1,
+            declared: false,
         }));
+        assert!(unused[0].to_string().ends_with("never read; drop the option"), "{}", unused[0]);
         let _ = people[3].address.get();
         let left = session.reports();
         assert_eq!(left.len(), 1);
         assert!(matches!(left[0], Report::UnusedEagerLoad { relation: "reports", .. }));
         let _ = people[0].load(Person::reports, &mut session).unwrap();
         assert_eq!(session.reports(), vec![]);
+    }
+
+    #[test]
+    fn a_declared_eager_default_is_reported_as_declared_once_per_relation_and_judged_on_every_level() {
+        use orm_tests::variants::Depth3;
+        let (mut conn, _) = seeded(50);
+        let mut session = Session::new(&mut conn);
+        session.detect_n_plus_one(true);
+        // `manager` is declared joined three levels deep, `address` joined at every level.
+        for _ in 0..2 {
+            let people = Depth3::query().load(&mut session).unwrap();
+            // The addresses of the roots are read; the deeper levels' are not.
+            for p in &people {
+                let _ = p.address.get();
+            }
+        }
+        let reports = session.reports();
+        // Read on one level of each load: not unused. The managers, read on none: one report,
+        // the two loads and their three levels merged.
+        assert_eq!(reports.len(), 1, "{reports:#?}");
+        let Report::UnusedEagerLoad { relation, loads, declared, .. } = &reports[0] else {
+            panic!("{reports:#?}");
+        };
+        assert_eq!((*relation, *loads, *declared), ("manager", 2, true));
+        let text = reports[0].to_string();
+        assert!(text.contains("`Depth3.manager` is declared `lazy = \"joined\"`"), "{text}");
+        assert!(text.contains("by 2 loads") && text.contains("lazy(Depth3::manager)"), "{text}");
+        drop(session);
+        // The same relation named by an option is the option's report.
+        let mut session = Session::new(&mut conn);
+        session.detect_n_plus_one(true);
+        let _people = Depth3::query().options(joined(Depth3::manager)).load(&mut session).unwrap();
+        let reports = session.reports();
+        assert!(
+            reports.iter().any(|r| matches!(
+                r,
+                Report::UnusedEagerLoad { relation: "manager", declared: false, loads: 1, .. }
+            )),
+            "{reports:#?}"
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub(crate) fn load_root<M: Model, C: SessionConnection>(
         let roots = objects;
         load_deferred::<M, C>(cx, &plan, &roots, &mut walk)?;
         walk.run(cx)?;
-        cx.detector.record_eager::<M>(&walk.graph, &plan, &roots);
+        cx.detector.record_eager::<M>((&walk.graph, walk.origin), &plan, &roots);
         Ok(roots)
     };
     let roots = if plan.has_deferred() {

@@ -14,8 +14,7 @@ use crate::backend::OrmBackend;
 use crate::detect::Detector;
 use crate::error::Result;
 use crate::graph::{assume_all, assume_slice, erase_all, AnyRef, Graph, Links, ObjRef};
-use crate::identity::IdentityMap;
-use crate::identity::Refresh;
+use crate::identity::{IdentityMap, Origin, Refresh};
 use crate::key::KeyValue;
 use crate::model::{Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor};
 use crate::options::OptionTree;
@@ -235,7 +234,7 @@ pub(crate) fn load_relation<K: KeyValue, C: SessionConnection>(
     }
     #[allow(unsafe_code)]
     unsafe {
-        target.record_eager(&mut cx.detector, &walk.graph, &plan, &targets.list);
+        target.record_eager(&mut cx.detector, (&walk.graph, walk.origin), &plan, &targets.list);
         target.below(walk, &plan, targets.list);
     }
     Ok(())
@@ -411,7 +410,7 @@ trait TargetModel<K, C: SessionConnection> {
     unsafe fn record_eager(
         &self,
         detector: &mut Detector,
-        graph: &Arc<Graph>,
+        load: (&Arc<Graph>, Origin),
         plan: &PlanNode,
         objects: &[ObjRef<()>],
     );
@@ -463,11 +462,11 @@ impl<T: Model, K: KeyValue, C: SessionConnection> TargetModel<K, C> for Target<T
     unsafe fn record_eager(
         &self,
         detector: &mut Detector,
-        graph: &Arc<Graph>,
+        load: (&Arc<Graph>, Origin),
         plan: &PlanNode,
         objects: &[ObjRef<()>],
     ) {
-        detector.record_eager::<T>(graph, plan, unsafe { assume_slice(objects) });
+        detector.record_eager::<T>(load, plan, unsafe { assume_slice(objects) });
     }
 }
 
