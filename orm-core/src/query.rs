@@ -230,6 +230,9 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
 
     /// The SQL and bound values of the statement `load` would run first, without running it.
     /// `selectin` relations add one statement each after it; they are listed after the SQL.
+    ///
+    /// A query that is never loaded has no session to fix its backend: name it,
+    /// `Person::query::<diesel::sqlite::Sqlite>().to_sql()`.
     pub fn to_sql(&self) -> Result<String> {
         if let Some(Error::InvalidJoin { model, relation, reason }) = &self.error {
             let reason = reason.clone();
