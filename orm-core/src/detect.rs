@@ -108,8 +108,8 @@ struct EagerLoad {
     declared: bool,
     /// Whether the sample of an earlier load was read.
     read_before: bool,
-    /// Whether the latest load's sample was read.
-    read: Box<dyn Fn() -> bool + Send>,
+    /// The latest load's sample.
+    read: Sample,
 }
 
 /// A relation: its parent model and index.
@@ -243,7 +243,7 @@ impl Detector {
 
     /// Every report so far; unused eager loads are judged now.
     pub(crate) fn reports(&self) -> Vec<Report> {
-        let unused = self.eager.iter().filter(|e| !e.read_before && !(e.read)());
+        let unused = self.eager.iter().filter(|e| !e.read_before && !e.read.was_read());
         let unused = unused.map(|e| Report::UnusedEagerLoad {
             model: e.model,
             relation: e.relation,
@@ -268,21 +268,39 @@ impl Detector {
     }
 }
 
-/// Whether anyone read a relation (`was_read`) on a sample of `parents`, spread over them: a
-/// loop that reads the relation reads it on most of them, and watching all 100,000 would cost
-/// the load itself 5 %. The sample does not keep the graph: it is read only if the graph is
-/// still alive and has not been cleared since (its references would point to dropped objects).
-/// Compiled once per key type (the parents come as their slots).
-fn sample<K>(graph: &Arc<Graph>, parents: &[Bound<'_, K>]) -> Box<dyn Fn() -> bool + Send> {
-    let stride = (parents.len() / EAGER_SAMPLE).max(1);
-    let slots: Vec<SlotRef> =
-        parents.iter().step_by(stride).map(|p| SlotRef::new(p.slot)).collect();
-    let weak: Weak<Graph> = Arc::downgrade(graph);
-    let generation = graph.generation();
-    Box::new(move || {
-        let Some(graph) = weak.upgrade() else { return false };
-        graph.generation() == generation && slots.iter().any(|s| s.was_read())
-    })
+/// Relation slots of one load, to tell later whether anyone read the relation (`was_read`): a
+/// sample of the parents spread over them, since a loop that reads the relation reads it on
+/// most of them, and watching all 100,000 would cost the load itself 5 %. The sample does not
+/// keep the graph: it is read only if the graph is still alive and has not been cleared since
+/// (its references would point to dropped objects). Compiled once; plain data, so that the
+/// levels of one load merge into one bounded sample rather than a chain of closures as deep as
+/// the data.
+struct Sample {
+    graph: Weak<Graph>,
+    generation: u64,
+    slots: Vec<SlotRef>,
+}
+
+impl Sample {
+    fn of<K>(graph: &Arc<Graph>, parents: &[Bound<'_, K>]) -> Self {
+        let stride = (parents.len() / EAGER_SAMPLE).max(1);
+        let slots = parents.iter().step_by(stride).map(|p| SlotRef::new(p.slot)).collect();
+        Sample { graph: Arc::downgrade(graph), generation: graph.generation(), slots }
+    }
+
+    fn was_read(&self) -> bool {
+        let Some(graph) = self.graph.upgrade() else { return false };
+        graph.generation() == self.generation && self.slots.iter().any(|s| s.was_read())
+    }
+
+    /// Adds the slots of another level of the same load (same graph): the levels recorded first
+    /// keep up to [`EAGER_SAMPLE`] places and the latest level takes the rest. So the level of
+    /// the query's own objects, recorded first for a joined relation and last for the `selectin`
+    /// levels below them, is always watched, and the sample stays bounded however deep the data.
+    fn merge(&mut self, other: Sample) {
+        self.slots.truncate(EAGER_SAMPLE);
+        self.slots.extend(other.slots);
+    }
 }
 
 impl Detector {
@@ -295,21 +313,20 @@ impl Detector {
         (model, name): (&'static str, &'static str),
         (strategy, declared): (Strategy, bool),
         (origin, objects): (Origin, usize),
-        read: Box<dyn Fn() -> bool + Send>,
+        read: Sample,
     ) {
         match self.eager_relations.get(&(relation, strategy)) {
             // Another level of the same load (a relation joined at several depths): read if
             // any level of it is read.
             Some(&index) if self.eager[index].origin == origin => {
                 let entry = &mut self.eager[index];
-                let earlier = std::mem::replace(&mut entry.read, Box::new(|| false));
-                entry.read = Box::new(move || earlier() || read());
+                entry.read.merge(read);
                 entry.objects += objects;
                 entry.declared &= declared;
             }
             Some(&index) => {
                 let entry = &mut self.eager[index];
-                entry.read_before = entry.read_before || (entry.read)();
+                entry.read_before = entry.read_before || entry.read.was_read();
                 entry.read = read;
                 entry.objects += objects;
                 entry.loads += 1;
@@ -370,7 +387,7 @@ impl Detector {
         how: (Strategy, bool),
         node: Option<&PlanNode>,
     ) {
-        let read = sample(graph, parents);
+        let read = Sample::of(graph, parents);
         self.eager_load(id, names, how, (origin, parents.len()), read);
         // Below a joined relation, only if it has eager loads of its own to record.
         if let Some(node) = node.filter(|n| !n.joined.is_empty() || !n.deferred.is_empty()) {

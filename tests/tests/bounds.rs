@@ -8,6 +8,7 @@
 
 use diesel::prelude::*;
 use orm_core::prelude::*;
+use orm_core::Report;
 use orm_tests::variants::Boss;
 use orm_tests::*;
 
@@ -264,6 +265,30 @@ orm_tests::backend_tests! {
         assert_eq!(statements, levels + 1);
         assert_eq!(loaded_levels(&top), levels - 1);
         on_small_stack(move || drop(top));
+    }
+
+    #[test]
+    fn the_detector_judges_a_declared_selectin_chain_on_a_small_stack() {
+        // Every level is a load of `Boss.reports` in the same query: the detector's verdict on it
+        // must not grow with the levels (nor recurse over them when it is read).
+        let levels = 20_000;
+        let reports = on_small_stack(move || {
+            let mut conn = chain(levels);
+            let mut session = Session::new(&mut conn);
+            session.detect_n_plus_one(true);
+            let top = Boss::query().filter(person::id.eq(1)).load(&mut session).unwrap();
+            let unread = session.reports();
+            // The top's reports read: the relation was used.
+            let _ = top[0].reports.get();
+            (unread, session.reports())
+        });
+        let (unread, read) = reports;
+        assert_eq!(unread.len(), 1, "{unread:#?}");
+        let Report::UnusedEagerLoad { relation, loads, declared, objects, .. } = &unread[0] else {
+            panic!("{unread:#?}");
+        };
+        assert_eq!((*relation, *loads, *declared, *objects), ("reports", 1, true, levels));
+        assert_eq!(read, vec![]);
     }
 
     #[test]
