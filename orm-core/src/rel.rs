@@ -216,24 +216,26 @@ pub(crate) fn bind_all<R: Relation>(parents: &[ObjRef<R::Parent>]) -> Vec<Bound<
 }
 
 /// The distinct objects the loaded slots of `parents` point to, erased (compiled once per key
-/// type: plain loops, since an iterator chain costs several times the code).
+/// type).
 pub(crate) fn related_slots<K>(parents: &[Bound<'_, K>]) -> Vec<ObjRef<()>> {
-    let mut seen = FxHashSet::default();
-    let mut related = Vec::new();
-    for parent in parents {
-        if let Some(children) = parent.slot.peek() {
-            distinct_into(children, &mut seen, &mut related);
-        }
-    }
-    related
+    related_with(parents, |slot| slot.peek())
 }
 
 /// [`related_slots`] typed as the relation's target `T`.
 pub(crate) fn related_typed<T: 'static, K>(parents: &[Bound<'_, K>]) -> Vec<ObjRef<T>> {
+    related_with(parents, |slot| slot.peek_typed::<T>())
+}
+
+/// The distinct objects `peek` finds in the slots of `parents`: plain loops, since an iterator
+/// chain costs several times the code (compile time).
+fn related_with<'p, T: 'p, K>(
+    parents: &[Bound<'p, K>],
+    peek: impl Fn(&'p (dyn Slot + 'static)) -> Option<&'p [ObjRef<T>]>,
+) -> Vec<ObjRef<T>> {
     let mut seen = FxHashSet::default();
     let mut related = Vec::new();
     for parent in parents {
-        if let Some(children) = parent.slot.peek_typed::<T>() {
+        if let Some(children) = peek(parent.slot) {
             distinct_into(children, &mut seen, &mut related);
         }
     }

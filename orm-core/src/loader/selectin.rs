@@ -192,16 +192,11 @@ pub(crate) fn load_relation<K: KeyValue, C: SessionConnection>(
         let keyed = pending.iter().filter(|p| p.key.is_some()).count();
         let shared = keys.len() < keyed;
         for parent in pending.iter() {
-            let rows =
-                parent.key.and_then(
-                    |k| {
-                        if shared {
-                            found.get(k).cloned()
-                        } else {
-                            found.remove(k)
-                        }
-                    },
-                );
+            let rows = match parent.key {
+                Some(key) if shared => found.get(key).cloned(),
+                Some(key) => found.remove(key),
+                None => None,
+            };
             fill_collection(relation, parent.slot, rows.unwrap_or_default());
         }
     } else {
