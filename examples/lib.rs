@@ -3,7 +3,6 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use orm_core::prelude::*;
 
 /// The diesel schema.
@@ -248,6 +247,7 @@ macro_rules! impl_populate {
     };
 }
 
-impl_populate!(SqliteConnection);
+#[cfg(feature = "sqlite")]
+impl_populate!(diesel::SqliteConnection);
 #[cfg(feature = "postgres")]
 impl_populate!(diesel::PgConnection);

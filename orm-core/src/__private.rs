@@ -65,15 +65,22 @@ where
 #[allow(clippy::extra_unused_type_parameters)]
 pub fn assert_key_column<ST, K>()
 where
-    K: crate::key::KeyValue + diesel::deserialize::FromSql<ST, diesel::sqlite::Sqlite>,
-    diesel::sqlite::Sqlite: diesel::sql_types::HasSqlType<ST>,
+    K: crate::key::KeyValue + diesel::deserialize::FromSql<ST, Checked>,
+    Checked: diesel::sql_types::HasSqlType<ST>,
 {
 }
+
+/// The backend compile-time checks that hold alike on every backend are made on.
+#[cfg(feature = "sqlite")]
+pub type Checked = diesel::sqlite::Sqlite;
+/// The backend compile-time checks that hold alike on every backend are made on.
+#[cfg(not(feature = "sqlite"))]
+pub type Checked = diesel::pg::Pg;
 
 /// Expands `$mac!(Backend)` once per backend this build of orm-core supports.
 #[doc(hidden)]
 #[macro_export]
-#[cfg(not(feature = "postgres"))]
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 macro_rules! __for_each_backend {
     ($mac:ident) => {
         $mac!(::orm_core::__private::diesel::sqlite::Sqlite);
@@ -83,7 +90,17 @@ macro_rules! __for_each_backend {
 /// Expands `$mac!(Backend)` once per backend this build of orm-core supports.
 #[doc(hidden)]
 #[macro_export]
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+macro_rules! __for_each_backend {
+    ($mac:ident) => {
+        $mac!(::orm_core::__private::diesel::pg::Pg);
+    };
+}
+
+/// Expands `$mac!(Backend)` once per backend this build of orm-core supports.
+#[doc(hidden)]
+#[macro_export]
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 macro_rules! __for_each_backend {
     ($mac:ident) => {
         $mac!(::orm_core::__private::diesel::sqlite::Sqlite);

@@ -4,19 +4,20 @@
 //! [`Decode`](crate::model::Decode) generically over diesel backends, and the
 //! [`AllBackends`](crate::AllBackends) bundle asks for it on every backend this build of `orm-core` enables.
 
-use std::any::TypeId;
-
 use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql};
 use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::row::{Field, Row};
-use diesel::sql_types::{BigInt, Integer, SmallInt, Text};
-use diesel::sqlite::{Sqlite, SqliteType};
 use diesel::QueryResult;
 
 use crate::error::DecodeFailure;
-use crate::key::{KeyFor, KeyValue};
-use crate::model::{Decode, Model};
+use crate::key::KeyValue;
+use crate::model::Model;
+
+#[cfg(feature = "postgres")]
+mod pg;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 /// A diesel backend the runtime can load graphs on.
 pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static {
@@ -95,227 +96,6 @@ pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static
         offset: usize,
         key: M::Key,
     ) -> deserialize::Result<M>;
-}
-
-impl OrmBackend for Sqlite {
-    // Bundled SQLite allows 32,766 bound parameters; keep headroom for the query's own binds.
-    const MAX_KEYS_PER_STATEMENT: usize = 32_000;
-    const QUOTE: char = '`';
-    // A deferred transaction reads one snapshot from its first read on (WAL or rollback journal).
-    const SNAPSHOT: Option<&'static str> = None;
-
-    fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
-        diesel::debug_query::<Sqlite, _>(query).to_string()
-    }
-
-    const NO_LIMIT: &'static str = " LIMIT -1";
-
-    fn push_key<'b, K: KeyValue>(key: &'b K, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()> {
-        <K as KeyFor<Sqlite>>::push_bind(key, out)
-    }
-
-    fn push_key_in<'b, K: KeyValue>(
-        (table, column): (&'b str, &'b str),
-        keys: &'b [K],
-        out: &mut AstPass<'_, 'b, Self>,
-    ) -> QueryResult<()> {
-        crate::ident::column(out, (table, column))?;
-        if let [key] = keys {
-            // One key (a lazy load): `= ?` keeps the statement cacheable.
-            out.push_sql(" = ");
-            return Self::push_key(key, out);
-        }
-        // The list length changes per call: caching each length would flood the statement cache.
-        out.unsafe_to_cache_prepared();
-        out.push_sql(" IN (");
-        for (i, key) in keys.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(", ");
-            }
-            Self::push_key(key, out)?;
-        }
-        out.push_sql(")");
-        Ok(())
-    }
-
-    fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(
-        row: &R,
-        index: usize,
-    ) -> deserialize::Result<Option<K>> {
-        let field = Row::get(row, index).ok_or("column index out of range")?;
-        if let Some(bits) = integer_bits::<K>() {
-            // Read once, as 64 bits, and refuse a key the field cannot hold.
-            let wide = Self::read_integer(field.value(), bits)?.flatten();
-            return Ok(wide.and_then(|w| integer_into::<K>(Some(w))));
-        }
-        // One value for both: each `field.value()` asks SQLite for the column again.
-        let mut value = field.value();
-        Self::check_storage::<K::SqlType>(&mut value)?;
-        <K as KeyFor<Sqlite>>::decode(value)
-    }
-
-    fn read_integer(
-        value: Option<Self::RawValue<'_>>,
-        bits: u32,
-    ) -> Result<Option<Option<i64>>, Box<dyn std::error::Error + Send + Sync>> {
-        let Some(mut value) = value else { return Ok(Some(None)) };
-        let wide = match value.value_type() {
-            None => return Ok(Some(None)),
-            Some(SqliteType::Long) => value.read_long(),
-            Some(_) => return Err(format!("{} is not an integer", described(&mut value)).into()),
-        };
-        match bits {
-            64.. => Ok(Some(Some(wide))),
-            _ if (-(1i64 << (bits - 1))..1i64 << (bits - 1)).contains(&wide) => {
-                Ok(Some(Some(wide)))
-            }
-            _ => Err(format!("value {wide} does not fit in a {bits}-bit integer field").into()),
-        }
-    }
-
-    fn check_storage<ST: 'static>(
-        value: &mut Option<Self::RawValue<'_>>,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let Some((classes, expected)) = sqlite_storage::<ST>() else { return Ok(()) };
-        let Some(value) = value else { return Ok(()) };
-        match value.value_type() {
-            None => Ok(()),
-            Some(found) if classes.contains(&found) => Ok(()),
-            Some(_) => Err(format!("{} is not {expected}", described(value)).into()),
-        }
-    }
-
-    fn decode<'a, M: Model, R: Row<'a, Self>>(
-        row: &R,
-        offset: usize,
-        key: M::Key,
-    ) -> deserialize::Result<M> {
-        <M as Decode<Sqlite>>::decode_at(row, offset, key)
-    }
-}
-
-/// The SQLite storage classes a column of SQL type `ST` may hold, and what its values are, for
-/// the types whose values diesel would otherwise convert: text, numbers, blobs, booleans.
-/// (Integers are read by [`OrmBackend::read_integer`]; dates and times are stored as text or
-/// numbers, both of which diesel reads.)
-fn sqlite_storage<ST: 'static>() -> Option<(&'static [SqliteType], &'static str)> {
-    use diesel::sql_types::{Binary, Bool, Double, Float, Nullable};
-    fn is<ST: 'static, T: 'static>() -> bool {
-        TypeId::of::<ST>() == TypeId::of::<T>() || TypeId::of::<ST>() == TypeId::of::<Nullable<T>>()
-    }
-    if is::<ST, Text>() {
-        Some((&[SqliteType::Text], "text"))
-    } else if is::<ST, Double>() || is::<ST, Float>() {
-        Some((&[SqliteType::Double, SqliteType::Long], "a number"))
-    } else if is::<ST, Integer>() || is::<ST, BigInt>() || is::<ST, SmallInt>() {
-        Some((&[SqliteType::Long], "an integer"))
-    } else if is::<ST, Bool>() {
-        Some((&[SqliteType::Long], "a boolean"))
-    } else if is::<ST, Binary>() {
-        Some((&[SqliteType::Binary], "a blob"))
-    } else {
-        None
-    }
-}
-
-/// A SQLite value as an error message shows it: its storage class and the value (text quoted
-/// and cut, a blob by its size).
-fn described(value: &mut diesel::sqlite::SqliteValue<'_, '_, '_>) -> String {
-    match value.value_type() {
-        None => "NULL".to_owned(),
-        Some(SqliteType::Long) => format!("INTEGER value {}", value.read_long()),
-        Some(SqliteType::Double) => format!("REAL value {:?}", value.read_double()),
-        Some(SqliteType::Binary) => format!("BLOB value of {} bytes", value.read_blob().len()),
-        Some(_) => format!("TEXT value {}", quoted(value.read_text())),
-    }
-}
-
-/// `text` in quotes for an error message, cut after 64 characters.
-fn quoted(text: &str) -> String {
-    match text.char_indices().nth(64) {
-        Some((cut, _)) => format!("{:?}...", &text[..cut]),
-        None => format!("{text:?}"),
-    }
-}
-
-#[cfg(feature = "postgres")]
-pub(crate) mod pg {
-    use diesel::deserialize;
-    use diesel::pg::Pg;
-    use diesel::query_builder::{AstPass, QueryFragment};
-    use diesel::row::{Field, Row};
-
-    use diesel::QueryResult;
-
-    use super::OrmBackend;
-    use crate::key::{KeyFor, KeyValue};
-    use crate::model::{Decode, Model};
-
-    impl OrmBackend for Pg {
-        // One array parameter holds any number of keys: no chunking.
-        const MAX_KEYS_PER_STATEMENT: usize = usize::MAX;
-        const QUOTE: char = '"';
-        // READ COMMITTED would give each statement of a multi-statement load its own snapshot.
-        const SNAPSHOT: Option<&'static str> =
-            Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-        const NO_LIMIT: &'static str = "";
-        const DEALLOCATE_ALL: Option<&'static str> = Some("DEALLOCATE ALL");
-
-        fn is_stale_statement(error: &diesel::result::Error) -> bool {
-            // diesel 2.3 exposes neither the SQLSTATE (0A000, shared by every "feature not
-            // supported") nor a way to evict one statement: the server's message it is.
-            matches!(error, diesel::result::Error::DatabaseError(_, info)
-                if info.message() == "cached plan must not change result type")
-        }
-
-        fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
-            diesel::debug_query::<Pg, _>(query).to_string()
-        }
-
-        fn push_key<'b, K: KeyValue>(
-            key: &'b K,
-            out: &mut AstPass<'_, 'b, Self>,
-        ) -> QueryResult<()> {
-            <K as KeyFor<Pg>>::push_bind(key, out)
-        }
-
-        fn push_key_in<'b, K: KeyValue>(
-            (table, column): (&'b str, &'b str),
-            keys: &'b [K],
-            out: &mut AstPass<'_, 'b, Self>,
-        ) -> QueryResult<()> {
-            crate::ident::column(out, (table, column))?;
-            // As diesel's `eq_any` renders it: one statement and one cache entry for any count.
-            out.push_sql(" = ANY(");
-            K::push_array(keys, out)?;
-            out.push_sql(")");
-            Ok(())
-        }
-
-        fn read_integer(
-            _: Option<Self::RawValue<'_>>,
-            _: u32,
-        ) -> Result<Option<Option<i64>>, Box<dyn std::error::Error + Send + Sync>> {
-            // PostgreSQL values carry their width: diesel refuses a wider one itself.
-            Ok(None)
-        }
-
-        fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(
-            row: &R,
-            index: usize,
-        ) -> deserialize::Result<Option<K>> {
-            let field = Row::get(row, index).ok_or("column index out of range")?;
-            <K as KeyFor<Pg>>::decode(field.value())
-        }
-
-        fn decode<'a, M: Model, R: Row<'a, Self>>(
-            row: &R,
-            offset: usize,
-            key: M::Key,
-        ) -> deserialize::Result<M> {
-            <M as Decode<Pg>>::decode_at(row, offset, key)
-        }
-    }
 }
 
 /// Decodes column `index` of `row` into a field, naming the model and column on failure.

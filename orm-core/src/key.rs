@@ -10,6 +10,7 @@ use diesel::deserialize::{self, FromSql};
 use diesel::query_builder::AstPass;
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Integer, SingleValue, SmallInt, SqlType, Text};
+#[cfg(feature = "sqlite")]
 use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
 
@@ -84,15 +85,21 @@ impl<K> KeyValue for K where
 }
 
 /// [`KeyFor`] every enabled backend.
-#[cfg(not(feature = "postgres"))]
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 pub trait KeyForAll: KeyFor<Sqlite> {}
-#[cfg(not(feature = "postgres"))]
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 impl<K: KeyFor<Sqlite>> KeyForAll for K {}
 
 /// [`KeyFor`] every enabled backend.
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+pub trait KeyForAll: KeyFor<Pg> + pg::ArrayKey {}
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+impl<K: KeyFor<Pg> + pg::ArrayKey> KeyForAll for K {}
+
+/// [`KeyFor`] every enabled backend.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub trait KeyForAll: KeyFor<Sqlite> + KeyFor<Pg> + pg::ArrayKey {}
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 impl<K: KeyFor<Sqlite> + KeyFor<Pg> + pg::ArrayKey> KeyForAll for K {}
 
 /// PostgreSQL's array binding of keys.

@@ -58,6 +58,11 @@
 
 extern crate self as orm_core;
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "orm-core needs a backend: enable its `sqlite` feature (on by default) or `postgres`"
+);
+
 mod backend;
 mod detect;
 mod error;

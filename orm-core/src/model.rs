@@ -5,6 +5,7 @@ use diesel::deserialize;
 #[cfg(feature = "postgres")]
 use diesel::pg::Pg;
 use diesel::row::Row;
+#[cfg(feature = "sqlite")]
 use diesel::sqlite::Sqlite;
 
 use crate::key::KeyValue;
@@ -58,15 +59,21 @@ pub trait Model: AllBackends + Sized + Send + Sync + 'static {
 }
 
 /// The bundle of per-backend decoders every [`Model`] provides.
-#[cfg(not(feature = "postgres"))]
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 pub trait AllBackends: Decode<Sqlite> {}
-#[cfg(not(feature = "postgres"))]
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 impl<M: Decode<Sqlite>> AllBackends for M {}
 
 /// The bundle of per-backend decoders every [`Model`] provides.
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+pub trait AllBackends: Decode<Pg> {}
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+impl<M: Decode<Pg>> AllBackends for M {}
+
+/// The bundle of per-backend decoders every [`Model`] provides.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub trait AllBackends: Decode<Sqlite> + Decode<Pg> {}
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 impl<M: Decode<Sqlite> + Decode<Pg>> AllBackends for M {}
 
 /// Positional row decoding on backend `DB`. Implemented by `#[derive(Model)]` for every
@@ -151,20 +158,35 @@ impl SqlTable {
     pub fn of<T>() -> SqlTable
     where
         T: diesel::QuerySource + Default,
-        T::FromClause: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>,
+        T::FromClause: diesel::query_builder::QueryFragment<names::Backend>,
     {
         use diesel::query_builder::{QueryBuilder, QueryFragment};
-        let mut builder = diesel::sqlite::SqliteQueryBuilder::new();
+        let mut builder = <names::Backend as Backend>::QueryBuilder::default();
         let rendered = T::default()
             .from_clause()
-            .to_sql(&mut builder, &diesel::sqlite::Sqlite)
+            .to_sql(&mut builder, &names::Backend::default())
             .map(|()| builder.finish())
             .unwrap_or_default();
-        let mut parts = quoted_identifiers(&rendered, '`');
+        let mut parts = quoted_identifiers(&rendered, names::QUOTE);
         let name = parts.pop().unwrap_or(rendered);
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         SqlTable { schema: parts.pop().map(leak), name: leak(name) }
     }
+}
+
+/// The backend [`SqlTable::of`] renders a `FROM` clause on to read a table's names (any enabled
+/// one: all spell them alike), and its identifier quote.
+#[cfg(feature = "sqlite")]
+mod names {
+    pub(super) type Backend = diesel::sqlite::Sqlite;
+    pub(super) const QUOTE: char = '`';
+}
+/// The backend [`SqlTable::of`] renders a `FROM` clause on to read a table's names (any enabled
+/// one: all spell them alike), and its identifier quote.
+#[cfg(not(feature = "sqlite"))]
+mod names {
+    pub(super) type Backend = diesel::pg::Pg;
+    pub(super) const QUOTE: char = '"';
 }
 
 /// The identifiers of `sql`, a dotted chain of identifiers quoted with `quote` (doubled inside).
