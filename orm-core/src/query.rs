@@ -23,12 +23,28 @@ use crate::state::{Loaded, State};
 
 /// A query over model `M`'s table on backend `DB`; start one with `M::query()`.
 ///
-/// ```ignore
+/// ```
+/// # use diesel::prelude::*;
+/// # use orm_core::prelude::*;
+/// # diesel::table! { person (id) { id -> Integer, lastname -> Text, address_id -> Nullable<Integer>, manager_id -> Nullable<Integer> } }
+/// # diesel::table! { address (id) { id -> Integer, city -> Text } }
+/// # #[derive(Model, Debug)] #[orm(table = address)] pub struct Address { pub id: i32, pub city: String }
+/// # #[derive(Model, Debug)] #[orm(table = person)]
+/// # pub struct Person { pub id: i32, pub lastname: String, pub address_id: Option<i32>, pub manager_id: Option<i32>,
+/// #     #[relation(belongs_to = Address, foreign_key = address_id)] pub address: Rel<Option<Address>>,
+/// #     #[relation(has_many = Person, foreign_key = manager_id)] pub reports: Rel<Vec<Person>> }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut conn = SqliteConnection::establish(":memory:")?;
+/// # diesel::sql_query("CREATE TABLE person (id INTEGER PRIMARY KEY, lastname TEXT NOT NULL, address_id INTEGER, manager_id INTEGER)").execute(&mut conn)?;
+/// # diesel::sql_query("CREATE TABLE address (id INTEGER PRIMARY KEY, city TEXT NOT NULL)").execute(&mut conn)?;
+/// # let mut session = Session::new(&mut conn);
 /// let people = Person::query()
 ///     .filter(person::lastname.eq("Martin"))
 ///     .order_by(person::id.asc())
 ///     .options((joined(Person::address), selectin(Person::reports)))
 ///     .load(&mut session)?;
+/// # assert!(people.is_empty());
+/// # Ok(()) }
 /// ```
 ///
 /// `S` is the [typed state](crate::Loaded) of the results: which relations the query loads.

@@ -11,10 +11,20 @@
 //!
 //! Functions state what they need with [`Has`], without naming the whole state:
 //!
-//! ```ignore
+//! ```
+//! # use diesel::prelude::*;
+//! # use orm_core::prelude::*;
+//! # diesel::table! { person (id) { id -> Integer, lastname -> Text, address_id -> Nullable<Integer>, manager_id -> Nullable<Integer> } }
+//! # diesel::table! { address (id) { id -> Integer, city -> Text } }
+//! # #[derive(Model, Debug)] #[orm(table = address)] pub struct Address { pub id: i32, pub city: String }
+//! # #[derive(Model, Debug)] #[orm(table = person)]
+//! # pub struct Person { pub id: i32, pub lastname: String, pub address_id: Option<i32>, pub manager_id: Option<i32>,
+//! #     #[relation(belongs_to = Address, foreign_key = address_id)] pub address: Rel<Option<Address>>,
+//! #     #[relation(has_many = Person, foreign_key = manager_id)] pub reports: Rel<Vec<Person>> }
 //! fn city(p: &Loaded<Person, impl Has<person_rel::address>>) -> Option<&str> {
 //!     p.get(Person::address).map(|a| a.city.as_str()) // no Result: the type says it is loaded
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! [`Error::NotLoaded`]: crate::Error::NotLoaded

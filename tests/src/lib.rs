@@ -347,3 +347,23 @@ pub mod variants {
         pub reports: Rel<Vec<Boss>>,
     }
 }
+
+/// The README's Rust code, compiled and run as this crate's doctests (`cargo test --doc -p
+/// orm-tests`), so it cannot drift from the API. Each block's hidden lines (`# ..`) bring in
+/// this module: the seed schema and models, and [`readme::seeded`].
+#[doc = include_str!("../../README.md")]
+pub mod readme {
+    pub use diesel::prelude::*;
+    pub use orm_core::prelude::*;
+    pub use orm_examples::schema::*;
+    pub use orm_examples::{address_rel, person_rel, project_rel, Address, Person, Project};
+
+    /// What a README block's `main` returns.
+    pub type Fallible = Result<(), Box<dyn std::error::Error>>;
+
+    /// An in-memory SQLite database seeded with 200 people of the example schema (Pierre, person
+    /// 1, manages Pauline, person 2; both live in Paris).
+    pub fn seeded() -> diesel::SqliteConnection {
+        crate::sqlite::seeded(200).0
+    }
+}
