@@ -61,6 +61,38 @@ where
 {
 }
 
+/// `<Probe<T>>::IS_MODEL` is `true` when `T` is a [`Model`] and `false` otherwise: the inherent
+/// constant, whose bound holds only for models, takes precedence over [`NotAModel`]'s.
+pub struct Probe<T: ?Sized>(PhantomData<T>);
+
+/// [`Probe`] for types that are not models.
+pub trait NotAModel {
+    /// Not a model.
+    const IS_MODEL: bool = false;
+}
+
+impl<T: ?Sized> NotAModel for Probe<T> {}
+
+impl<T: Model> Probe<T> {
+    /// A model.
+    pub const IS_MODEL: bool = true;
+}
+
+/// `<Gate<true> as Pick<T>>::Type` is `T`. The derive names a relation's target through a gate
+/// whose constant panics when the target is not a model: rustc reports that panic once, and
+/// the failed constant silences every later use of the target instead of repeating the error.
+pub struct Gate<const OK: bool>;
+
+/// See [`Gate`].
+pub trait Pick<T: ?Sized> {
+    /// `T`.
+    type Type: ?Sized;
+}
+
+impl<T: ?Sized> Pick<T> for Gate<true> {
+    type Type = T;
+}
+
 /// Compile-time check that a column of SQL type `ST` holds keys of type `K`.
 #[allow(clippy::extra_unused_type_parameters)]
 pub fn assert_key_column<ST, K>()

@@ -287,10 +287,13 @@ impl<I: Iterator<Item = T> + Clone, T: fmt::Debug> fmt::Debug for DebugList<I> {
 /// What a [`Rel`] can hold. Implemented for `Option<M>`, `Vec<M>` and `M` itself.
 ///
 /// `Option<M>` and `Vec<M>` are shapes for any `M`, so a relation to a type that is not a
-/// [`Model`] is reported once, at the relation's target, not at every use of the field.
+/// [`Model`] is reported once, at the relation's target, not at every use of the field. A
+/// required `Rel<M>` needs `M` to be a model for the field's type itself to exist: rustc reports
+/// that at each use of the struct, every copy with the fix.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a relation shape",
-    label = "expected `Option<T>`, `Vec<T>` or `T` where `T` derives `Model`"
+    message = "`{Self}` is not a model, so `Rel<{Self}>` is not a relation field",
+    label = "`Rel<T>` holds a model `T`, `Option<T>` or `Vec<T>`",
+    note = "a struct mapped to a `table!` becomes a model with `#[derive(Model)]` and `#[orm(table = ..)]`"
 )]
 pub trait Shape: 'static {
     /// The related model.

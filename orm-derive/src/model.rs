@@ -54,9 +54,9 @@ pub struct Relation<'a> {
 /// The type inside `Rel<..>`.
 pub enum FieldShape<'a> {
     /// `Rel<Option<T>>`
-    Optional(&'a Type),
+    Optional(#[allow(dead_code)] &'a Type),
     /// `Rel<Vec<T>>`
-    Collection(&'a Type),
+    Collection(#[allow(dead_code)] &'a Type),
     /// `Rel<T>`
     Required(&'a Type),
 }

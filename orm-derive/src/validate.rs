@@ -8,7 +8,7 @@ use crate::model::{single_argument, FieldShape, Model, Relation};
 pub fn check(cx: &Ctxt, model: &Model<'_>) {
     check_primary_key(cx, model);
     for relation in &model.relations {
-        check_field_shape(cx, relation);
+        check_field_shape(cx, model, relation);
         check_join_depth(cx, relation);
         check_self_join_depth(cx, relation);
         check_foreign_key(cx, model, relation);
@@ -29,17 +29,20 @@ fn check_primary_key(cx: &Ctxt, model: &Model<'_>) {
 
 // The field type fits the kind: a `Rel<Vec<T>>` for collections, a `Rel<Option<T>>` or `Rel<T>`
 // for a single row. Anything else would decode into a shape the loader cannot fill.
-fn check_field_shape(cx: &Ctxt, relation: &Relation<'_>) {
+fn check_field_shape(cx: &Ctxt, model: &Model<'_>, relation: &Relation<'_>) {
     let kind = relation.kind.value.keyword();
     let target = path_name(&relation.target);
     match (&relation.shape, relation.kind.value) {
         (None, _) => cx.error_spanned_by(
             relation.ty,
-            format!("a relation field must have type `Rel<..>`, e.g. `Rel<{}>`", expected_shape(relation)),
+            format!("a relation field must have type `Rel<..>`, e.g. `Rel<{}>`", expected_shape(model, relation)),
         ),
         (Some(FieldShape::Collection(_)), KindKw::BelongsTo | KindKw::HasOne) => cx.error_spanned_by(
             relation.ty,
-            format!("`{kind}` relates one row: use `Rel<Option<{target}>>`, or `has_many` for a collection"),
+            format!(
+                "`{kind}` relates one row: use `Rel<{}>`, or `has_many` for a collection",
+                expected_shape(model, relation)
+            ),
         ),
         (Some(FieldShape::Optional(_) | FieldShape::Required(_)), KindKw::HasMany | KindKw::ManyToMany) => {
             cx.error_spanned_by(relation.ty, format!("`{kind}` relates a collection: use `Rel<Vec<{target}>>`"))
@@ -64,12 +67,24 @@ fn is_plain_path(ty: &syn::Type) -> bool {
         && p.path.segments.iter().all(|s| s.arguments.is_none()))
 }
 
-fn expected_shape(relation: &Relation<'_>) -> String {
+/// What `Rel<..>` should hold for the relation's kind: one row of a `belongs_to` is optional
+/// exactly when its foreign key field is (`check_foreign_key` holds it to that), so the
+/// suggestion is the one that compiles.
+fn expected_shape(model: &Model<'_>, relation: &Relation<'_>) -> String {
     let target = path_name(&relation.target);
     match relation.kind.value {
         KindKw::HasMany | KindKw::ManyToMany => format!("Vec<{target}>"),
-        _ => format!("Option<{target}>"),
+        KindKw::BelongsTo if foreign_key_nullable(model, relation) == Some(false) => target,
+        KindKw::BelongsTo | KindKw::HasOne => format!("Option<{target}>"),
     }
+}
+
+/// Whether a `belongs_to`'s foreign key field is an `Option`; `None` if no column field has its
+/// name (`check_foreign_key` reports that).
+fn foreign_key_nullable(model: &Model<'_>, relation: &Relation<'_>) -> Option<bool> {
+    let fk = &relation.foreign_key.value;
+    let column = model.columns.iter().find(|c| c.ident == fk)?;
+    Some(single_argument(column.ty, "Option").is_some())
 }
 
 // `join_depth` bounds how often an eager relation repeats along one path (a self-reference or a

@@ -33,7 +33,9 @@ pub fn private() -> TokenStream {
 
 fn expand(model: &Model<'_>) -> TokenStream {
     let markers = relations::expand_markers(model);
+    let fallbacks = model_impl::expand_column_fallbacks(model);
     let columns = model_impl::expand_columns(model);
+    let targets = relations::expand_targets(model);
     let model_impl = model_impl::expand_model(model);
     let decode_impl = model_impl::expand_decode(model);
     let relation_impls = relations::expand_relations(model);
@@ -46,12 +48,16 @@ fn expand(model: &Model<'_>) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::all)]
         const _: () = {
-            #columns
-            #model_impl
-            #decode_impl
-            #relation_impls
-            #state_impls
-            ::orm_core::__private::impl_required_shape!(#ident);
+            #fallbacks
+            const _: () = {
+                #columns
+                #targets
+                #model_impl
+                #decode_impl
+                #relation_impls
+                #state_impls
+                ::orm_core::__private::impl_required_shape!(#ident);
+            };
         };
     }
 }

@@ -14,8 +14,9 @@ pub fn column_alias(field: &Ident) -> Ident {
     format_ident!("__orm_column_{}", field)
 }
 
-/// One import of the `table!` module and one alias per column, so a wrong table or column is
-/// reported once, where it is named, however many places use it.
+/// One alias per column, so a wrong column is reported once, where it is named, however many
+/// places use it. Goes inside [`expand_column_fallbacks`]' block, after the `table!` module's
+/// glob import: a field the table lacks resolves to its fallback instead of the column.
 pub fn expand_columns(model: &Model<'_>) -> TokenStream {
     let table = &model.table;
     // Imported under its own name, so rustc's messages name the user's module.
@@ -23,13 +24,44 @@ pub fn expand_columns(model: &Model<'_>) -> TokenStream {
     let aliases = model.columns.iter().map(|c| {
         let alias = column_alias(c.ident);
         let field = c.ident;
-        quote_spanned!(field.span()=> type #alias = #table_alias::#field;)
+        quote_spanned!(field.span()=> type #alias = #field;)
     });
     quote! {
         #[allow(unused_imports)]
         use #table as #table_alias;
+        #[allow(unused_imports)]
+        use #table_alias::*;
         #(#[allow(non_camel_case_types)] #aliases)*
     }
+}
+
+/// Per column field, a type of the field's name that fails to compile, with a message naming
+/// the field and the table, wherever it is used. The block with the generated code imports the
+/// `table!` module's names (its columns) over these, so a field is its column when the table
+/// has one and this fallback when it does not: one error, at the field, which silences every
+/// later use (a path to the missing column would be rustc's "cannot find type").
+pub fn expand_column_fallbacks(model: &Model<'_>) -> TokenStream {
+    let p = private();
+    let table = table_module(model);
+    let table_path = &model.table;
+    let fallbacks = model.columns.iter().map(|c| {
+        let field = c.ident;
+        let message = format!(
+            "no column `{field}` in table `{table}`: each field of a model is a column of its \
+             `table!` (a relation field needs `#[relation(..)]`)"
+        );
+        let fail = quote_spanned!(field.span()=> ::core::panic!(#message));
+        // Naming the table in the constant keeps a table that does not resolve at all to its own
+        // one error: a constant that does not compile is not evaluated.
+        quote! {
+            #[allow(non_camel_case_types, dead_code)]
+            type #field = <#p::Gate<{
+                let _ = #table_path::table;
+                #fail
+            }> as #p::Pick<()>>::Type;
+        }
+    });
+    quote!(#(#fallbacks)*)
 }
 
 /// The `table!` module's name, as imported in the generated block.

@@ -40,6 +40,41 @@ pub fn expand_markers(model: &Model<'_>) -> TokenStream {
     }
 }
 
+/// The local name generated code gives a relation's target: `__orm_target_<field>`.
+pub fn target_alias(relation: &Relation<'_>) -> Ident {
+    format_ident!("__orm_target_{}", relation.ident)
+}
+
+/// One alias per relation for its target, named through a gate that fails to compile when the
+/// target is not a model: one error, at the target, and none from the code that uses it.
+pub fn expand_targets(model: &Model<'_>) -> TokenStream {
+    let p = private();
+    let aliases = model.relations.iter().map(|relation| {
+        let alias = target_alias(relation);
+        let target = &relation.target;
+        let name = quote!(#target).to_string().replace(' ', "");
+        let message = format!(
+            "`{name}` is not a model: relation targets must `#[derive(Model)]`; add \
+             `#[derive(Model)]` and `#[orm(table = ..)]` to `{name}`"
+        );
+        let check = quote_spanned! {target_span(target)=>
+            if !<#p::Probe<#target>>::IS_MODEL {
+                ::core::panic!(#message)
+            }
+        };
+        quote! {
+            #[allow(non_camel_case_types)]
+            type #alias = <#p::Gate<{
+                #[allow(unused_imports)]
+                use #p::NotAModel as _;
+                #check
+                true
+            }> as #p::Pick<#target>>::Type;
+        }
+    });
+    quote!(#(#aliases)*)
+}
+
 pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
     let p = private();
     let name = relation.ident.to_string();
@@ -91,8 +126,8 @@ pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
         _ => {
             // The target's field: its column's SQL name comes from the target model.
             let field = fk.to_string();
-            let target = &relation.target;
-            let at_target = target_span(target);
+            let target = target_alias(relation);
+            let at_target = target_span(&relation.target);
             quote_spanned!(at_target=> #p::Link::TargetColumn(#p::column_named(
                 <#target as #p::Model>::FIELDS,
                 <#target as #p::Model>::COLUMNS,
@@ -120,12 +155,12 @@ pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
         let field = relation.ident;
         let field_ty = relation.ty;
         let target = &relation.target;
-        let target_ty = target;
+        // The shape's type is the target (validated): both are named through the gated alias.
+        let target_ty = target_alias(relation);
         let shape = match &relation.shape {
-            Some(FieldShape::Optional(t)) => quote!(#p::Option<#t>),
-            Some(FieldShape::Collection(t)) => quote!(#p::Vec<#t>),
-            Some(FieldShape::Required(t)) => quote!(#t),
-            None => quote!(#target),
+            Some(FieldShape::Optional(_)) => quote!(#p::Option<#target_ty>),
+            Some(FieldShape::Collection(_)) => quote!(#p::Vec<#target_ty>),
+            Some(FieldShape::Required(_)) | None => quote!(#target_ty),
         };
         let fk = &relation.foreign_key.value;
         // Everything that needs the target to be a model is spanned at the target, so a target
@@ -143,7 +178,7 @@ pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
             KindKw::HasOne | KindKw::HasMany => (
                 quote!(<#ident as #p::Model>::Key),
                 quote!(#p::Option::Some(#p::Model::key(__parent))),
-                quote_spanned!(at_fk=> #p::AsKey::<Self::JoinKey>::as_key(&__target.#fk)),
+                quote_spanned!(at_fk=> #p::AsKey::<Self::JoinKey>::as_key(&(*__target).#fk)),
             ),
             KindKw::ManyToMany => (
                 quote!(<#ident as #p::Model>::Key),
@@ -155,6 +190,9 @@ pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
             ),
         };
         let through_check = through_check(model, relation);
+        // A field whose `Rel<..>` holds another type than the target is one error, at its type.
+        let at_field_ty = Span::call_site().located_at(syn::spanned::Spanned::span(field_ty));
+        let slot = quote_spanned!(at_field_ty=> &__parent.#field);
         quote! {
             #[automatically_derived]
             impl #p::RelationOf<#ident> for #module::#field {}
@@ -166,8 +204,8 @@ pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
                 type JoinKey = #join_key;
                 const INDEX: usize = #index;
 
-                fn slot(__parent: &#ident) -> &#field_ty {
-                    &__parent.#field
+                fn slot(__parent: &#ident) -> &#p::Rel<Self::Shape> {
+                    #slot
                 }
 
                 fn parent_key(__parent: &#ident) -> #p::Option<&Self::JoinKey> {
@@ -209,7 +247,7 @@ fn through_check(model: &Model<'_>, relation: &Relation<'_>) -> TokenStream {
     }
     let p = private();
     let ident = model.ident;
-    let target = &relation.target;
+    let target = target_alias(relation);
     let path = &through.value;
     let fk = &relation.foreign_key.value;
     let tk = &target_key.value;

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 
 use super::private;
-use super::relations::{marker_module, target_span};
+use super::relations::{marker_module, target_alias, target_span};
 use crate::attr::StrategyKw;
 use crate::model::Model;
 
@@ -89,8 +89,8 @@ pub fn expand_state_impls(model: &Model<'_>) -> TokenStream {
     });
     let apply = model.relations.iter().enumerate().map(|(index, relation)| {
         let marker = relation.ident;
-        let target = &relation.target;
-        let bare = quote_spanned!(target_span(target)=> <#target as #p::Model>::Bare);
+        let target = target_alias(relation);
+        let bare = quote_spanned!(target_span(&relation.target)=> <#target as #p::Model>::Bare);
         let slot = &params[index];
         let out = params.iter().enumerate().map(|(i, param)| {
             if i == index {
@@ -138,8 +138,8 @@ pub fn expand_base_types(model: &Model<'_>) -> TokenStream {
     let state = state_ident(model);
     let slots = model.relations.iter().map(|relation| match relation.strategy.value {
         StrategyKw::Joined | StrategyKw::Selectin => {
-            let target = &relation.target;
-            let bare = quote_spanned!(target_span(target)=> <#target as #p::Model>::Bare);
+            let target = target_alias(relation);
+            let bare = quote_spanned!(target_span(&relation.target)=> <#target as #p::Model>::Bare);
             quote!(#p::Yes<#bare>)
         }
         StrategyKw::Select | StrategyKw::Raise => quote!(#p::No),
