@@ -106,6 +106,7 @@ mod rows {
 use rows::{AddressRow, Membership, PersonRow, ProjectRow};
 
 mod ownership;
+mod text_keys;
 
 type Conn = SqliteConnection;
 
@@ -979,5 +980,5 @@ fn deep_chain(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, graphs, deep_chain, ownership::prototypes);
+criterion_group!(benches, graphs, deep_chain, text_keys::bench, ownership::prototypes);
 criterion_main!(benches);
