@@ -3,10 +3,12 @@
 //! to last, with the load it first came from (its origin, for the N+1 detector: a later load
 //! that reaches the object again does not make it "from" that load).
 
-use rustc_hash::FxHashMap;
 use std::any::{Any, TypeId};
-use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
 use std::ptr::NonNull;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use crate::key::SqlKey;
 use crate::model::Model;
@@ -87,7 +89,7 @@ impl<M: Model> AnyMap for ModelMap<M> {
 
     fn forget_roots(&mut self) {
         let dense = self.dense.iter_mut().flatten();
-        for slot in dense.chain(self.sparse.values_mut()) {
+        for slot in dense.chain(self.sparse.iter_mut()) {
             slot.root_of = 0;
         }
     }
@@ -98,7 +100,7 @@ impl<M: Model> AnyMap for ModelMap<M> {
                 *entry = None;
             }
         }
-        self.sparse.retain(|_, slot| slot.origin <= origin);
+        self.sparse.retain(|slot| slot.origin <= origin);
         self.recount();
     }
 
@@ -160,7 +162,10 @@ pub(crate) struct ModelMap<M: Model> {
     /// moved, dropped with the graph.
     objects: Table<M>,
     dense: Vec<Option<Slot<M>>>,
-    sparse: FxHashMap<M::Key, Slot<M>>,
+    /// The hashed entries. They own no key: an entry is found through its object's key field
+    /// (`Model::key`), so a text key is never copied into the map (an allocation per object).
+    /// Every entry here has its object.
+    sparse: HashTable<Slot<M>>,
     /// Hashed keys that have an index (beyond the vector when they came): the ones that may
     /// move into it when it grows.
     sparse_indexed: usize,
@@ -245,7 +250,7 @@ impl<M: Model> ModelMap<M> {
         ModelMap {
             objects: Table::default(),
             dense: Vec::new(),
-            sparse: FxHashMap::default(),
+            sparse: HashTable::new(),
             sparse_indexed: 0,
             len: 0,
             mark: 0,
@@ -269,14 +274,11 @@ impl<M: Model> ModelMap<M> {
         self.dense.resize_with(new, || None);
         // Hashed keys the vector now covers move into it.
         if self.sparse_indexed > 0 {
-            let covered: Vec<M::Key> = self
-                .sparse
-                .keys()
-                .filter(|k| k.as_index().is_some_and(|i| (old..new).contains(&i)))
-                .cloned()
-                .collect();
-            for key in covered {
-                if let (Some(i), Some(slot)) = (key.as_index(), self.sparse.remove(&key)) {
+            let covered = |slot: &mut Slot<M>| {
+                Self::key_of(slot).as_index().is_some_and(|i| (old..new).contains(&i))
+            };
+            for slot in self.sparse.extract_if(covered).collect::<Vec<_>>() {
+                if let Some(i) = Self::key_of(&slot).as_index() {
                     self.dense[i] = Some(slot);
                     self.sparse_indexed -= 1;
                 }
@@ -285,10 +287,24 @@ impl<M: Model> ModelMap<M> {
         Some(index)
     }
 
+    /// The key of a hashed entry's object.
+    fn key_of(slot: &Slot<M>) -> &M::Key {
+        let object = slot.object.expect("a hashed entry has its object");
+        // SAFETY: an entry points into `objects`, whose elements live as long as the map (they
+        // are dropped by `clear` or with the map, after the entries).
+        #[allow(unsafe_code)]
+        let object = unsafe { object.as_ref() };
+        object.key()
+    }
+
+    fn hash(key: &M::Key) -> u64 {
+        FxBuildHasher.hash_one(key)
+    }
+
     fn slot(&self, key: &M::Key) -> Option<&Slot<M>> {
         match key.as_index() {
             Some(index) if index < self.dense.len() => self.dense[index].as_ref(),
-            _ => self.sparse.get(key),
+            _ => self.sparse.find(Self::hash(key), |slot| Self::key_of(slot) == key),
         }
     }
 
@@ -319,14 +335,24 @@ impl<M: Model> ModelMap<M> {
                 }
                 entry.get_or_insert_with(Slot::dead)
             }
-            None => match self.sparse.entry(key.clone()) {
-                Entry::Occupied(held) => held.into_mut(),
-                Entry::Vacant(slot) => {
-                    self.sparse_indexed += usize::from(key.as_index().is_some());
-                    self.len += 1;
-                    slot.insert(Slot::dead())
+            None => {
+                let hash = Self::hash(&key);
+                match self.sparse.find_mut(hash, |slot| Self::key_of(slot) == &key) {
+                    Some(slot) => slot,
+                    None => {
+                        // A new key: decoded first, then entered under its object's key (the
+                        // table holds no entry without an object).
+                        let indexed = key.as_index().is_some();
+                        let object = self.objects.push(decode(key)?);
+                        let slot = Slot::new(object, origin, root);
+                        self.sparse
+                            .insert_unique(hash, slot, |slot| Self::hash(Self::key_of(slot)));
+                        self.sparse_indexed += usize::from(indexed);
+                        self.len += 1;
+                        return Ok((object, Held::New));
+                    }
                 }
-            },
+            }
         };
         let held = slot.held(origin, root);
         let row = match held {
@@ -351,7 +377,8 @@ impl<M: Model> ModelMap<M> {
 
     /// Recounts the entries after some were dropped.
     fn recount(&mut self) {
-        self.sparse_indexed = self.sparse.keys().filter(|k| k.as_index().is_some()).count();
+        self.sparse_indexed =
+            self.sparse.iter().filter(|slot| Self::key_of(slot).as_index().is_some()).count();
         self.len = self.dense.iter().flatten().count() + self.sparse.len();
     }
 
@@ -364,7 +391,10 @@ impl<M: Model> ModelMap<M> {
                 }
             }
             _ => {
-                if self.sparse.remove(key).is_some() {
+                let found =
+                    self.sparse.find_entry(Self::hash(key), |slot| Self::key_of(slot) == key);
+                if let Ok(entry) = found {
+                    entry.remove();
                     self.sparse_indexed -= usize::from(key.as_index().is_some());
                     self.len -= 1;
                 }
@@ -470,7 +500,78 @@ impl IdentityMap {
 mod tests {
     use std::rc::Rc;
 
-    use super::Table;
+    use super::{Held, ModelMap, Refresh, Table};
+    use crate::prelude::*;
+
+    diesel::table! { tag (name) { name -> Text, uses -> Integer } }
+    diesel::table! { big (id) { id -> BigInt } }
+
+    #[derive(Model, Debug)]
+    #[orm(table = tag, primary_key = name)]
+    pub struct Tag {
+        pub name: String,
+        pub uses: i32,
+    }
+
+    #[derive(Model, Debug)]
+    #[orm(table = big)]
+    pub struct Big {
+        pub id: i64,
+    }
+
+    /// Hashed entries own no key: they are found through their object's key, a changed row
+    /// replaces the object under the same entry, and forgetting one leaves the others found.
+    /// Run under Miri with `cargo +nightly miri test -p orm-core identity::`.
+    #[test]
+    fn text_keys_are_found_through_their_objects() {
+        let mut map = ModelMap::<Tag>::new();
+        let tag = |uses| move |name| Ok::<_, ()>(Tag { name, uses });
+        let mut first = Vec::new();
+        for i in 0..50 {
+            let (object, held) =
+                map.get_or_decode(format!("t{i}"), 1, None, Refresh::Changed, tag(i)).unwrap();
+            assert_eq!(held, Held::New);
+            first.push(object);
+        }
+        let again = map.get_or_decode("t7".to_owned(), 1, None, Refresh::Changed, tag(7));
+        assert_eq!(again.unwrap(), (first[7], Held::ThisLoad));
+        // A later load reads t7 changed: a new object, and the map now finds it.
+        let (changed, held) =
+            map.get_or_decode("t7".to_owned(), 2, None, Refresh::Changed, tag(70)).unwrap();
+        assert_eq!(held, Held::New);
+        assert_ne!(changed, first[7]);
+        let found = map.get(&"t7".to_owned()).expect("t7 is held");
+        // SAFETY: the map's objects live as long as the map.
+        #[allow(unsafe_code)]
+        let found = unsafe { found.as_ref() };
+        assert_eq!(found.uses, 70);
+        map.forget(&"t8".to_owned());
+        assert!(map.get(&"t8".to_owned()).is_none());
+        assert!((0..50).filter(|&i| i != 8).all(|i| map.get(&format!("t{i}")).is_some()));
+        assert_eq!(map.len, 49);
+        // A key that fails to decode leaves no entry.
+        let failed = map.get_or_decode("bad".to_owned(), 2, None, Refresh::Changed, |_| Err(()));
+        assert!(failed.is_err() && map.get(&"bad".to_owned()).is_none());
+        assert_eq!(map.len, 49);
+    }
+
+    #[test]
+    fn hashed_integer_keys_move_into_the_vector_when_it_covers_them() {
+        let mut map = ModelMap::<Big>::new();
+        let big = |id| Ok::<_, ()>(Big { id });
+        // Beyond the vector's first size (1,024 keys): hashed.
+        let far = 1_500;
+        let (object, _) = map.get_or_decode(far, 1, None, Refresh::Changed, big).unwrap();
+        assert_eq!((map.sparse.len(), map.sparse_indexed), (1, 1));
+        // Past 1,024 entries in key order the vector doubles and covers it: it moves, and is
+        // still found.
+        for id in 0..1_100 {
+            map.get_or_decode(id, 1, None, Refresh::Changed, big).unwrap();
+        }
+        assert_eq!((map.sparse.len(), map.sparse_indexed), (0, 0));
+        assert_eq!(map.get(&far), Some(object));
+        assert_eq!(map.len, 1_101);
+    }
 
     #[test]
     fn a_table_never_moves_its_objects_and_truncates_what_came_after_a_mark() {
