@@ -15,7 +15,7 @@ pub use crate::model::{
 pub use crate::options::{kind, Apply, SlotFor};
 pub use crate::options::{RelOption, RelationOf};
 pub use crate::query::Query;
-pub use crate::rel::{Rel, Shape};
+pub use crate::rel::{typed_required, Filled, Rel, Shape};
 pub use crate::state::{view as typed_view, Has, InnerOr, No, State, Yes};
 pub use std::marker::PhantomData;
 pub use std::sync::OnceLock;

@@ -386,9 +386,9 @@ mod tests {
         // More than the first chunks hold.
         let children: Vec<_> = (2..150).map(|id| push(&graph, id, Some(1))).collect();
         // Both directions: a cycle through every child.
-        root.children.fill(children.clone());
+        assert!(root.children.fill_with(children.clone()));
         for child in &children {
-            child.parent.fill(Some(root));
+            assert!(child.parent.fill_one(Some(root)));
         }
         let handle = Loaded::<Node>::new(root);
         let kids = handle.children.get().expect("filled");

@@ -110,12 +110,9 @@ fn held_target<R: Relation>(parent: &R::Parent, graph: &Arc<Graph>) -> Result<bo
             None => return Ok(false),
         },
     };
-    match <R::Shape as Shape>::from_link(target) {
-        Some(value) => R::slot(parent).fill(value),
-        None => {
-            let key = R::parent_key(parent);
-            return Err(super::decode::dangling(<R::Parent as Model>::NAME, R::info(), key));
-        }
+    if !R::slot(parent).fill_one(target) {
+        let key = R::parent_key(parent);
+        return Err(super::decode::dangling(<R::Parent as Model>::NAME, R::info(), key));
     }
     Ok(true)
 }
