@@ -379,6 +379,33 @@ mod tests {
         assert!(AnyRef::of(root).typed::<String>().is_none());
     }
 
+    /// Two fills racing on one relation: one value stands, read whole by both, and the other's
+    /// links are freed (Miri checks both, and that nothing leaks).
+    #[test]
+    fn racing_fills_keep_one_value_and_free_the_other() {
+        let graph = Graph::new();
+        let root = push(&graph, 1, None);
+        let first: Vec<_> = (2..4).map(|id| push(&graph, id, Some(1))).collect();
+        let second: Vec<_> = (4..7).map(|id| push(&graph, id, Some(1))).collect();
+        let seen = std::thread::scope(|threads| {
+            let fills = [first, second].map(|links| {
+                let slot = &root.children;
+                threads.spawn(move || {
+                    assert!(slot.fill_with(links));
+                    slot.get().expect("filled by one of the two").len()
+                })
+            });
+            fills.map(|fill| fill.join().expect("no panic"))
+        });
+        let kept = root.children.get().expect("filled").len();
+        assert!(kept == 2 || kept == 3);
+        assert_eq!(seen, [kept, kept], "both fills read the value that stood");
+        // A filled relation keeps its value.
+        assert!(root.parent.fill_one(None) && root.parent.fill_one(Some(root)));
+        assert_eq!(format!("{:?}", root.parent), "Loaded(None)");
+        assert!(format!("{:?}", root.children).starts_with("Loaded([Node("));
+    }
+
     #[test]
     fn a_cyclic_graph_is_read_on_threads_while_it_grows_and_freed_with_its_last_handle() {
         let graph = Graph::new();
