@@ -319,6 +319,26 @@ orm_tests::backend_tests! {
             assert_eq!(above, [vec![-1], vec![0], vec![1], vec![32000], vec![]]);
         }
     }
+    #[test]
+    fn with_text_keys_every_strategy_builds_the_lazy_graph() {
+        use proptest::prelude::*;
+        use equivalence::*;
+        let config = ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(32),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        proptest!(config, |(data in data(), picks in (pick(), pick(), pick()))| {
+            let mut conn = empty();
+            conn.batch_execute(SCHEMA.split("INSERT").next().unwrap()).unwrap();
+            insert(&mut conn, &data);
+            let lazy = graph(&mut Session::new(&mut conn), None);
+            let eager = graph(&mut Session::new(&mut conn), Some(picks));
+            prop_assert_eq!(&lazy, &eager, "options {:?}", picks);
+            let cities: usize = lazy.iter().map(|(_, c)| c.len()).sum();
+            prop_assert_eq!(cities, data.cities.len());
+        });
+    }
 }
 
 /// SQLite keeps any value in any column: a key that does not fit its field is an error naming
@@ -335,5 +355,134 @@ mod sqlite_storage {
         let mut session = Session::new(&mut conn);
         let error = Floor::query().load(&mut session).unwrap_err();
         assert!(error.to_string().contains("40000 does not fit in a 16-bit integer"), "{error}");
+    }
+}
+
+/// The strategy never changes the graph with text keys either: random countries, cities and
+/// tags (keys with quotes, accents, a prefix of another key, and case variants), loaded from
+/// the countries with a random strategy on each relation at each level, give exactly the graph
+/// lazy loading gives.
+mod equivalence {
+    use super::*;
+    use orm_core::RelationOf;
+    use proptest::prelude::*;
+
+    /// Keys that stress text comparison: a prefix of another, case variants, a quote, accents.
+    const NAMES: &[&str] = &["a", "ab", "A", "l'été", "ÆØÅ", "a b", "x", "zz"];
+
+    #[derive(Debug, Clone)]
+    pub struct Data {
+        pub countries: Vec<usize>,
+        /// Per city: its country (an index into `countries`) and its tags (indices into NAMES).
+        pub cities: Vec<(usize, Vec<usize>)>,
+    }
+
+    pub fn data() -> impl Strategy<Value = Data> {
+        (proptest::sample::subsequence((0..NAMES.len()).collect::<Vec<_>>(), 1..5))
+            .prop_flat_map(|countries| {
+                let n = countries.len();
+                let city = (0..n, proptest::collection::btree_set(0..NAMES.len(), 0..3));
+                let cities = proptest::collection::vec(city, 0..10);
+                (Just(countries), cities)
+            })
+            .prop_map(|(countries, cities)| Data {
+                countries,
+                cities: cities.into_iter().map(|(c, t)| (c, t.into_iter().collect())).collect(),
+            })
+    }
+
+    /// SQL inserting `data`, every value as a bound parameter would quote it.
+    pub fn insert(conn: &mut impl SimpleConnection, data: &Data) {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let mut sql = String::new();
+        for &c in &data.countries {
+            sql += &format!("INSERT INTO country VALUES ({}, 'n');\n", quote(NAMES[c]));
+        }
+        for name in NAMES {
+            sql += &format!("INSERT INTO tag VALUES ({});\n", quote(name));
+        }
+        for (i, (country, tags)) in data.cities.iter().enumerate() {
+            let slug = format!("{}-{i}", NAMES[data.countries[*country]]);
+            let code = NAMES[data.countries[*country]];
+            sql += &format!("INSERT INTO city VALUES ({}, 'c', {});\n", quote(&slug), quote(code));
+            for &t in tags {
+                sql += &format!(
+                    "INSERT INTO city_tag VALUES ({}, {});\n",
+                    quote(&slug),
+                    quote(NAMES[t])
+                );
+            }
+        }
+        conn.batch_execute(&sql).unwrap();
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    pub enum Pick {
+        Lazy,
+        Joined,
+        Selectin,
+    }
+
+    pub fn pick() -> impl Strategy<Value = Pick> {
+        prop_oneof![Just(Pick::Lazy), Just(Pick::Joined), Just(Pick::Selectin)]
+    }
+
+    fn with<P: Model, R, T: Model>(
+        options: Options<P>,
+        rel: R,
+        pick: Pick,
+        below: Options<T>,
+    ) -> Options<P>
+    where
+        R: Relation<Target = T> + RelationOf<P>,
+    {
+        match pick {
+            Pick::Lazy => options.with(lazy(rel).then(below)),
+            Pick::Joined => options.with(joined(rel).then(below)),
+            Pick::Selectin => options.with(selectin(rel).then(below)),
+        }
+    }
+
+    /// The graph as plain data: per country its code and, per city, its slug, its country's code
+    /// read back through the city, and its tags; every relation read with `load` (no SQL when
+    /// an option loaded it).
+    pub type Graph = Vec<(String, Vec<(String, String, Vec<String>)>)>;
+
+    pub fn graph<C: orm_core::SessionConnection>(
+        session: &mut Session<'_, C>,
+        options: Option<(Pick, Pick, Pick)>,
+    ) -> Graph {
+        let options = match options {
+            None => Options::new(),
+            Some((cities, country, tags)) => {
+                let below = with(Options::new(), City::country, country, Options::new());
+                let below = with(below, City::tags, tags, Options::new());
+                with(Options::new(), Country::cities, cities, below)
+            }
+        };
+        let countries = Country::query().options(options).load(session).unwrap();
+        let mut graph: Graph = countries
+            .iter()
+            .map(|c| {
+                let cities = c.load(Country::cities, session).unwrap();
+                let cities = cities
+                    .iter()
+                    .map(|city| {
+                        let back = city.load(City::country, session).unwrap().code.clone();
+                        let tags = city
+                            .load(City::tags, session)
+                            .unwrap()
+                            .iter()
+                            .map(|t| t.name.clone())
+                            .collect();
+                        (city.slug.clone(), back, tags)
+                    })
+                    .collect();
+                (c.code.clone(), cities)
+            })
+            .collect();
+        // Collections come in key order; the roots in the database's order.
+        graph.sort();
+        graph
     }
 }
