@@ -78,6 +78,23 @@ impl<T: Model> Probe<T> {
     pub const IS_MODEL: bool = true;
 }
 
+/// `<KeyProbe<T>>::IS_KEY` is `true` when `T` is a key type ([`KeyValue`]) and `false`
+/// otherwise, as [`Probe`] for models.
+pub struct KeyProbe<T: ?Sized>(PhantomData<T>);
+
+/// [`KeyProbe`] for types that are not keys.
+pub trait NotAKey {
+    /// Not a key.
+    const IS_KEY: bool = false;
+}
+
+impl<T: ?Sized> NotAKey for KeyProbe<T> {}
+
+impl<T: KeyValue> KeyProbe<T> {
+    /// A key.
+    pub const IS_KEY: bool = true;
+}
+
 /// `<Gate<true> as Pick<T>>::Type` is `T`. The derive names a relation's target through a gate
 /// whose constant panics when the target is not a model: rustc reports that panic once, and
 /// the failed constant silences every later use of the target instead of repeating the error.

@@ -15,6 +15,10 @@ use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
 
 /// A Rust type usable as a primary or foreign key, with the SQL type it binds as.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a key type",
+    note = "keys are `i16`, `i32`, `i64` and `String`, and `uuid::Uuid` in a PostgreSQL-only build with orm-core's `uuid` feature"
+)]
 pub trait SqlKey {
     /// The diesel SQL type of the key column.
     type SqlType: SqlType + SingleValue;
@@ -49,6 +53,10 @@ impl SqlKey for i64 {
 }
 impl SqlKey for String {
     type SqlType = Text;
+}
+#[cfg(all(feature = "uuid", feature = "postgres"))]
+impl SqlKey for uuid::Uuid {
+    type SqlType = diesel::sql_types::Uuid;
 }
 
 /// Binding and decoding a key on one backend.
@@ -86,18 +94,30 @@ impl<K> KeyValue for K where
 
 /// [`KeyFor`] every enabled backend.
 #[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a key type on every backend this build enables",
+    note = "keys are `i16`, `i32`, `i64` and `String`; `uuid::Uuid` keys need a PostgreSQL-only build of orm-core (`default-features = false, features = [\"postgres\", \"uuid\"]`)"
+)]
 pub trait KeyForAll: KeyFor<Sqlite> {}
 #[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 impl<K: KeyFor<Sqlite>> KeyForAll for K {}
 
 /// [`KeyFor`] every enabled backend.
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a key type on every backend this build enables",
+    note = "keys are `i16`, `i32`, `i64`, `String` and, with orm-core's `uuid` feature, `uuid::Uuid`"
+)]
 pub trait KeyForAll: KeyFor<Pg> + pg::ArrayKey {}
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
 impl<K: KeyFor<Pg> + pg::ArrayKey> KeyForAll for K {}
 
 /// [`KeyFor`] every enabled backend.
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a key type on every backend this build enables",
+    note = "keys are `i16`, `i32`, `i64` and `String`; `uuid::Uuid` keys need a PostgreSQL-only build of orm-core (`default-features = false, features = [\"postgres\", \"uuid\"]`): diesel maps `uuid` on PostgreSQL only"
+)]
 pub trait KeyForAll: KeyFor<Sqlite> + KeyFor<Pg> + pg::ArrayKey {}
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 impl<K: KeyFor<Sqlite> + KeyFor<Pg> + pg::ArrayKey> KeyForAll for K {}

@@ -78,8 +78,27 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
         return TokenStream::new();
     };
     let key_ident = key.ident;
+    // The key type named through a gate, as relation targets are (relations.rs): a type that is
+    // not a key is one error at the key field, not one per bound it misses at every use.
     let key_ty = key.ty;
-    let key_ty = quote_spanned!(key_ty.span()=> #key_ty);
+    let message = format!(
+        "`{}` is not a key type: keys are `i16`, `i32`, `i64` and `String` (and `uuid::Uuid` in a \
+         PostgreSQL-only build with orm-core's `uuid` feature)",
+        quote!(#key_ty).to_string().replace(' ', "")
+    );
+    let check = quote_spanned! {key_ty.span()=>
+        if !<#p::KeyProbe<#key_ty>>::IS_KEY {
+            ::core::panic!(#message)
+        }
+    };
+    let key_ty = quote! {
+        <#p::Gate<{
+            #[allow(unused_imports)]
+            use #p::NotAKey as _;
+            #check
+            true
+        }> as #p::Pick<#key_ty>>::Type
+    };
     let columns = model.columns.iter().map(|c| {
         let column = column_alias(c.ident);
         quote!(<#column as #p::diesel::Column>::NAME)
