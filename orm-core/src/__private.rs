@@ -119,12 +119,9 @@ where
 {
 }
 
-/// The backend compile-time checks that hold alike on every backend are made on.
-#[cfg(feature = "sqlite")]
-pub type Checked = diesel::sqlite::Sqlite;
-/// The backend compile-time checks that hold alike on every backend are made on.
-#[cfg(not(feature = "sqlite"))]
-pub type Checked = diesel::pg::Pg;
+/// The backend compile-time checks that hold alike on every backend are made on: the first
+/// enabled one, as for reading a `table!`'s names.
+pub type Checked = crate::model::FirstBackend;
 
 /// Expands `$mac!(Backend)` once per backend this build of orm-core supports.
 #[doc(hidden)]

@@ -256,7 +256,7 @@ impl<M> Deref for ObjRef<M> {
         // is only followed while something counts that graph: links sit in relation slots of
         // the same graph's objects, reached through a counted handle, or in the loader's lists
         // while the load holds the graph (module docs). Objects are only shared, never
-        // mutated in place (their relation slots are `OnceLock`s and atomics).
+        // mutated in place (their relation slots are written once, behind an atomic state).
         #[allow(unsafe_code)]
         unsafe {
             self.object.as_ref()

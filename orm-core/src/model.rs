@@ -174,18 +174,21 @@ impl SqlTable {
     }
 }
 
+/// The first backend this build enables: what renders what every backend spells alike.
+pub(crate) use names::Backend as FirstBackend;
+
 /// The backend [`SqlTable::of`] renders a `FROM` clause on to read a table's names (any enabled
 /// one: all spell them alike), and its identifier quote.
 #[cfg(feature = "sqlite")]
 mod names {
-    pub(super) type Backend = diesel::sqlite::Sqlite;
+    pub(crate) type Backend = diesel::sqlite::Sqlite;
     pub(super) const QUOTE: char = '`';
 }
 /// The backend [`SqlTable::of`] renders a `FROM` clause on to read a table's names (any enabled
 /// one: all spell them alike), and its identifier quote.
 #[cfg(not(feature = "sqlite"))]
 mod names {
-    pub(super) type Backend = diesel::pg::Pg;
+    pub(crate) type Backend = diesel::pg::Pg;
     pub(super) const QUOTE: char = '"';
 }
 

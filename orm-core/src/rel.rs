@@ -57,6 +57,21 @@ struct Stored {
     describe: fn(&ObjRef<()>, &mut fmt::Formatter<'_>) -> fmt::Result,
 }
 
+impl Stored {
+    /// The links, `many` being what [`MANY`] says of this value.
+    fn links(&self, many: bool) -> &[ObjRef<()>] {
+        // SAFETY: `MANY` says which field of the union the fill wrote.
+        #[allow(unsafe_code)]
+        unsafe {
+            if many {
+                &self.links.many[..]
+            } else {
+                self.links.one.as_slice()
+            }
+        }
+    }
+}
+
 /// One row (`None` for no row), or a collection, as [`MANY`] says.
 union Value {
     one: Option<ObjRef<()>>,
@@ -105,17 +120,7 @@ impl<T> Rel<T> {
 
     /// The links of the value, erased.
     fn links(&self) -> Option<&[ObjRef<()>]> {
-        let (stored, many) = self.filled()?;
-        // SAFETY: `MANY` says which field of the union the fill wrote.
-        #[allow(unsafe_code)]
-        let links = unsafe {
-            if many {
-                &stored.links.many[..]
-            } else {
-                stored.links.one.as_slice()
-            }
-        };
-        Some(links)
+        self.filled().map(|(stored, many)| stored.links(many))
     }
 
     /// Whether the application has read the loaded value.
@@ -436,10 +441,10 @@ impl<T> fmt::Debug for Rel<T> {
                 (self.1)(self.0, f)
             }
         }
-        let (Some((stored, many)), Some(links)) = (self.filled(), self.links()) else {
+        let Some((stored, many)) = self.filled() else {
             return f.write_str("NotLoaded");
         };
-        let mut rows = links.iter().map(|row| Key(row, stored.describe));
+        let mut rows = stored.links(many).iter().map(|row| Key(row, stored.describe));
         if many {
             f.debug_tuple("Loaded").field(&DebugList(rows)).finish()
         } else {
