@@ -9,8 +9,8 @@ pub use crate::backend::{field_at, OrmBackend};
 pub use crate::graph::ObjRef;
 pub use crate::key::KeyValue;
 pub use crate::model::{
-    column_named, AllBackends, AsKey, Decode, Link, Model, Relation, RelationInfo, RelationKind,
-    RelationVisitor, SqlTable, Strategy,
+    column_named, has_field, AllBackends, AsKey, Decode, Link, Model, OrderTerm, Relation,
+    RelationInfo, RelationKind, RelationVisitor, SqlTable, Strategy,
 };
 pub use crate::options::{kind, Apply, SlotFor};
 pub use crate::options::{RelOption, RelationOf};

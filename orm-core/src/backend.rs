@@ -96,6 +96,52 @@ pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static
         offset: usize,
         key: M::Key,
     ) -> deserialize::Result<M>;
+
+    /// `sql` as this backend's fragment.
+    fn fragment(sql: &dyn AnyBackendSql) -> &dyn QueryFragment<Self>;
+}
+
+/// A piece of SQL every enabled backend can render: a relation option's filter, written before
+/// the connection (and so the backend) is known.
+pub trait AnyBackendSql: Send + Sync + 'static {
+    /// The fragment on SQLite.
+    #[cfg(feature = "sqlite")]
+    fn sqlite(&self) -> &dyn QueryFragment<diesel::sqlite::Sqlite>;
+    /// The fragment on PostgreSQL.
+    #[cfg(feature = "postgres")]
+    fn pg(&self) -> &dyn QueryFragment<diesel::pg::Pg>;
+}
+
+/// A `QueryFragment` on every backend this build enables.
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+pub trait FragmentOnAll: QueryFragment<diesel::sqlite::Sqlite> {}
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+impl<T: QueryFragment<diesel::sqlite::Sqlite>> FragmentOnAll for T {}
+
+/// A `QueryFragment` on every backend this build enables.
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+pub trait FragmentOnAll: QueryFragment<diesel::pg::Pg> {}
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+impl<T: QueryFragment<diesel::pg::Pg>> FragmentOnAll for T {}
+
+/// A `QueryFragment` on every backend this build enables.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub trait FragmentOnAll:
+    QueryFragment<diesel::sqlite::Sqlite> + QueryFragment<diesel::pg::Pg>
+{
+}
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+impl<T: QueryFragment<diesel::sqlite::Sqlite> + QueryFragment<diesel::pg::Pg>> FragmentOnAll for T {}
+
+impl<T: FragmentOnAll + Send + Sync + 'static> AnyBackendSql for T {
+    #[cfg(feature = "sqlite")]
+    fn sqlite(&self) -> &dyn QueryFragment<diesel::sqlite::Sqlite> {
+        self
+    }
+    #[cfg(feature = "postgres")]
+    fn pg(&self) -> &dyn QueryFragment<diesel::pg::Pg> {
+        self
+    }
 }
 
 /// Decodes column `index` of `row` into a field, naming the model and column on failure.

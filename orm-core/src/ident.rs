@@ -17,6 +17,15 @@ pub(crate) fn join<DB: Backend>(
 ) -> QueryResult<()> {
     out.push_sql(kind);
     table_as(out, table, name)?;
+    on(out, left, right)
+}
+
+/// ` ON left = right`.
+pub(crate) fn on<DB: Backend>(
+    out: &mut AstPass<'_, '_, DB>,
+    left: (&str, &str),
+    right: (&str, &str),
+) -> QueryResult<()> {
     out.push_sql(" ON ");
     column(out, left)?;
     out.push_sql(" = ");

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     // The static model and its store: one type-level system, cycles inside are fine.
     &["model", "rel", "state", "graph", "identity", "ident"],
     // Dialects and options.
-    &["backend", "options"],
+    &["backend", "options", "shaping"],
     // Plans and SQL.
     &["plan", "sql", "join", "detect"],
     // Execution.

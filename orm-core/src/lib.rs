@@ -80,6 +80,7 @@ mod plan;
 mod query;
 mod rel;
 mod session;
+mod shaping;
 mod sql;
 mod state;
 mod stats;
@@ -87,7 +88,7 @@ mod stats;
 #[doc(hidden)]
 pub mod __private;
 
-pub use crate::backend::OrmBackend;
+pub use crate::backend::{AnyBackendSql, FragmentOnAll, OrmBackend};
 pub use crate::detect::{Report, Strictness};
 pub use crate::error::{Error, NotLoadedReason, Result};
 pub use crate::join::{Exists, RelationExt};
@@ -95,15 +96,18 @@ pub use crate::join::{Exists, RelationExt};
 pub use crate::key::pg::ArrayKey;
 pub use crate::key::{KeyFor, KeyForAll, KeyValue, SqlKey};
 pub use crate::model::{
-    AllBackends, Decode, Link, Model, Relation, RelationInfo, RelationKind, SqlTable, Strategy,
+    AllBackends, Decode, Link, Model, OrderTerm, Relation, RelationInfo, RelationKind, SqlTable,
+    Strategy,
 };
 pub use crate::options::{
     contains_eager, joined, kind, lazy, raise, raise_all, selectin, Apply, IntoOptions, Joined,
-    Loads, OptionTree, Options, QueryOptions, RaiseAll, RelOption, RelationOf, Selectin, SlotFor,
+    Loads, OptionTree, Options, QueryOptions, RaiseAll, RelOption, RelationOf, Selectin, Shapes,
+    SlotFor,
 };
 pub use crate::query::Query;
 pub use crate::rel::{Rel, Shape};
 pub use crate::session::{Session, SessionConnection};
+pub use crate::shaping::{order_kind, RelationFilter, RelationOrder};
 pub use crate::state::{Has, Loaded, LoadedIn, No, State, Untyped, Yes};
 pub use crate::stats::Statement;
 

@@ -234,6 +234,20 @@ pub const fn column_named(
     field
 }
 
+/// Whether `fields` (a model's [`Model::FIELDS`]) has `field`: the derive's check of a declared
+/// `order_by` against the target's fields.
+#[doc(hidden)]
+pub const fn has_field(fields: &'static [&'static str], field: &'static str) -> bool {
+    let mut i = 0;
+    while i < fields.len() {
+        if str_eq(fields[i], field) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
@@ -264,6 +278,18 @@ pub struct RelationInfo {
     pub join_depth: Option<u32>,
     /// The columns linking both sides.
     pub link: Link,
+    /// The declared order of a collection (`order_by = created_at.desc()`), on the target's
+    /// columns; empty for key order. A `has_one` takes the first row in this order.
+    pub order_by: &'static [OrderTerm],
+}
+
+/// One term of a relation's order: a column of the target's table and its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OrderTerm {
+    /// The column's SQL name.
+    pub column: &'static str,
+    /// `DESC` rather than `ASC`.
+    pub descending: bool,
 }
 
 /// A relation, as a type: the marker struct `#[derive(Model)]` generates per relation field.

@@ -8,6 +8,7 @@
 use std::marker::PhantomData;
 
 use crate::model::{Model, Relation, Strategy};
+use crate::shaping::{RelFilter, RelationFilter, RelationOrder, Shaping};
 use crate::state::{Loaded, No, State, Yes};
 
 /// The options of one query level: a strategy per named relation, nested options, a wildcard.
@@ -22,6 +23,8 @@ pub(crate) struct OptionEntry {
     pub(crate) relation: usize,
     pub(crate) strategy: Strategy,
     pub(crate) children: OptionTree,
+    /// The order and filter the option gives the relation's rows.
+    pub(crate) shaping: Shaping,
 }
 
 impl OptionTree {
@@ -31,7 +34,12 @@ impl OptionTree {
 
     /// Sets relation `relation`'s strategy, with no nested options.
     pub(crate) fn mirror(&mut self, relation: usize, strategy: Strategy) {
-        self.add(OptionEntry { relation, strategy, children: OptionTree::default() });
+        self.add(OptionEntry {
+            relation,
+            strategy,
+            children: OptionTree::default(),
+            shaping: Shaping::default(),
+        });
     }
 
     /// Adds `entry`; options on the same relation merge (the later strategy wins).
@@ -40,6 +48,7 @@ impl OptionTree {
             Some(existing) => {
                 existing.strategy = entry.strategy;
                 existing.children.merge(entry.children);
+                existing.shaping.merge(entry.shaping);
             }
             None => self.entries.push(entry),
         }
@@ -69,13 +78,19 @@ pub trait IntoOptions<M: Model> {
 pub struct RelOption<R, K, Sub = ()> {
     strategy: Strategy,
     children: OptionTree,
+    shaping: Shaping,
     #[allow(clippy::type_complexity)] // three phantom types, named by the struct's parameters
     _types: PhantomData<fn() -> (R, K, Sub)>,
 }
 
 impl<R: Relation, K> RelOption<R, K> {
     fn new(strategy: Strategy) -> Self {
-        RelOption { strategy, children: OptionTree::default(), _types: PhantomData }
+        RelOption {
+            strategy,
+            children: OptionTree::default(),
+            shaping: Shaping::default(),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -87,7 +102,46 @@ impl<R: Relation, K, Sub> RelOption<R, K, Sub> {
         O: Apply<<R::Target as Model>::Bare>,
     {
         options.add_to(&mut self.children);
-        RelOption { strategy: self.strategy, children: self.children, _types: PhantomData }
+        RelOption {
+            strategy: self.strategy,
+            children: self.children,
+            shaping: self.shaping,
+            _types: PhantomData,
+        }
+    }
+}
+
+/// The options that load a relation in a statement of their own or in a join, and so can shape
+/// what it loads: [`joined`] and [`selectin`].
+pub trait Shapes {}
+
+impl Shapes for kind::Joined {}
+impl Shapes for kind::Selectin {}
+
+type TargetTable<R> = <<R as Relation>::Target as Model>::Table;
+
+impl<R: Relation, K: Shapes, Sub> RelOption<R, K, Sub> {
+    /// Orders the relation's rows for this query, replacing its declared `order_by`:
+    /// `selectin(Post::comments).order_by(comments::created_at.desc())`. Columns of the target's
+    /// table, `.asc()`, `.desc()`, or a tuple of them; the target's key breaks ties. Every
+    /// strategy gives the same order (the joined one orders the statement by it, after the
+    /// query's own order).
+    pub fn order_by<O: RelationOrder<TargetTable<R>, Kind>, Kind>(mut self, order: O) -> Self {
+        let _ = order;
+        let mut terms = Vec::new();
+        O::terms(&mut terms);
+        self.shaping.order = Some(terms);
+        self
+    }
+
+    /// Loads only the related rows that match `condition`, a diesel boolean expression of the
+    /// target table's columns: `selectin(Post::comments).filter(comments::approved.eq(true))`.
+    /// Parents without a match keep an empty collection (a `joined` filter sits on the join,
+    /// not on the statement). An object the session already holds keeps the collection it had
+    /// loaded; `.populate_existing()` reads it again with the filter.
+    pub fn filter<E: RelationFilter<TargetTable<R>>>(mut self, condition: E) -> Self {
+        self.shaping.filter = Some(RelFilter::new(condition));
+        self
     }
 }
 
@@ -141,6 +195,7 @@ impl<M: Model, R: Relation + RelationOf<M>, K, Sub> IntoOptions<M> for RelOption
             relation: R::INDEX,
             strategy: self.strategy,
             children: self.children,
+            shaping: self.shaping,
         });
     }
 }

@@ -9,9 +9,11 @@ use std::any::TypeId;
 use crate::error::Error;
 use crate::join::UserJoin;
 use crate::model::{
-    Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor, SqlTable, Strategy,
+    Link, Model, OrderTerm, Relation, RelationInfo, RelationKind, RelationVisitor, SqlTable,
+    Strategy,
 };
 use crate::options::OptionTree;
+use crate::shaping::{RelFilter, Shaping};
 
 /// A relation's identity along a load path: the parent model and the relation's index.
 pub(crate) type PathStep = (TypeId, usize);
@@ -72,6 +74,35 @@ pub(crate) struct PlanNode {
     /// Relations left to a lazy load with options of their own (`lazy(r).then(..)`): the
     /// options that load applies.
     pub(crate) lazy_options: Vec<(usize, OptionTree)>,
+    /// The order and filter of the relation whose rows this node holds (none for a query's
+    /// root, whose order and filters are the query's own).
+    pub(crate) shape: RowShape,
+}
+
+/// The order and filter of a relation's rows in a load, its options over its declaration.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RowShape {
+    /// The order of the rows, the target's key breaking ties; empty: key order (sorted after the
+    /// statement, with no `ORDER BY`).
+    pub(crate) order: Vec<OrderTerm>,
+    /// Which related rows the relation takes.
+    pub(crate) filter: Option<RelFilter>,
+}
+
+impl RowShape {
+    /// Relation `info` as an option's `shaping` leaves it (`None`: as declared).
+    pub(crate) fn of(info: &RelationInfo, shaping: Option<&Shaping>) -> Self {
+        let order = shaping.and_then(|s| s.order.clone());
+        RowShape {
+            order: order.unwrap_or_else(|| info.order_by.to_vec()),
+            filter: shaping.and_then(|s| s.filter.clone()),
+        }
+    }
+
+    /// Whether the rows come in an order of their own rather than by key.
+    pub(crate) fn ordered(&self) -> bool {
+        !self.order.is_empty()
+    }
 }
 
 /// A relation joined into the parent's statement.
@@ -102,6 +133,8 @@ pub(crate) struct Deferred {
     pub(crate) path: Path,
     /// Whether `selectin` is the relation's declared default rather than a query option.
     pub(crate) declared: bool,
+    /// The order and filter of the relation's rows.
+    pub(crate) shape: RowShape,
 }
 
 impl PlanNode {
@@ -188,12 +221,15 @@ impl<'j> PlanBuilder<'j> {
             unloaded: Vec::new(),
             model: TypeId::of::<M>(),
             lazy_options: Vec::new(),
+            shape: RowShape::default(),
         };
         self.next_id += 1;
         self.next_column += M::COLUMNS.len();
         for (index, info) in M::RELATIONS.iter().enumerate() {
             let step = (TypeId::of::<M>(), index);
             let (strategy, child_options, declared) = resolve(info, index, options, path, step);
+            let shaping = options.and_then(|o| o.entry(index)).map(|e| &e.shaping);
+            let shape = RowShape::of(info, shaping);
             match strategy {
                 Strategy::Joined | Strategy::ContainsEager => {
                     let external = if strategy == Strategy::ContainsEager {
@@ -220,6 +256,7 @@ impl<'j> PlanBuilder<'j> {
                         path,
                         external,
                         declared,
+                        shape,
                     };
                     let child = M::visit_relation(index, visitor);
                     path.pop(step);
@@ -233,6 +270,7 @@ impl<'j> PlanBuilder<'j> {
                         options: child_options.cloned().unwrap_or_default(),
                         path: child_path,
                         declared,
+                        shape,
                     });
                 }
                 Strategy::Lazy => {
@@ -286,6 +324,8 @@ struct JoinChild<'b, 'j, 'o, 'p> {
     external: Option<usize>,
     /// Whether `joined` is the relation's declared default.
     declared: bool,
+    /// The order and filter of the relation's rows.
+    shape: RowShape,
 }
 
 impl<M: Model> RelationVisitor<M> for JoinChild<'_, '_, '_, '_> {
@@ -315,13 +355,18 @@ impl JoinChild<'_, '_, '_, '_> {
             }
         };
         let source = self.external.map(Some);
-        let node = self.builder.node::<T>(name, source, self.options, self.path);
+        let mut node = self.builder.node::<T>(name, source, self.options, self.path);
+        // The query's own join decides which rows a `contains_eager` relation holds.
+        if self.external.is_none() {
+            node.shape = self.shape.clone();
+        }
         JoinedChild {
             as_selectin: Deferred {
                 relation,
                 options: self.options.cloned().unwrap_or_default(),
                 path: self.path.clone(),
                 declared: self.declared,
+                shape: self.shape,
             },
             relation,
             link: info.link,

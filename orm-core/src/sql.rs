@@ -12,11 +12,12 @@ use diesel::sql_types::Untyped;
 use diesel::{QueryResult, RunQueryDsl};
 
 use crate::backend::OrmBackend;
-use crate::ident::{column, join, table_as};
+use crate::ident::{column, join, on, table_as};
 use crate::join::{walk_user_join, UserJoin};
 use crate::key::KeyValue;
 use crate::model::{Link, SqlTable};
 use crate::plan::PlanNode;
+use crate::shaping::RelFilter;
 
 /// A boxed piece of SQL: a user filter or order expression, or a key list.
 pub(crate) type Fragment<DB> = Box<dyn QueryFragment<DB> + Send>;
@@ -41,6 +42,11 @@ const PAGE_FIRST: &str = "__orm_first";
 
 /// The alias of the association table in a linked (many-to-many selectin) statement.
 pub(crate) const LINK_ALIAS: &str = "t0";
+
+/// In a filtered many-to-many join's derived table: the association table, and its column
+/// holding the parent's key.
+const VIA: &str = "__orm_via";
+const VIA_KEY: &str = "__orm_link";
 
 /// One `SELECT` over a plan.
 pub(crate) struct SelectGraph<'p, DB> {
@@ -80,6 +86,10 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
             let target = &child.node;
             let alias = target.name.as_str();
             let target_key = target.columns[target.key_column];
+            if let Some(filter) = &target.shape.filter {
+                Self::walk_filtered_join(out, child.link, target, filter, (parent, parent_key))?;
+                continue;
+            }
             match child.link {
                 Link::ParentColumn(column) => {
                     join(out, LEFT, (target.table, alias), (alias, target_key), (parent, column))?;
@@ -114,6 +124,76 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         Ok(())
     }
 
+    /// The join of a relation whose rows are filtered: a derived table in which the target keeps
+    /// its table's name, so the filter (a diesel expression of that table) resolves, under the
+    /// node's alias outside (`LEFT OUTER JOIN (SELECT * FROM comments WHERE ..) AS t1 ON ..`).
+    /// A many-to-many joins its association table inside, so a link whose target the filter
+    /// drops brings no row (`(SELECT via.person_id AS __orm_link, project.* FROM person_project
+    /// AS via INNER JOIN project ON .. WHERE ..)`).
+    fn walk_filtered_join<'b>(
+        out: &mut AstPass<'_, 'b, DB>,
+        link: Link,
+        target: &'b PlanNode,
+        filter: &'b RelFilter,
+        (parent, parent_key): (&'b str, &'b str),
+    ) -> QueryResult<()> {
+        let table = target.table;
+        let target_key = target.columns[target.key_column];
+        out.push_sql(LEFT);
+        out.push_sql("(SELECT ");
+        if let Link::Through { table: through, parent_column, target_column } = link {
+            column(out, (VIA, parent_column))?;
+            out.push_sql(" AS ");
+            out.push_identifier(VIA_KEY)?;
+            out.push_sql(", ");
+            out.push_identifier(table.name)?;
+            out.push_sql(".* FROM ");
+            table_as(out, through(), VIA)?;
+            out.push_sql(" INNER JOIN ");
+            table_as(out, table, table.name)?;
+            on(out, (table.name, target_key), (VIA, target_column))?;
+        } else {
+            out.push_sql("* FROM ");
+            table_as(out, table, table.name)?;
+        }
+        out.push_sql(" WHERE (");
+        DB::fragment(&*filter.0).walk_ast(out.reborrow())?;
+        out.push_sql(")) AS ");
+        let alias = target.name.as_str();
+        out.push_identifier(alias)?;
+        match link {
+            Link::ParentColumn(column) => on(out, (alias, target_key), (parent, column)),
+            Link::TargetColumn(column) => on(out, (alias, column), (parent, parent_key)),
+            Link::Through { .. } => on(out, (alias, VIA_KEY), (parent, parent_key)),
+        }
+    }
+
+    /// The order of each relation's rows that has one, after the query's own: the terms on the
+    /// node's name, then its key (ties). Rows of one parent then come in the relation's order,
+    /// whatever else the statement orders by, so each collection reads them as they come.
+    fn walk_row_orders<'b>(
+        node: &'b PlanNode,
+        out: &mut AstPass<'_, 'b, DB>,
+        first: &mut bool,
+    ) -> QueryResult<()> {
+        if node.shape.ordered() {
+            let name = node.name.as_str();
+            for term in &node.shape.order {
+                out.push_sql(if std::mem::take(first) { " ORDER BY " } else { ", " });
+                column(out, (name, term.column))?;
+                if term.descending {
+                    out.push_sql(" DESC");
+                }
+            }
+            out.push_sql(", ");
+            column(out, (name, node.columns[node.key_column]))?;
+        }
+        for child in node.joined.iter().filter(|c| !c.external) {
+            Self::walk_row_orders(&child.node, out, first)?;
+        }
+        Ok(())
+    }
+
     fn walk_user_joins<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
         for join in self.joins {
             walk_user_join(join, out)?;
@@ -122,7 +202,10 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
     }
 
     fn walk_where<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        for (i, filter) in self.filters.iter().enumerate() {
+        let filters = self.filters.iter().map(|f| &**f as &dyn QueryFragment<DB>);
+        // A `selectin` statement's root holds the relation's rows: its filter applies here.
+        let shaped = self.plan.shape.filter.iter().map(|f| DB::fragment(&*f.0));
+        for (i, filter) in filters.chain(shaped).enumerate() {
             out.push_sql(if i == 0 { " WHERE " } else { " AND " });
             out.push_sql("(");
             filter.walk_ast(out.reborrow())?;
@@ -249,6 +332,7 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
             self.walk_where(&mut out)?;
         }
         self.walk_order(&mut out)?;
+        Self::walk_row_orders(root, &mut out, &mut self.order.is_empty())?;
         if !limit_in_subquery {
             self.walk_limit(&mut out)?;
         }

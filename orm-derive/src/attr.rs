@@ -125,6 +125,8 @@ pub struct RelationAttr {
     pub through: Option<Spanned<Path>>,
     pub lazy: Option<Spanned<StrategyKw>>,
     pub join_depth: Option<Spanned<u32>>,
+    /// The declared order, as fields of the target.
+    pub order_by: Option<Spanned<Vec<OrderField>>>,
     /// The attribute itself, for errors about what it lacks.
     pub attr_span: Span,
 }
@@ -139,7 +141,15 @@ const RELATION_KEYS: &[&str] = &[
     "through",
     "lazy",
     "join_depth",
+    "order_by",
 ];
+
+/// One term of `order_by`: a field of the target and its direction.
+#[derive(Clone)]
+pub struct OrderField {
+    pub field: Ident,
+    pub descending: bool,
+}
 
 impl RelationAttr {
     pub fn from_ast(cx: &Ctxt, attr: &Attribute) -> Self {
@@ -149,6 +159,7 @@ impl RelationAttr {
         let mut through = Once::new(cx, "through");
         let mut lazy = Once::new(cx, "lazy");
         let mut join_depth = Once::new(cx, "join_depth");
+        let mut order_by = Once::new(cx, "order_by");
         let result = attr.parse_nested_meta(|meta| {
             // #[relation(belongs_to = Address)], has_one, has_many, many_to_many
             if let Some(kind) = KindKw::ALL.into_iter().find(|k| meta.path.is_ident(k.keyword())) {
@@ -186,6 +197,14 @@ impl RelationAttr {
                     Ok(depth) => join_depth.set(&meta.path, depth, lit.span()),
                     Err(_) => cx.error_spanned_by(&lit, "`join_depth` must be a positive integer"),
                 }
+            // #[relation(order_by = created_at.desc())], or a tuple of such terms
+            } else if meta.path.is_ident("order_by") {
+                let expr: syn::Expr = meta.value()?.parse()?;
+                let span = syn::spanned::Spanned::span(&expr);
+                match order_fields(&expr) {
+                    Ok(fields) => order_by.set(&meta.path, fields, span),
+                    Err(error) => cx.syn_error(error),
+                }
             } else {
                 unknown_key(cx, &meta, "relation", RELATION_KEYS)?;
             }
@@ -201,9 +220,56 @@ impl RelationAttr {
             through: through.get(),
             lazy: lazy.get(),
             join_depth: join_depth.get(),
+            order_by: order_by.get(),
             attr_span: attr_span(attr),
         }
     }
+}
+
+/// The terms of `order_by = ..`: `field`, `field.asc()`, `field.desc()`, or a tuple of them.
+fn order_fields(expr: &syn::Expr) -> syn::Result<Vec<OrderField>> {
+    use syn::Expr;
+    let field = |expr: &Expr| match expr {
+        Expr::Path(path) if path.qself.is_none() => path.path.get_ident().cloned(),
+        _ => None,
+    };
+    match expr {
+        Expr::Tuple(tuple) if !tuple.elems.is_empty() => {
+            let mut fields = Vec::new();
+            for elem in &tuple.elems {
+                fields.extend(order_fields(elem)?);
+            }
+            Ok(fields)
+        }
+        Expr::Paren(paren) => order_fields(&paren.expr),
+        Expr::MethodCall(call) if call.args.is_empty() && call.turbofish.is_none() => {
+            let descending = match call.method.to_string().as_str() {
+                "asc" => false,
+                "desc" => true,
+                other => {
+                    return Err(syn::Error::new(
+                        call.method.span(),
+                        format!("unknown order `{other}`, expected `asc()` or `desc()`"),
+                    ))
+                }
+            };
+            match field(&call.receiver) {
+                Some(field) => Ok(vec![OrderField { field, descending }]),
+                None => Err(order_error(&call.receiver)),
+            }
+        }
+        _ => match field(expr) {
+            Some(field) => Ok(vec![OrderField { field, descending: false }]),
+            None => Err(order_error(expr)),
+        },
+    }
+}
+
+fn order_error(expr: &syn::Expr) -> syn::Error {
+    syn::Error::new_spanned(
+        expr,
+        "expected a field of the relation's target, `field.asc()` or `field.desc()`, or a tuple of them, e.g. `order_by = (score.desc(), id)`",
+    )
 }
 
 fn ident_value(meta: &ParseNestedMeta<'_>) -> syn::Result<Ident> {

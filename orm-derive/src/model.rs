@@ -5,7 +5,7 @@ use syn::{
     Type, Visibility,
 };
 
-use crate::attr::{KindKw, OrmAttr, RelationAttr, Spanned, StrategyKw};
+use crate::attr::{KindKw, OrderField, OrmAttr, RelationAttr, Spanned, StrategyKw};
 use crate::case::snake_case;
 use crate::ctxt::Ctxt;
 
@@ -48,6 +48,8 @@ pub struct Relation<'a> {
     pub through: Option<Spanned<Path>>,
     pub strategy: Spanned<StrategyKw>,
     pub join_depth: Option<Spanned<u32>>,
+    /// The declared order of the target's rows (`order_by = ..`).
+    pub order_by: Option<Spanned<Vec<OrderField>>>,
     pub attr: RelationAttr,
 }
 
@@ -197,6 +199,7 @@ impl<'a> Relation<'a> {
             through: attr.through.clone(),
             strategy,
             join_depth: attr.join_depth.clone(),
+            order_by: attr.order_by.clone(),
             attr,
         })
     }

@@ -13,6 +13,18 @@ pub fn check(cx: &Ctxt, model: &Model<'_>) {
         check_self_join_depth(cx, relation);
         check_foreign_key(cx, model, relation);
         check_through(cx, relation);
+        check_order_by(cx, relation);
+    }
+}
+
+// A declared order picks which rows come first: a collection's order, a has_one's row. A
+// belongs_to has one row by its key, nothing to order.
+fn check_order_by(cx: &Ctxt, relation: &Relation<'_>) {
+    if let (Some(order), KindKw::BelongsTo) = (&relation.order_by, relation.kind.value) {
+        cx.syn_error(syn::Error::new(
+            order.span,
+            "`order_by` applies to `has_one`, `has_many` and `many_to_many`: a `belongs_to` has one row, found by its key",
+        ));
     }
 }
 

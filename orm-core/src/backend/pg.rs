@@ -27,6 +27,10 @@ impl OrmBackend for Pg {
             if info.message() == "cached plan must not change result type")
     }
 
+    fn fragment(sql: &dyn crate::backend::AnyBackendSql) -> &dyn QueryFragment<Self> {
+        sql.pg()
+    }
+
     fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
         diesel::debug_query::<Pg, _>(query).to_string()
     }

@@ -21,6 +21,10 @@ impl OrmBackend for Sqlite {
     // A deferred transaction reads one snapshot from its first read on (WAL or rollback journal).
     const SNAPSHOT: Option<&'static str> = None;
 
+    fn fragment(sql: &dyn crate::backend::AnyBackendSql) -> &dyn QueryFragment<Self> {
+        sql.sqlite()
+    }
+
     fn debug_sql<Q: QueryFragment<Self>>(query: &Q) -> String {
         diesel::debug_query::<Sqlite, _>(query).to_string()
     }

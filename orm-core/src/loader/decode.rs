@@ -28,7 +28,7 @@ use crate::identity::{Held, IdentityMap, Refresh, Root, Statement};
 use crate::key::KeyValue;
 use crate::model::{Model, Relation, RelationInfo, RelationVisitor};
 use crate::plan::PlanNode;
-use crate::rel::{Bound, Slot};
+use crate::rel::Bound;
 use crate::sql::ThroughLink;
 
 use super::walk::Walk;
@@ -467,7 +467,8 @@ fn join_row<'a, DB: OrmBackend, R: Row<'a, DB>, T: Model, K: KeyValue>(
     let slot = SlotRef::new(parent.slot);
     if info.kind.is_collection() {
         let pending = pending_at(state.pending, node.id);
-        let pending = pending.get_or_insert_with(|| Box::new(Collect::<T>::default()));
+        let ordered = node.shape.ordered();
+        let pending = pending.get_or_insert_with(|| Box::new(Collect::<T>::new(ordered)));
         let collect = pending
             .as_any_mut()
             .downcast_mut::<Collect<T>>()
@@ -537,12 +538,13 @@ fn pending_at(
     &mut pending[id]
 }
 
-/// The rows of one joined collection, per parent slot (keyed by the slot's address).
-struct Collect<T: 'static>(FxHashMap<usize, (SlotRef, Vec<ObjRef<T>>)>);
+/// The rows of one joined collection, per parent slot (keyed by the slot's address), and
+/// whether the statement orders them (the relation has an order of its own).
+struct Collect<T: 'static>(FxHashMap<usize, (SlotRef, Vec<ObjRef<T>>)>, bool);
 
-impl<T: 'static> Default for Collect<T> {
-    fn default() -> Self {
-        Collect(FxHashMap::default())
+impl<T: 'static> Collect<T> {
+    fn new(ordered: bool) -> Self {
+        Collect(FxHashMap::default(), ordered)
     }
 }
 
@@ -552,16 +554,36 @@ impl<T: Model> PendingFill for Collect<T> {
     }
 
     fn finish(self: Box<Self>) {
-        for (_, (slot, rows)) in self.0 {
-            fill_collection(&*slot, rows);
+        let ordered = self.1;
+        for (_, (slot, mut rows)) in self.0 {
+            if ordered {
+                first_of_each(&mut rows);
+            } else {
+                key_order(&mut rows);
+            }
+            slot.fill_links(Links::of(rows));
         }
     }
 }
 
-/// Fills a collection slot with `rows` in key order, each row once.
-fn fill_collection<T: Model>(slot: &dyn Slot, mut rows: Vec<ObjRef<T>>) {
-    key_order(&mut rows);
-    slot.fill_links(Links::of(rows));
+/// Keeps the first of the rows that are one object, in the order they came (a collection whose
+/// statement orders it: joined rows repeat a target once per row of a crossed collection).
+pub(crate) fn first_of_each<T>(rows: &mut Vec<ObjRef<T>>) {
+    // Short lists (most collections) need no set.
+    if rows.len() <= 16 {
+        let mut kept = 0;
+        for i in 0..rows.len() {
+            let address = rows[i].address();
+            if !rows[..kept].iter().any(|r| r.address() == address) {
+                rows.swap(kept, i);
+                kept += 1;
+            }
+        }
+        rows.truncate(kept);
+        return;
+    }
+    let mut seen = FxHashSet::with_capacity_and_hasher(rows.len(), Default::default());
+    rows.retain(|row| seen.insert(row.address()));
 }
 
 /// Sorts `rows` by key (stably: of two objects of one row, the first stays) and keeps each key

@@ -11,6 +11,7 @@ use crate::graph::Graph;
 use crate::identity::Refresh;
 use crate::model::{Model, Relation, RelationKind};
 use crate::options::OptionTree;
+use crate::plan::RowShape;
 use crate::rel::Shape;
 use crate::state::{Loaded, Untyped};
 use crate::stats::Cause;
@@ -59,13 +60,19 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
         let (plan, options) = match (left, cx.lazy_plans.get(&key)) {
             // The options the parent's load left for it: a plan of their own, a statement
             // that is not the relation's prepared default.
-            (Some(options), _) => {
-                (plan_for::<R::Target>(R::info(), &options, &Default::default())?, Some(options))
-            }
+            (Some(options), _) => (
+                plan_for::<R::Target>(R::info(), &options, &Default::default(), declared::<R>())?,
+                Some(options),
+            ),
             (None, Some(plan)) => (Arc::clone(plan), None),
             (None, None) => {
                 let options = OptionTree::default();
-                let plan = plan_for::<R::Target>(R::info(), &options, &Default::default())?;
+                let plan = plan_for::<R::Target>(
+                    R::info(),
+                    &options,
+                    &Default::default(),
+                    declared::<R>(),
+                )?;
                 cx.lazy_plans.insert(key, Arc::clone(&plan));
                 (plan, None)
             }
@@ -115,6 +122,11 @@ fn held_target<R: Relation>(parent: &R::Parent, graph: &Arc<Graph>) -> Result<bo
         return Err(super::decode::dangling(<R::Parent as Model>::NAME, R::info(), key));
     }
     Ok(true)
+}
+
+/// The rows of `R` as it declares them: a lazy load takes no query shaping.
+fn declared<R: Relation>() -> RowShape {
+    RowShape::of(R::info(), None)
 }
 
 /// The error for reading `R` while it is not loaded.

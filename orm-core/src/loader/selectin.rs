@@ -18,13 +18,13 @@ use crate::identity::{IdentityMap, Origin, Refresh};
 use crate::key::KeyValue;
 use crate::model::{Link, Model, Relation, RelationInfo, RelationKind, RelationVisitor};
 use crate::options::OptionTree;
-use crate::plan::{Deferred, Path, PlanBuilder, PlanNode};
+use crate::plan::{Deferred, Path, PlanBuilder, PlanNode, RowShape};
 use crate::sql::{
     Dynamic, Fragment, KeyIn, LazyLoad, SelectGraph, StatementId, ThroughLink, LINK_ALIAS,
 };
 use crate::stats::{Cause, Render};
 
-use super::decode::{dangling, key_order};
+use super::decode::{dangling, first_of_each, key_order};
 use super::walk::Walk;
 use super::{fetch_with, load_rows, Run, Statement};
 use crate::rel::{Bound, Slot};
@@ -43,8 +43,13 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
 
     fn visit<R: Relation<Parent = P>>(self) -> Result<()> {
         let relation = Targeting::of::<R>();
-        let plan =
-            plan_for::<R::Target>(relation.info, &self.deferred.options, &self.deferred.path)?;
+        let deferred = self.deferred;
+        let plan = plan_for::<R::Target>(
+            relation.info,
+            &deferred.options,
+            &deferred.path,
+            deferred.shape.clone(),
+        )?;
         let cause = Cause::Selectin(P::NAME, relation.info.name);
         let options = self.walk.options_id(&self.deferred.options);
         let load = Load { plan, cause, options };
@@ -53,15 +58,19 @@ impl<P: Model, C: SessionConnection> RelationVisitor<P> for Selectin<'_, '_, P, 
     }
 }
 
-/// The plan of the statement that loads the targets `T` of relation `info`.
+/// The plan of the statement that loads the targets `T` of relation `info`, its rows shaped by
+/// `shape`.
 pub(crate) fn plan_for<T: Model>(
     info: &RelationInfo,
     options: &OptionTree,
     path: &Path,
+    shape: RowShape,
 ) -> Result<Arc<PlanNode>> {
     let first_column = usize::from(matches!(info.link, Link::Through { .. }));
     let mut path = path.clone();
-    PlanBuilder::new(first_column, &[]).root::<T>(options, &mut path).map(Arc::new)
+    let mut plan = PlanBuilder::new(first_column, &[]).root::<T>(options, &mut path)?;
+    plan.shape = shape;
+    Ok(Arc::new(plan))
 }
 
 /// How [`load_relation`] loads.
@@ -172,6 +181,8 @@ pub(crate) fn load_relation<K: KeyValue, C: SessionConnection>(
         targets.add(object);
     }
     let collection = relation.info.kind.is_collection();
+    // The statement orders the rows by the relation's order: they are kept as they come.
+    let ordered = plan.shape.ordered();
     if let ([parent], true) = (&*pending, collection) {
         // One parent (a lazy load): every row is its own, no grouping by key.
         let mut rows = Vec::new();
@@ -179,7 +190,7 @@ pub(crate) fn load_relation<K: KeyValue, C: SessionConnection>(
             targets.add(&found);
             rows.push(found);
         })?;
-        fill_collection(relation, parent.slot, rows);
+        fill_collection(relation, parent.slot, rows, ordered);
     } else if collection {
         let mut found: FxHashMap<K, Vec<ObjRef<()>>> = FxHashMap::default();
         fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |key, row| {
@@ -197,7 +208,7 @@ pub(crate) fn load_relation<K: KeyValue, C: SessionConnection>(
                 Some(key) => found.remove(key),
                 None => None,
             };
-            fill_collection(relation, parent.slot, rows.unwrap_or_default());
+            fill_collection(relation, parent.slot, rows.unwrap_or_default(), ordered);
         }
     } else {
         // One row per parent: no list per key (has_one keeps the row with the smallest key).
@@ -206,9 +217,12 @@ pub(crate) fn load_relation<K: KeyValue, C: SessionConnection>(
         fetch_targets(cx, &plan, &keys, cause, walk, relation, &mut |key, row| {
             targets.add(&row);
             match found.entry(key) {
+                // The first row in the relation's order, or the smallest key.
                 // SAFETY: rows of the relation's statements, targets of the relation.
                 #[allow(unsafe_code)]
-                Entry::Occupied(mut held) if unsafe { target.key_less(row, *held.get()) } => {
+                Entry::Occupied(mut held)
+                    if !ordered && unsafe { target.key_less(row, *held.get()) } =>
+                {
                     held.insert(row);
                 }
                 Entry::Occupied(_) => {}
@@ -235,17 +249,27 @@ pub(crate) fn load_relation<K: KeyValue, C: SessionConnection>(
     Ok(())
 }
 
-/// Fills a collection slot with `rows` (targets of `relation`) in key order, each row once.
+/// Fills a collection slot with `rows` (targets of `relation`), each row once: in the order
+/// they came when the statement `ordered` them, in key order otherwise.
 fn fill_collection<K, C: SessionConnection>(
     relation: &Targeting<'_, K, C>,
     slot: &dyn Slot,
     mut rows: Vec<ObjRef<()>>,
+    ordered: bool,
 ) {
     let target = relation.target;
-    // SAFETY: targets of the relation (see `load_relation`).
+    if ordered {
+        first_of_each(&mut rows);
+    } else {
+        // SAFETY: targets of the relation (see `load_relation`).
+        #[allow(unsafe_code)]
+        unsafe {
+            target.key_order(&mut rows)
+        };
+    }
+    // SAFETY: as above.
     #[allow(unsafe_code)]
     unsafe {
-        target.key_order(&mut rows);
         slot.fill_links(Links::erased(target.model(), rows));
     }
 }

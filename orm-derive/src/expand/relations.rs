@@ -135,6 +135,7 @@ pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
             )))
         }
     };
+    let order_by = expand_order_by(relation);
     quote! {
         #p::RelationInfo {
             name: #name,
@@ -143,8 +144,57 @@ pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
             strategy: #p::Strategy::#strategy,
             join_depth: #join_depth,
             link: #link,
+            order_by: #order_by,
         }
     }
+}
+
+/// The declared order's terms: each field's column on the target.
+fn expand_order_by(relation: &Relation<'_>) -> TokenStream {
+    let p = private();
+    let Some(order) = &relation.order_by else {
+        return quote!(&[]);
+    };
+    let target = target_alias(relation);
+    let terms = order.value.iter().map(|term| {
+        let field = term.field.to_string();
+        let descending = term.descending;
+        quote_spanned! {term.field.span()=>
+            #p::OrderTerm {
+                column: #p::column_named(
+                    <#target as #p::Model>::FIELDS,
+                    <#target as #p::Model>::COLUMNS,
+                    #field,
+                ),
+                descending: #descending,
+            }
+        }
+    });
+    quote!(&[#(#terms),*])
+}
+
+/// The declared order's fields are fields of the target: one error per unknown field, at it (a
+/// free constant, evaluated by `cargo check` too).
+fn order_by_check(relation: &Relation<'_>) -> TokenStream {
+    let p = private();
+    let Some(order) = &relation.order_by else {
+        return TokenStream::new();
+    };
+    let target = target_alias(relation);
+    let target_name =
+        relation.target.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+    let checks = order.value.iter().map(|term| {
+        let field = term.field.to_string();
+        let message = format!(
+            "no field `{field}` in `{target_name}`: `order_by` names fields of the relation's target"
+        );
+        quote_spanned! {term.field.span()=>
+            const _: () = if !#p::has_field(<#target as #p::Model>::FIELDS, #field) {
+                ::core::panic!(#message)
+            };
+        }
+    });
+    quote!(#(#checks)*)
 }
 
 pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
@@ -190,6 +240,7 @@ pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
             ),
         };
         let through_check = through_check(model, relation);
+        let order_by_check = order_by_check(relation);
         // A field whose `Rel<..>` holds another type than the target is one error, at its type.
         let at_field_ty = Span::call_site().located_at(syn::spanned::Spanned::span(field_ty));
         let slot = quote_spanned!(at_field_ty=> &__parent.#field);
@@ -217,6 +268,7 @@ pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
                 }
             }
             #through_check
+            #order_by_check
         }
     });
     let handles = model.relations.iter().map(|relation| {

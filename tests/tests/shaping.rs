@@ -1,0 +1,495 @@
+//! Shaping what a relation loads: a declared `order_by`, a query's `.order_by(..)` and
+//! `.filter(..)` on `joined` and `selectin`, through every strategy, on every backend. Each
+//! graph is checked against the rows hand-written diesel reads.
+#![allow(missing_docs)] // `diesel::table!` declares undocumented items
+
+use std::collections::BTreeMap;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use orm_core::prelude::*;
+
+diesel::table! {
+    post (id) {
+        id -> Integer,
+        title -> Text,
+    }
+}
+
+diesel::table! {
+    comment (id) {
+        id -> Integer,
+        post_id -> Integer,
+        body -> Text,
+        created_at -> Integer,
+        score -> Integer,
+        approved -> Bool,
+    }
+}
+
+diesel::table! {
+    tag (id) {
+        id -> Integer,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    post_tag (post_id, tag_id) {
+        post_id -> Integer,
+        tag_id -> Integer,
+    }
+}
+
+diesel::joinable!(comment -> post (post_id));
+diesel::allow_tables_to_appear_in_same_query!(post, comment, tag, post_tag);
+
+/// A blog post.
+#[derive(Model, Debug)]
+#[orm(table = post)]
+pub struct Post {
+    pub id: i32,
+    pub title: String,
+    /// Newest first (ties: by key).
+    #[relation(has_many = Comment, foreign_key = post_id, order_by = created_at.desc())]
+    pub comments: Rel<Vec<Comment>>,
+    /// In key order: no declared order.
+    #[relation(has_many = Comment, foreign_key = post_id)]
+    pub all_comments: Rel<Vec<Comment>>,
+    /// The best-scored comment, the oldest of equal scores.
+    #[relation(has_one = Comment, foreign_key = post_id, order_by = (score.desc(), created_at))]
+    pub top_comment: Rel<Option<Comment>>,
+    /// By name.
+    #[relation(many_to_many = Tag, through = post_tag, order_by = name.asc())]
+    pub tags: Rel<Vec<Tag>>,
+}
+
+/// A comment on a post.
+#[derive(Model, Debug)]
+#[orm(table = comment)]
+pub struct Comment {
+    pub id: i32,
+    pub post_id: i32,
+    pub body: String,
+    pub created_at: i32,
+    pub score: i32,
+    pub approved: bool,
+    #[relation(belongs_to = Post, foreign_key = post_id)]
+    pub post: Rel<Post>,
+}
+
+/// A tag.
+#[derive(Model, Debug)]
+#[orm(table = tag)]
+pub struct Tag {
+    pub id: i32,
+    pub name: String,
+    /// Newest post first.
+    #[relation(many_to_many = Post, through = post_tag, foreign_key = tag_id, target_key = post_id, order_by = id.desc())]
+    pub posts: Rel<Vec<Post>>,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE post (id INTEGER PRIMARY KEY NOT NULL, title TEXT NOT NULL);
+    CREATE TABLE comment (id INTEGER PRIMARY KEY NOT NULL,
+                          post_id INTEGER NOT NULL REFERENCES post (id),
+                          body TEXT NOT NULL, created_at INTEGER NOT NULL,
+                          score INTEGER NOT NULL, approved BOOLEAN NOT NULL);
+    CREATE TABLE tag (id INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL);
+    CREATE TABLE post_tag (post_id INTEGER NOT NULL REFERENCES post (id),
+                           tag_id INTEGER NOT NULL REFERENCES tag (id),
+                           PRIMARY KEY (post_id, tag_id));
+";
+
+/// Posts 1..=posts; post 2 has no comment and no tag. Comment times, scores and approvals are
+/// scrambled so that no order is the key order, with ties in time and in score.
+fn seed(conn: &mut impl SimpleConnection, posts: i32) {
+    let mut sql = String::from(SCHEMA);
+    let tags = ["zeta", "alpha", "rust", "mid"];
+    for (i, name) in tags.iter().enumerate() {
+        sql += &format!("INSERT INTO tag VALUES ({}, '{name}');", i + 1);
+    }
+    let mut comment = 0;
+    for post in 1..=posts {
+        sql += &format!("INSERT INTO post VALUES ({post}, 'post {:03}');", (post * 7) % posts);
+        if post == 2 {
+            continue;
+        }
+        for _ in 0..(post % 5 + 1) {
+            comment += 1;
+            let (time, score) = ((comment * 37) % 11, (comment * 13) % 4);
+            let approved = if comment % 3 == 0 { "FALSE" } else { "TRUE" };
+            sql += &format!(
+                "INSERT INTO comment VALUES ({comment}, {post}, 'c{comment}', {time}, {score}, {approved});"
+            );
+        }
+        for tag in 1..=tags.len() {
+            if (post as usize + tag) % 3 != 0 {
+                sql += &format!("INSERT INTO post_tag VALUES ({post}, {tag});");
+            }
+        }
+    }
+    conn.batch_execute(&sql).unwrap();
+}
+
+orm_tests::backend_tests! {
+    const POSTS: i32 = 12;
+
+    fn blog() -> Conn {
+        let mut conn = empty();
+        seed(&mut conn, POSTS);
+        conn
+    }
+
+    /// Each post's comments, as `(id, post_id, created_at, score, approved)` rows, hand-written.
+    fn comment_rows(conn: &mut Conn) -> Vec<(i32, i32, i32, i32, bool)> {
+        comment::table
+            .select((comment::id, comment::post_id, comment::created_at, comment::score, comment::approved))
+            .load(conn)
+            .unwrap()
+    }
+
+    /// The ids of each post's comments that `keep` keeps, sorted by `key` then id.
+    fn expected<K: Ord>(
+        conn: &mut Conn,
+        key: impl Fn(&(i32, i32, i32, i32, bool)) -> K,
+        keep: impl Fn(&(i32, i32, i32, i32, bool)) -> bool,
+    ) -> BTreeMap<i32, Vec<i32>> {
+        let mut rows = comment_rows(conn);
+        rows.sort_by(|a, b| key(a).cmp(&key(b)).then(a.0.cmp(&b.0)));
+        let mut out: BTreeMap<i32, Vec<i32>> = (1..=POSTS).map(|p| (p, Vec::new())).collect();
+        for row in rows.iter().filter(|r| keep(r)) {
+            out.get_mut(&row.1).unwrap().push(row.0);
+        }
+        out
+    }
+
+    /// Each post's tag names that `keep` keeps, by name (hand-written).
+    fn expected_tags(conn: &mut Conn, keep: impl Fn(&str) -> bool) -> BTreeMap<i32, Vec<String>> {
+        let mut rows: Vec<(i32, String)> = post_tag::table
+            .inner_join(tag::table.on(tag::id.eq(post_tag::tag_id)))
+            .select((post_tag::post_id, tag::name))
+            .load(conn)
+            .unwrap();
+        rows.sort();
+        let mut out: BTreeMap<i32, Vec<String>> = (1..=POSTS).map(|p| (p, Vec::new())).collect();
+        for (post, name) in rows.into_iter().filter(|(_, n)| keep(n)) {
+            out.get_mut(&post).unwrap().push(name);
+        }
+        out
+    }
+
+    fn ids<S>(posts: &[Loaded<Post, S>], read: impl Fn(&Post) -> Vec<i32>) -> BTreeMap<i32, Vec<i32>> {
+        posts.iter().map(|p| (p.id, read(p))).collect()
+    }
+
+    fn comment_ids(rel: &Rel<Vec<Comment>>) -> Vec<i32> {
+        rel.get().expect("loaded").iter().map(|c| c.id).collect()
+    }
+
+    fn tag_names(p: &Post) -> Vec<String> {
+        p.tags.get().expect("loaded").iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// Newest first: `created_at DESC`, then the key.
+    fn newest(r: &(i32, i32, i32, i32, bool)) -> std::cmp::Reverse<i32> {
+        std::cmp::Reverse(r.2)
+    }
+
+    #[test]
+    fn a_declared_order_is_the_same_in_every_strategy() {
+        let mut conn = blog();
+        let want = expected(&mut conn, newest, |_| true);
+        let mut session = Session::new(&mut conn);
+
+        let posts = Post::query().options(joined(Post::comments)).load(&mut session).unwrap();
+        assert_eq!(session.statements(), 1);
+        assert_eq!(ids(&posts, |p| comment_ids(&p.comments)), want, "joined");
+
+        drop(session);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query().options(selectin(Post::comments)).load(&mut session).unwrap();
+        assert_eq!(session.statements(), 2);
+        assert_eq!(ids(&posts, |p| comment_ids(&p.comments)), want, "selectin");
+
+        drop(session);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query().load(&mut session).unwrap();
+        let mut lazy = BTreeMap::new();
+        for p in &posts {
+            let comments = p.load(Post::comments, &mut session).unwrap();
+            lazy.insert(p.id, comments.iter().map(|c| c.id).collect::<Vec<_>>());
+        }
+        assert_eq!(session.statements(), 1 + POSTS as usize);
+        assert_eq!(lazy, want, "lazy");
+    }
+
+    #[test]
+    fn a_relation_without_an_order_stays_in_key_order() {
+        let mut conn = blog();
+        let want = expected(&mut conn, |_| 0, |_| true);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .options((joined(Post::all_comments), joined(Post::comments)))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(ids(&posts, |p| comment_ids(&p.all_comments)), want);
+        let queries = session.queries();
+        assert!(queries[0].contains("ORDER BY"), "the ordered relation orders the statement: {queries:?}");
+    }
+
+    #[test]
+    fn a_query_order_replaces_the_declared_one_in_joined_and_selectin() {
+        let mut conn = blog();
+        // Best first, then oldest: two terms, with ties in both.
+        let want = expected(&mut conn, |r| (std::cmp::Reverse(r.3), r.2), |_| true);
+        let order = (comment::score.desc(), comment::created_at.asc());
+        for joined_load in [true, false] {
+            let mut session = Session::new(&mut conn);
+            let posts = if joined_load {
+                Post::query().options(joined(Post::comments).order_by(order)).load(&mut session)
+            } else {
+                Post::query().options(selectin(Post::comments).order_by(order)).load(&mut session)
+            }
+            .unwrap();
+            assert_eq!(ids(&posts, |p| comment_ids(&p.comments)), want, "joined: {joined_load}");
+            // A relation with no declared order takes the query's as well.
+            drop(session);
+            let mut session = Session::new(&mut conn);
+            let posts = Post::query()
+                .options(selectin(Post::all_comments).order_by(order))
+                .load(&mut session)
+                .unwrap();
+            assert_eq!(ids(&posts, |p| comment_ids(&p.all_comments)), want);
+        }
+    }
+
+    #[test]
+    fn has_one_takes_the_first_row_in_its_order() {
+        let mut conn = blog();
+        let best = expected(&mut conn, |r| (std::cmp::Reverse(r.3), r.2), |_| true);
+        let want: BTreeMap<i32, Option<i32>> =
+            best.into_iter().map(|(post, ids)| (post, ids.first().copied())).collect();
+        fn top<S>(posts: &[Loaded<Post, S>]) -> BTreeMap<i32, Option<i32>> {
+            posts.iter().map(|p| (p.id, p.top_comment.get().expect("loaded").map(|c| c.id))).collect()
+        }
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query().options(Options::new().with(joined(Post::top_comment))).load(&mut session).unwrap();
+        assert_eq!(top(&posts), want, "joined");
+        drop(session);
+        let mut session = Session::new(&mut conn);
+        let posts =
+            Post::query().options(Options::new().with(selectin(Post::top_comment))).load(&mut session).unwrap();
+        assert_eq!(top(&posts), want, "selectin");
+        drop(session);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query().load(&mut session).unwrap();
+        for p in &posts {
+            let lazy = p.load(Post::top_comment, &mut session).unwrap().map(|c| c.id);
+            assert_eq!(lazy, want[&p.id], "lazy, post {}", p.id);
+        }
+    }
+
+    #[test]
+    fn many_to_many_orders_through_the_association_table() {
+        let mut conn = blog();
+        let want = expected_tags(&mut conn, |_| true);
+        for joined_load in [true, false] {
+            let mut session = Session::new(&mut conn);
+            let posts = if joined_load {
+                Post::query().options(joined(Post::tags)).load(&mut session)
+            } else {
+                Post::query().options(selectin(Post::tags)).load(&mut session)
+            }
+            .unwrap();
+            let got: BTreeMap<i32, Vec<String>> = posts.iter().map(|p| (p.id, tag_names(p))).collect();
+            assert_eq!(got, want, "joined: {joined_load}");
+        }
+        // The other side, declared newest post first, loaded lazily.
+        let mut session = Session::new(&mut conn);
+        let rust = Tag::query().filter(tag::name.eq("rust")).load(&mut session).unwrap();
+        let posts: Vec<i32> = rust[0].load(Tag::posts, &mut session).unwrap().iter().map(|p| p.id).collect();
+        let mut sorted = posts.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(posts, sorted);
+        assert!(!posts.is_empty());
+    }
+
+    #[test]
+    fn crossed_joined_collections_keep_both_orders() {
+        let mut conn = blog();
+        let comments = expected(&mut conn, newest, |_| true);
+        let tags = expected_tags(&mut conn, |_| true);
+        let key_order = expected(&mut conn, |_| 0, |_| true);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .order_by(post::title.desc())
+            .options((joined(Post::comments), joined(Post::tags), joined(Post::all_comments)))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(session.statements(), 1);
+        assert_eq!(ids(&posts, |p| comment_ids(&p.comments)), comments);
+        assert_eq!(ids(&posts, |p| comment_ids(&p.all_comments)), key_order);
+        let got: BTreeMap<i32, Vec<String>> = posts.iter().map(|p| (p.id, tag_names(p))).collect();
+        assert_eq!(got, tags);
+        // The query's own order still orders the roots.
+        let titles: Vec<&str> = posts.iter().map(|p| p.title.as_str()).collect();
+        let mut sorted = titles.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(titles, sorted);
+    }
+
+    #[test]
+    fn a_limited_query_keeps_its_page_and_each_relation_its_order() {
+        let mut conn = blog();
+        let want = expected(&mut conn, newest, |_| true);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .order_by(post::title)
+            .limit(4)
+            .offset(1)
+            .options(joined(Post::comments))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(session.statements(), 1);
+        drop(session);
+        let mut titles: Vec<(String, i32)> = post::table
+            .select((post::title, post::id))
+            .load(&mut conn)
+            .unwrap();
+        titles.sort();
+        let page: Vec<i32> = titles[1..5].iter().map(|(_, id)| *id).collect();
+        assert_eq!(posts.iter().map(|p| p.id).collect::<Vec<_>>(), page);
+        for p in &posts {
+            assert_eq!(comment_ids(&p.comments), want[&p.id], "post {}", p.id);
+        }
+    }
+
+    #[test]
+    fn a_filter_loads_the_matching_rows_and_keeps_every_parent() {
+        let mut conn = blog();
+        let want = expected(&mut conn, newest, |r| r.4);
+        for joined_load in [true, false] {
+            let mut session = Session::new(&mut conn);
+            let approved = comment::approved.eq(true);
+            let posts = if joined_load {
+                Post::query().options(joined(Post::comments).filter(approved)).load(&mut session)
+            } else {
+                Post::query().options(selectin(Post::comments).filter(approved)).load(&mut session)
+            }
+            .unwrap();
+            assert_eq!(session.statements(), if joined_load { 1 } else { 2 });
+            assert_eq!(posts.len(), POSTS as usize, "parents without a match stay");
+            assert_eq!(ids(&posts, |p| comment_ids(&p.comments)), want, "joined: {joined_load}");
+        }
+    }
+
+    #[test]
+    fn filters_and_orders_nest_under_then() {
+        let mut conn = blog();
+        let want = expected(&mut conn, |r| std::cmp::Reverse(r.3), |r| r.2 >= 5);
+        let tags = expected_tags(&mut conn, |n| n != "rust");
+        let mut session = Session::new(&mut conn);
+        let rows = Comment::query()
+            .order_by(comment::id)
+            .options(joined(Comment::post).then((
+                selectin(Post::all_comments)
+                    .filter(comment::created_at.ge(5))
+                    .order_by(comment::score.desc()),
+                joined(Post::tags).filter(tag::name.ne("rust")),
+            )))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(session.statements(), 2, "{:#?}", session.queries());
+        for c in &rows {
+            let post = c.post.get().expect("joined");
+            assert_eq!(comment_ids(&post.all_comments), want[&post.id], "post {}", post.id);
+            assert_eq!(tag_names(post), tags[&post.id], "post {}", post.id);
+        }
+        // Values are bound, never written into the SQL.
+        let queries = session.queries();
+        assert!(queries.iter().any(|q| q.contains("rust")), "{queries:#?}");
+        for q in &queries {
+            let sql = q.split("-- binds").next().unwrap();
+            assert!(!sql.contains("rust"), "a value in the SQL text: {q}");
+        }
+    }
+
+    #[test]
+    fn a_filtered_many_to_many_join_drops_the_links_it_filters_out() {
+        let mut conn = blog();
+        let want = expected_tags(&mut conn, |n| n.starts_with('z') || n.starts_with('m'));
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .options((
+                joined(Post::tags).filter(tag::name.like("z%").or(tag::name.like("m%"))),
+                joined(Post::comments),
+            ))
+            .load(&mut session)
+            .unwrap();
+        let got: BTreeMap<i32, Vec<String>> = posts.iter().map(|p| (p.id, tag_names(p))).collect();
+        assert_eq!(got, want);
+        assert_eq!(posts.len(), POSTS as usize);
+    }
+
+    #[test]
+    fn a_filtered_self_reference_joins_under_its_own_name() {
+        use orm_tests::{person, Person};
+        let (mut conn, _) = seeded(60);
+        let mut expected: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        let rows: Vec<(i32, Option<i32>, String)> =
+            person::table.select((person::id, person::manager_id, person::lastname)).load(&mut conn).unwrap();
+        for (id, _, _) in &rows {
+            expected.insert(*id, Vec::new());
+        }
+        let mut sorted = rows.clone();
+        sorted.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        for (id, manager, lastname) in &sorted {
+            if let Some(m) = manager {
+                if lastname.as_str() > "M" {
+                    expected.get_mut(m).unwrap().push(*id);
+                }
+            }
+        }
+        for joined_load in [true, false] {
+            let mut session = Session::new(&mut conn);
+            let people = if joined_load {
+                Person::query()
+                    .options(joined(Person::reports).filter(person::lastname.gt("M")).order_by(person::lastname.desc()))
+                    .load(&mut session)
+            } else {
+                Person::query()
+                    .options(selectin(Person::reports).filter(person::lastname.gt("M")).order_by(person::lastname.desc()))
+                    .load(&mut session)
+            }
+            .unwrap();
+            let got: BTreeMap<i32, Vec<i32>> = people
+                .iter()
+                .map(|p| (p.id, p.reports.get().expect("loaded").iter().map(|r| r.id).collect()))
+                .collect();
+            assert_eq!(got, expected, "joined: {joined_load}");
+        }
+    }
+
+    #[test]
+    fn a_held_collection_keeps_what_it_loaded_until_populate_existing() {
+        let mut conn = blog();
+        let approved = expected(&mut conn, newest, |r| r.4);
+        let all = expected(&mut conn, newest, |_| true);
+        let mut session = Session::new(&mut conn);
+        let filtered = Post::query()
+            .options(selectin(Post::comments).filter(comment::approved.eq(true)))
+            .load(&mut session)
+            .unwrap();
+        // The objects are held: a later load reuses their loaded collection.
+        let again = Post::query().options(selectin(Post::comments)).load(&mut session).unwrap();
+        assert_eq!(ids(&again, |p| comment_ids(&p.comments)), approved);
+        let fresh = Post::query()
+            .populate_existing()
+            .options(selectin(Post::comments))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(ids(&fresh, |p| comment_ids(&p.comments)), all);
+        drop(filtered);
+    }
+}
