@@ -112,6 +112,7 @@ impl<T, C: Column<Table = T>> RelationOrder<T, order_kind::Desc> for Desc<C> {
 
 macro_rules! tuple_order {
     ($($name:ident $kind:ident)+) => {
+        #[diagnostic::do_not_recommend]
         impl<T, $($name: RelationOrder<T, $kind>, $kind),+> RelationOrder<T, ($($kind,)+)>
             for ($($name,)+)
         {
