@@ -281,6 +281,9 @@ pub struct RelationInfo {
     /// The declared order of a collection (`order_by = created_at.desc()`), on the target's
     /// columns; empty for key order. A `has_one` takes the first row in this order.
     pub order_by: &'static [OrderTerm],
+    /// `innerjoin = true`: a joined load uses an `INNER JOIN`, which drops the parents without
+    /// a related row (SQLAlchemy's `innerjoin=True`).
+    pub innerjoin: bool,
 }
 
 /// One term of a relation's order: a column of the target's table and its direction.

@@ -120,6 +120,23 @@ impl Shapes for kind::Selectin {}
 
 type TargetTable<R> = <<R as Relation>::Target as Model>::Table;
 
+impl<R: Relation, Sub> RelOption<R, kind::Joined, Sub> {
+    /// Joins the relation with an `INNER JOIN`: parents without a related row (after the
+    /// option's filter) are not returned, as SQLAlchemy's `joinedload(.., innerjoin=True)`.
+    /// Below a relation joined outer the join stays outer, so that it cannot drop the rows the
+    /// outer join keeps. A limited query pages the parents the inner joins keep.
+    pub fn inner(mut self) -> Self {
+        self.shaping.inner = Some(true);
+        self
+    }
+
+    /// Joins the relation with a `LEFT OUTER JOIN` even if it declares `innerjoin = true`.
+    pub fn outer(mut self) -> Self {
+        self.shaping.inner = Some(false);
+        self
+    }
+}
+
 impl<R: Relation, K: Shapes, Sub> RelOption<R, K, Sub> {
     /// Orders the relation's rows for this query, replacing its declared `order_by`:
     /// `selectin(Post::comments).order_by(comments::created_at.desc())`. Columns of the target's

@@ -87,6 +87,8 @@ pub(crate) struct RowShape {
     pub(crate) order: Vec<OrderTerm>,
     /// Which related rows the relation takes.
     pub(crate) filter: Option<RelFilter>,
+    /// Joined inner: parents without a related row are dropped (when every join above is inner).
+    pub(crate) inner: bool,
 }
 
 impl RowShape {
@@ -96,6 +98,7 @@ impl RowShape {
         RowShape {
             order: order.unwrap_or_else(|| info.order_by.to_vec()),
             filter: shaping.and_then(|s| s.filter.clone()),
+            inner: shaping.and_then(|s| s.inner).unwrap_or(info.innerjoin),
         }
     }
 

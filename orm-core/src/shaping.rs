@@ -24,6 +24,8 @@ pub(crate) struct Shaping {
     pub(crate) order: Option<Vec<OrderTerm>>,
     /// Which related rows the relation takes.
     pub(crate) filter: Option<RelFilter>,
+    /// Joined inner rather than outer (`None`: as declared).
+    pub(crate) inner: Option<bool>,
 }
 
 impl Shaping {
@@ -35,6 +37,9 @@ impl Shaping {
         }
         if later.filter.is_some() {
             self.filter = later.filter;
+        }
+        if later.inner.is_some() {
+            self.inner = later.inner;
         }
     }
 }

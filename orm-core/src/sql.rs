@@ -16,7 +16,7 @@ use crate::ident::{column, join, on, table_as};
 use crate::join::{walk_user_join, UserJoin};
 use crate::key::KeyValue;
 use crate::model::{Link, SqlTable};
-use crate::plan::PlanNode;
+use crate::plan::{JoinedChild, PlanNode};
 use crate::shaping::RelFilter;
 
 /// A boxed piece of SQL: a user filter or order expression, or a key list.
@@ -32,6 +32,7 @@ pub(crate) struct ThroughLink {
 }
 
 const LEFT: &str = " LEFT OUTER JOIN ";
+const INNER: &str = " INNER JOIN ";
 
 /// The names of the parent page's subqueries and columns (see `SelectGraph::walk_parent_page`).
 const PAGE: &str = "__orm_page";
@@ -79,67 +80,123 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         Ok(())
     }
 
-    fn walk_joins<'b>(node: &'b PlanNode, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let parent = node.name.as_str();
-        let parent_key = node.columns[node.key_column];
+    /// The plan's joins. `inner`: the joins from the root to `node` are all inner, so a
+    /// relation that asks for an inner join gets one (below an outer join it stays outer: an
+    /// inner join there would drop the rows the outer join keeps, SQLAlchemy's "unnested"
+    /// rule). `only_inner`: render the inner joins only (inside an `EXISTS`).
+    fn walk_joins<'b>(
+        node: &'b PlanNode,
+        out: &mut AstPass<'_, 'b, DB>,
+        inner: bool,
+        only_inner: bool,
+    ) -> QueryResult<()> {
+        let parent = (node.name.as_str(), node.columns[node.key_column]);
         for child in node.joined.iter().filter(|c| !c.external) {
-            let target = &child.node;
-            let alias = target.name.as_str();
-            let target_key = target.columns[target.key_column];
-            if let Some(filter) = &target.shape.filter {
-                Self::walk_filtered_join(out, child.link, target, filter, (parent, parent_key))?;
-                continue;
-            }
-            match child.link {
-                Link::ParentColumn(column) => {
-                    join(out, LEFT, (target.table, alias), (alias, target_key), (parent, column))?;
-                }
-                Link::TargetColumn(column) => {
-                    join(out, LEFT, (target.table, alias), (alias, column), (parent, parent_key))?;
-                }
-                Link::Through { table, parent_column, target_column } => {
-                    let table = table();
-                    let through = child.through_name.as_deref().unwrap_or(table.name);
-                    join(
-                        out,
-                        LEFT,
-                        (table, through),
-                        (through, parent_column),
-                        (parent, parent_key),
-                    )?;
-                    join(
-                        out,
-                        LEFT,
-                        (target.table, alias),
-                        (alias, target_key),
-                        (through, target_column),
-                    )?;
-                }
+            match inner && child.node.shape.inner {
+                true => Self::walk_join(out, INNER, child, parent)?,
+                false if !only_inner => Self::walk_join(out, LEFT, child, parent)?,
+                false => {}
             }
         }
         // Joins below a `contains_eager` node hang off the query's own join: render them after.
         for child in &node.joined {
-            Self::walk_joins(&child.node, out)?;
+            let inner = inner && !child.external && child.node.shape.inner;
+            if inner || !only_inner {
+                Self::walk_joins(&child.node, out, inner, only_inner)?;
+            }
         }
         Ok(())
     }
 
-    /// The join of a relation whose rows are filtered: a derived table in which the target keeps
+    /// ` KIND JOIN` of one joined relation to its parent (`parent`: name and key column).
+    fn walk_join<'b>(
+        out: &mut AstPass<'_, 'b, DB>,
+        kind: &str,
+        child: &'b JoinedChild,
+        (parent, parent_key): (&'b str, &'b str),
+    ) -> QueryResult<()> {
+        let target = &child.node;
+        let alias = target.name.as_str();
+        let target_key = target.columns[target.key_column];
+        if let Some(filter) = &target.shape.filter {
+            out.push_sql(kind);
+            Self::walk_filtered_source(out, child.link, target, filter)?;
+            let (left, right) = link_columns(child, None, (parent, parent_key));
+            return on(out, left, right);
+        }
+        match child.link {
+            Link::ParentColumn(column) => {
+                join(out, kind, (target.table, alias), (alias, target_key), (parent, column))
+            }
+            Link::TargetColumn(column) => {
+                join(out, kind, (target.table, alias), (alias, column), (parent, parent_key))
+            }
+            Link::Through { table, parent_column, target_column } => {
+                let table = table();
+                let through = child.through_name.as_deref().unwrap_or(table.name);
+                join(out, kind, (table, through), (through, parent_column), (parent, parent_key))?;
+                join(
+                    out,
+                    kind,
+                    (target.table, alias),
+                    (alias, target_key),
+                    (through, target_column),
+                )
+            }
+        }
+    }
+
+    /// ` AND EXISTS (..)` for each relation of `node` joined inner, so that a page of parents
+    /// (a limit in a subquery) counts only the parents the inner joins keep.
+    fn walk_inner_exists<'b>(
+        node: &'b PlanNode,
+        out: &mut AstPass<'_, 'b, DB>,
+        first: &mut bool,
+    ) -> QueryResult<()> {
+        let parent = (node.name.as_str(), node.columns[node.key_column]);
+        for child in node.joined.iter().filter(|c| !c.external && c.node.shape.inner) {
+            let target = &child.node;
+            let alias = target.name.as_str();
+            out.push_sql(if std::mem::take(first) { " WHERE " } else { " AND " });
+            out.push_sql("EXISTS (SELECT 1 FROM ");
+            let mut through = None;
+            match (&target.shape.filter, child.link) {
+                (Some(filter), link) => Self::walk_filtered_source(out, link, target, filter)?,
+                (None, Link::Through { table, target_column, .. }) => {
+                    let table = table();
+                    let name = child.through_name.as_deref().unwrap_or(table.name);
+                    table_as(out, table, name)?;
+                    let target_key = (alias, target.columns[target.key_column]);
+                    join(out, INNER, (target.table, alias), target_key, (name, target_column))?;
+                    through = Some(name);
+                }
+                (None, _) => table_as(out, target.table, alias)?,
+            }
+            Self::walk_joins(target, out, true, true)?;
+            out.push_sql(" WHERE ");
+            let (left, right) = link_columns(child, through, parent);
+            column(out, left)?;
+            out.push_sql(" = ");
+            column(out, right)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+
+    /// The rows of a relation whose rows are filtered: a derived table in which the target keeps
     /// its table's name, so the filter (a diesel expression of that table) resolves, under the
-    /// node's alias outside (`LEFT OUTER JOIN (SELECT * FROM comments WHERE ..) AS t1 ON ..`).
-    /// A many-to-many joins its association table inside, so a link whose target the filter
-    /// drops brings no row (`(SELECT via.person_id AS __orm_link, project.* FROM person_project
-    /// AS via INNER JOIN project ON .. WHERE ..)`).
-    fn walk_filtered_join<'b>(
+    /// node's alias outside (`(SELECT * FROM comments WHERE ..) AS t1`). A many-to-many joins
+    /// its association table inside, so a link whose target the filter drops brings no row
+    /// (`(SELECT via.person_id AS __orm_link, project.* FROM person_project AS via INNER JOIN
+    /// project ON .. WHERE ..) AS t1`).
+    fn walk_filtered_source<'b>(
         out: &mut AstPass<'_, 'b, DB>,
         link: Link,
         target: &'b PlanNode,
         filter: &'b RelFilter,
-        (parent, parent_key): (&'b str, &'b str),
     ) -> QueryResult<()> {
         let table = target.table;
         let target_key = target.columns[target.key_column];
-        out.push_sql(LEFT);
         out.push_sql("(SELECT ");
         if let Link::Through { table: through, parent_column, target_column } = link {
             column(out, (VIA, parent_column))?;
@@ -159,13 +216,7 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         out.push_sql(" WHERE (");
         DB::fragment(&*filter.0).walk_ast(out.reborrow())?;
         out.push_sql(")) AS ");
-        let alias = target.name.as_str();
-        out.push_identifier(alias)?;
-        match link {
-            Link::ParentColumn(column) => on(out, (alias, target_key), (parent, column)),
-            Link::TargetColumn(column) => on(out, (alias, column), (parent, parent_key)),
-            Link::Through { .. } => on(out, (alias, VIA_KEY), (parent, parent_key)),
-        }
+        out.push_identifier(&target.name)
     }
 
     /// The order of each relation's rows that has one, after the query's own: the terms on the
@@ -201,15 +252,21 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         Ok(())
     }
 
-    fn walk_where<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
+    /// ` WHERE ..`: the query's filters and the relation's (a `selectin` statement's root holds
+    /// a relation's rows). `page`: in the subquery that pages the parents, which also keeps only
+    /// the parents the plan's inner joins keep.
+    fn walk_where<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>, page: bool) -> QueryResult<()> {
         let filters = self.filters.iter().map(|f| &**f as &dyn QueryFragment<DB>);
-        // A `selectin` statement's root holds the relation's rows: its filter applies here.
         let shaped = self.plan.shape.filter.iter().map(|f| DB::fragment(&*f.0));
-        for (i, filter) in filters.chain(shaped).enumerate() {
-            out.push_sql(if i == 0 { " WHERE " } else { " AND " });
+        let mut first = true;
+        for filter in filters.chain(shaped) {
+            out.push_sql(if std::mem::take(&mut first) { " WHERE " } else { " AND " });
             out.push_sql("(");
             filter.walk_ast(out.reborrow())?;
             out.push_sql(")");
+        }
+        if page {
+            Self::walk_inner_exists(self.plan, out, &mut first)?;
         }
         Ok(())
     }
@@ -250,7 +307,7 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         out.push_sql(" FROM ");
         table_as(out, root.table, root.table.name)?;
         self.walk_user_joins(out)?;
-        self.walk_where(out)?;
+        self.walk_where(out, true)?;
         out.push_sql(") AS ");
         out.push_identifier(PAGE_ROWS)?;
         out.push_sql(" GROUP BY ");
@@ -309,7 +366,7 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
                 self.walk_parent_page(&mut out)?;
             } else {
                 self.walk_user_joins(&mut out)?;
-                self.walk_where(&mut out)?;
+                self.walk_where(&mut out, true)?;
                 self.walk_order(&mut out)?;
                 self.walk_limit(&mut out)?;
             }
@@ -327,9 +384,9 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
             column(&mut out, (root.table.name, root.columns[root.key_column]))?;
         }
         self.walk_user_joins(&mut out)?;
-        Self::walk_joins(root, &mut out)?;
+        Self::walk_joins(root, &mut out, true, false)?;
         if !limit_in_subquery {
-            self.walk_where(&mut out)?;
+            self.walk_where(&mut out, false)?;
         }
         self.walk_order(&mut out)?;
         Self::walk_row_orders(root, &mut out, &mut self.order.is_empty())?;
@@ -337,6 +394,29 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
             self.walk_limit(&mut out)?;
         }
         Ok(())
+    }
+}
+
+/// The columns whose equality links `child`'s rows to its parent's (`parent`: name and key
+/// column), where the child is its own table or a filtered derived table; `through`: the name of
+/// the association table joined before it, for an unfiltered many-to-many.
+fn link_columns<'b>(
+    child: &'b JoinedChild,
+    through: Option<&'b str>,
+    parent: (&'b str, &'b str),
+) -> ((&'b str, &'b str), (&'b str, &'b str)) {
+    let target = &child.node;
+    let alias = target.name.as_str();
+    match child.link {
+        Link::ParentColumn(column) => {
+            ((alias, target.columns[target.key_column]), (parent.0, column))
+        }
+        Link::TargetColumn(column) => ((alias, column), parent),
+        Link::Through { parent_column, .. } => match through {
+            Some(through) => ((through, parent_column), parent),
+            // The filtered derived table carries the parent's key.
+            None => ((alias, VIA_KEY), parent),
+        },
     }
 }
 

@@ -127,6 +127,8 @@ pub struct RelationAttr {
     pub join_depth: Option<Spanned<u32>>,
     /// The declared order, as fields of the target.
     pub order_by: Option<Spanned<Vec<OrderField>>>,
+    /// `innerjoin = true`: joined loads use an inner join.
+    pub innerjoin: Option<Spanned<bool>>,
     /// The attribute itself, for errors about what it lacks.
     pub attr_span: Span,
 }
@@ -142,6 +144,7 @@ const RELATION_KEYS: &[&str] = &[
     "lazy",
     "join_depth",
     "order_by",
+    "innerjoin",
 ];
 
 /// One term of `order_by`: a field of the target and its direction.
@@ -160,6 +163,7 @@ impl RelationAttr {
         let mut lazy = Once::new(cx, "lazy");
         let mut join_depth = Once::new(cx, "join_depth");
         let mut order_by = Once::new(cx, "order_by");
+        let mut innerjoin = Once::new(cx, "innerjoin");
         let result = attr.parse_nested_meta(|meta| {
             // #[relation(belongs_to = Address)], has_one, has_many, many_to_many
             if let Some(kind) = KindKw::ALL.into_iter().find(|k| meta.path.is_ident(k.keyword())) {
@@ -205,6 +209,10 @@ impl RelationAttr {
                     Ok(fields) => order_by.set(&meta.path, fields, span),
                     Err(error) => cx.syn_error(error),
                 }
+            // #[relation(innerjoin = true)]
+            } else if meta.path.is_ident("innerjoin") {
+                let lit: syn::LitBool = meta.value()?.parse()?;
+                innerjoin.set(&meta.path, lit.value, lit.span);
             } else {
                 unknown_key(cx, &meta, "relation", RELATION_KEYS)?;
             }
@@ -221,6 +229,7 @@ impl RelationAttr {
             lazy: lazy.get(),
             join_depth: join_depth.get(),
             order_by: order_by.get(),
+            innerjoin: innerjoin.get(),
             attr_span: attr_span(attr),
         }
     }

@@ -62,6 +62,9 @@ pub struct Post {
     /// By name.
     #[relation(many_to_many = Tag, through = post_tag, order_by = name.asc())]
     pub tags: Rel<Vec<Tag>>,
+    /// The oldest comment; joined inner, when joined.
+    #[relation(has_one = Comment, foreign_key = post_id, order_by = created_at, innerjoin = true)]
+    pub first_comment: Rel<Option<Comment>>,
 }
 
 /// A comment on a post.
@@ -491,5 +494,160 @@ orm_tests::backend_tests! {
             .unwrap();
         assert_eq!(ids(&fresh, |p| comment_ids(&p.comments)), all);
         drop(filtered);
+    }
+
+    fn post_ids<S>(posts: &[Loaded<Post, S>]) -> Vec<i32> {
+        posts.iter().map(|p| p.id).collect()
+    }
+
+    /// The posts with at least one comment `keep` keeps, in id order.
+    fn posts_with(conn: &mut Conn, keep: impl Fn(&(i32, i32, i32, i32, bool)) -> bool) -> Vec<i32> {
+        expected(conn, |_| 0, keep).into_iter().filter(|(_, c)| !c.is_empty()).map(|(p, _)| p).collect()
+    }
+
+    #[test]
+    fn an_inner_join_drops_the_parents_without_a_related_row() {
+        let mut conn = blog();
+        let all = expected(&mut conn, newest, |_| true);
+        let approved = expected(&mut conn, newest, |r| r.4);
+        let commented = posts_with(&mut conn, |_| true);
+        let with_approved = posts_with(&mut conn, |r| r.4);
+        assert!(commented.len() < POSTS as usize && with_approved.len() < commented.len());
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .order_by(post::id)
+            .options(joined(Post::comments).inner())
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(session.statements(), 1);
+        assert!(session.queries()[0].contains("INNER JOIN"), "{:?}", session.queries());
+        assert_eq!(post_ids(&posts), commented);
+        for p in &posts {
+            assert_eq!(comment_ids(&p.comments), all[&p.id]);
+        }
+        // With a filter: the parents with a matching row (a new session: held objects keep the
+        // collections they loaded).
+        drop(session);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .order_by(post::id)
+            .options(joined(Post::comments).filter(comment::approved.eq(true)).inner())
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(post_ids(&posts), with_approved);
+        for p in &posts {
+            assert_eq!(comment_ids(&p.comments), approved[&p.id]);
+        }
+    }
+
+    #[test]
+    fn a_declared_innerjoin_applies_when_joined_and_outer_overrides_it() {
+        let mut conn = blog();
+        let oldest = expected(&mut conn, |r| r.2, |_| true);
+        let commented = posts_with(&mut conn, |_| true);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .order_by(post::id)
+            .options(joined(Post::first_comment))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(post_ids(&posts), commented);
+        for p in &posts {
+            let first = p.first_comment.get().expect("joined").map(|c| c.id);
+            assert_eq!(first, oldest[&p.id].first().copied(), "post {}", p.id);
+        }
+        let posts = Post::query()
+            .order_by(post::id)
+            .options(joined(Post::first_comment).outer())
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(posts.len(), POSTS as usize);
+        // selectin and lazy loads ignore it: they never drop a parent.
+        let posts = Post::query().options(selectin(Post::first_comment)).load(&mut session).unwrap();
+        assert_eq!(posts.len(), POSTS as usize);
+    }
+
+    #[test]
+    fn an_inner_join_below_an_outer_one_stays_outer() {
+        let mut conn = blog();
+        let tags = expected_tags(&mut conn, |_| true);
+        let mut session = Session::new(&mut conn);
+        let all = Comment::query().load(&mut session).unwrap().len();
+        drop(session);
+        let rust_posts: Vec<i32> = expected_tags(&mut conn, |n| n == "rust")
+            .into_iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(p, _)| p)
+            .collect();
+        let mut session = Session::new(&mut conn);
+        // Comment.post outer, its tags inner: no comment is dropped.
+        let comments = Comment::query()
+            .options(joined(Comment::post).outer().then(joined(Post::tags).inner()))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(comments.len(), all);
+        for c in &comments {
+            let post = c.post.get().expect("joined");
+            assert_eq!(tag_names(post), tags[&post.id]);
+        }
+        // Both inner: the comments whose post has a `rust` tag.
+        drop(session);
+        let mut session = Session::new(&mut conn);
+        let comments = Comment::query()
+            .order_by(comment::id)
+            .options(joined(Comment::post).inner().then(
+                joined(Post::tags).inner().filter(tag::name.eq("rust")),
+            ))
+            .load(&mut session)
+            .unwrap();
+        assert!(!comments.is_empty());
+        for c in &comments {
+            let post = c.post.get().expect("joined");
+            assert!(rust_posts.contains(&post.id), "comment {} of post {}", c.id, post.id);
+            assert_eq!(tag_names(post), ["rust"]);
+        }
+        let kept = comments.iter().filter(|c| rust_posts.contains(&c.post_id)).count();
+        assert_eq!(kept, comments.len());
+    }
+
+    #[test]
+    fn a_limited_query_pages_the_parents_its_inner_joins_keep() {
+        let mut conn = blog();
+        let unapproved = posts_with(&mut conn, |r| !r.4);
+        let tagged_mid: Vec<i32> = expected_tags(&mut conn, |n| n == "mid")
+            .into_iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(p, _)| p)
+            .collect();
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .order_by(post::id)
+            .limit(3)
+            .offset(1)
+            .options(joined(Post::comments).filter(comment::approved.eq(false)).inner())
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(post_ids(&posts), unapproved[1..4]);
+        for p in &posts {
+            assert!(p.comments.get().unwrap().iter().all(|c| !c.approved));
+        }
+        // An inner many-to-many beside a to-one joined inner, paged.
+        drop(session);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .order_by(post::id.desc())
+            .limit(2)
+            .options((
+                joined(Post::tags).inner().filter(tag::name.eq("mid")),
+                joined(Post::first_comment),
+                joined(Post::all_comments),
+            ))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(session.statements(), 1);
+        let mut want: Vec<i32> = tagged_mid.iter().rev().copied().collect();
+        want.retain(|p| *p != 2);
+        want.truncate(2);
+        assert_eq!(post_ids(&posts), want, "{:#?}", session.queries());
     }
 }

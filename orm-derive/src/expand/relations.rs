@@ -136,6 +136,7 @@ pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
         }
     };
     let order_by = expand_order_by(relation);
+    let innerjoin = relation.attr.innerjoin.as_ref().is_some_and(|i| i.value);
     quote! {
         #p::RelationInfo {
             name: #name,
@@ -145,6 +146,7 @@ pub fn relation_info(relation: &Relation<'_>) -> TokenStream {
             join_depth: #join_depth,
             link: #link,
             order_by: #order_by,
+            innerjoin: #innerjoin,
         }
     }
 }
