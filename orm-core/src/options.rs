@@ -112,15 +112,75 @@ impl<R: Relation, K, Sub> RelOption<R, K, Sub> {
 }
 
 /// The options that load a relation in a statement of their own or in a join, and so can shape
-/// what it loads: [`joined`] and [`selectin`].
-pub trait Shapes {}
+/// what it loads: [`joined`] and [`selectin`], ordered or not.
+pub trait Shapes {
+    /// The kind after `.order_by(..)`.
+    type Ordered;
+}
 
-impl Shapes for kind::Joined {}
-impl Shapes for kind::Selectin {}
+impl Shapes for kind::Joined {
+    type Ordered = kind::Ordered<kind::Joined>;
+}
+impl Shapes for kind::Selectin {
+    type Ordered = kind::Ordered<kind::Selectin>;
+}
+impl<K: Shapes> Shapes for kind::Ordered<K> {
+    type Ordered = Self;
+}
+
+/// `joined(..)`, ordered or not: the options that can join inner.
+pub trait JoinedKind {}
+
+impl JoinedKind for kind::Joined {}
+impl JoinedKind for kind::Ordered<kind::Joined> {}
+
+/// A relation with a declared `order_by`: its `joined` and `selectin` options take a
+/// `.limit(..)` without an `.order_by(..)` of their own. Implemented by `#[derive(Model)]`.
+#[diagnostic::on_unimplemented(
+    message = "relation `{Self}` declares no `order_by`: a `.limit(..)` or `.offset(..)` on it needs an order",
+    label = "the first rows in which order?",
+    note = "call `.order_by(..)` before `.limit(..)`, or declare `order_by = ..` on the relation"
+)]
+pub trait DeclaredOrder: Relation {}
+
+/// An option whose relation's rows have an order, so that it can take their first rows.
+#[diagnostic::on_unimplemented(
+    message = "a relation's `.limit(..)` and `.offset(..)` need an order: `{Self}` has none",
+    label = "the first rows in which order?",
+    note = "call `.order_by(..)` before `.limit(..)`, or declare `order_by = ..` on the relation"
+)]
+pub trait Windowed {}
+
+impl<R: Relation, K: Shapes, Sub> Windowed for RelOption<R, kind::Ordered<K>, Sub> {}
+impl<R: DeclaredOrder, Sub> Windowed for RelOption<R, kind::Joined, Sub> {}
+impl<R: DeclaredOrder, Sub> Windowed for RelOption<R, kind::Selectin, Sub> {}
 
 type TargetTable<R> = <<R as Relation>::Target as Model>::Table;
 
-impl<R: Relation, Sub> RelOption<R, kind::Joined, Sub> {
+impl<R: Relation, K, Sub> RelOption<R, K, Sub> {
+    /// Loads at most `n` related rows per parent, the first in the relation's order (its
+    /// `.order_by(..)`, or its declared `order_by`): "the three latest comments of each post".
+    /// One statement per relation still: a `ROW_NUMBER() OVER (PARTITION BY ..)` window in the
+    /// `selectin` statement, or in a derived table the join reads.
+    pub fn limit(mut self, n: u32) -> Self
+    where
+        Self: Windowed,
+    {
+        self.shaping.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` related rows per parent, in the relation's order.
+    pub fn offset(mut self, n: u32) -> Self
+    where
+        Self: Windowed,
+    {
+        self.shaping.offset = Some(n);
+        self
+    }
+}
+
+impl<R: Relation, K: JoinedKind, Sub> RelOption<R, K, Sub> {
     /// Joins the relation with an `INNER JOIN`: parents without a related row (after the
     /// option's filter) are not returned, as SQLAlchemy's `joinedload(.., innerjoin=True)`.
     /// Below a relation joined outer the join stays outer, so that it cannot drop the rows the
@@ -143,12 +203,20 @@ impl<R: Relation, K: Shapes, Sub> RelOption<R, K, Sub> {
     /// table, `.asc()`, `.desc()`, or a tuple of them; the target's key breaks ties. Every
     /// strategy gives the same order (the joined one orders the statement by it, after the
     /// query's own order).
-    pub fn order_by<O: RelationOrder<TargetTable<R>, Kind>, Kind>(mut self, order: O) -> Self {
+    pub fn order_by<O, Kind>(mut self, order: O) -> RelOption<R, K::Ordered, Sub>
+    where
+        O: RelationOrder<TargetTable<R>, Kind>,
+    {
         let _ = order;
         let mut terms = Vec::new();
         O::terms(&mut terms);
         self.shaping.order = Some(terms);
-        self
+        RelOption {
+            strategy: self.strategy,
+            children: self.children,
+            shaping: self.shaping,
+            _types: PhantomData,
+        }
     }
 
     /// Loads only the related rows that match `condition`, a diesel boolean expression of the
@@ -308,6 +376,9 @@ pub mod kind {
     /// `raise(..)`: leaves the relation unloaded.
     #[derive(Debug, Clone, Copy)]
     pub struct Raise;
+    /// `joined(..)` or `selectin(..)` (`K`) after `.order_by(..)`: can take a `.limit(..)`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Ordered<K>(std::marker::PhantomData<fn() -> K>);
 }
 
 /// The slot an option of this kind leaves, given the related objects' state `I`.
@@ -330,6 +401,9 @@ impl<I> SlotFor<I> for kind::Lazy {
 }
 impl<I> SlotFor<I> for kind::Raise {
     type Slot = No;
+}
+impl<I, K: SlotFor<I>> SlotFor<I> for kind::Ordered<K> {
+    type Slot = K::Slot;
 }
 
 /// What load options do to a state: `(joined(Person::address), raise(Person::manager))` applied

@@ -89,6 +89,45 @@ pub(crate) struct RowShape {
     pub(crate) filter: Option<RelFilter>,
     /// Joined inner: parents without a related row are dropped (when every join above is inner).
     pub(crate) inner: bool,
+    /// The rows kept per parent, by their number in the order.
+    pub(crate) window: Option<Window>,
+}
+
+/// The rows of each parent a relation keeps, numbered from 1 in its order: those after `after`,
+/// up to `upto` (`.offset(after).limit(upto - after)`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) after: i64,
+    pub(crate) upto: Option<i64>,
+    /// What tells the parents apart among the target's rows.
+    pub(crate) partition: Partition,
+}
+
+/// The column a window numbers the rows of each parent by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Partition {
+    /// A column of the target (the foreign key of a has_one or has_many).
+    Target(&'static str),
+    /// The target's key (a belongs_to: one row per parent anyway).
+    Key,
+    /// The association table's column holding the parent's key (many-to-many).
+    Through(&'static str),
+}
+
+impl Window {
+    /// The window of `shaping` on relation `info`, if it limits or skips rows.
+    fn of(shaping: &Shaping, info: &RelationInfo) -> Option<Window> {
+        if shaping.limit.is_none() && shaping.offset.is_none() {
+            return None;
+        }
+        let after = i64::from(shaping.offset.unwrap_or(0));
+        let partition = match info.link {
+            Link::TargetColumn(column) => Partition::Target(column),
+            Link::ParentColumn(_) => Partition::Key,
+            Link::Through { parent_column, .. } => Partition::Through(parent_column),
+        };
+        Some(Window { after, upto: shaping.limit.map(|n| after + i64::from(n)), partition })
+    }
 }
 
 impl RowShape {
@@ -99,6 +138,7 @@ impl RowShape {
             order: order.unwrap_or_else(|| info.order_by.to_vec()),
             filter: shaping.and_then(|s| s.filter.clone()),
             inner: shaping.and_then(|s| s.inner).unwrap_or(info.innerjoin),
+            window: shaping.and_then(|s| Window::of(s, info)),
         }
     }
 

@@ -26,6 +26,10 @@ pub(crate) struct Shaping {
     pub(crate) filter: Option<RelFilter>,
     /// Joined inner rather than outer (`None`: as declared).
     pub(crate) inner: Option<bool>,
+    /// At most this many rows per parent.
+    pub(crate) limit: Option<u32>,
+    /// Skipping this many rows per parent.
+    pub(crate) offset: Option<u32>,
 }
 
 impl Shaping {
@@ -40,6 +44,12 @@ impl Shaping {
         }
         if later.inner.is_some() {
             self.inner = later.inner;
+        }
+        if later.limit.is_some() {
+            self.limit = later.limit;
+        }
+        if later.offset.is_some() {
+            self.offset = later.offset;
         }
     }
 }

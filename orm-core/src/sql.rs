@@ -16,8 +16,7 @@ use crate::ident::{column, join, on, table_as};
 use crate::join::{walk_user_join, UserJoin};
 use crate::key::KeyValue;
 use crate::model::{Link, SqlTable};
-use crate::plan::{JoinedChild, PlanNode};
-use crate::shaping::RelFilter;
+use crate::plan::{JoinedChild, Partition, PlanNode, Window};
 
 /// A boxed piece of SQL: a user filter or order expression, or a key list.
 pub(crate) type Fragment<DB> = Box<dyn QueryFragment<DB> + Send>;
@@ -44,10 +43,13 @@ const PAGE_FIRST: &str = "__orm_first";
 /// The alias of the association table in a linked (many-to-many selectin) statement.
 pub(crate) const LINK_ALIAS: &str = "t0";
 
-/// In a filtered many-to-many join's derived table: the association table, and its column
+/// In a shaped many-to-many join's derived table: the association table, and its column
 /// holding the parent's key.
 const VIA: &str = "__orm_via";
 const VIA_KEY: &str = "__orm_link";
+/// A relation window's row numbers, and the derived table numbering them in a join.
+const ROW_NUMBER: &str = "__orm_rn";
+const WINDOW: &str = "__orm_w";
 
 /// One `SELECT` over a plan.
 pub(crate) struct SelectGraph<'p, DB> {
@@ -118,9 +120,9 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         let target = &child.node;
         let alias = target.name.as_str();
         let target_key = target.columns[target.key_column];
-        if let Some(filter) = &target.shape.filter {
+        if target.shape.filter.is_some() || target.shape.window.is_some() {
             out.push_sql(kind);
-            Self::walk_filtered_source(out, child.link, target, filter)?;
+            Self::walk_shaped_source(out, child.link, target)?;
             let (left, right) = link_columns(child, None, (parent, parent_key));
             return on(out, left, right);
         }
@@ -160,9 +162,10 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
             out.push_sql(if std::mem::take(first) { " WHERE " } else { " AND " });
             out.push_sql("EXISTS (SELECT 1 FROM ");
             let mut through = None;
-            match (&target.shape.filter, child.link) {
-                (Some(filter), link) => Self::walk_filtered_source(out, link, target, filter)?,
-                (None, Link::Through { table, target_column, .. }) => {
+            let shaped = target.shape.filter.is_some() || target.shape.window.is_some();
+            match (shaped, child.link) {
+                (true, link) => Self::walk_shaped_source(out, link, target)?,
+                (false, Link::Through { table, target_column, .. }) => {
                     let table = table();
                     let name = child.through_name.as_deref().unwrap_or(table.name);
                     table_as(out, table, name)?;
@@ -170,7 +173,7 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
                     join(out, INNER, (target.table, alias), target_key, (name, target_column))?;
                     through = Some(name);
                 }
-                (None, _) => table_as(out, target.table, alias)?,
+                (false, _) => table_as(out, target.table, alias)?,
             }
             Self::walk_joins(target, out, true, true)?;
             out.push_sql(" WHERE ");
@@ -183,40 +186,106 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         Ok(())
     }
 
-    /// The rows of a relation whose rows are filtered: a derived table in which the target keeps
-    /// its table's name, so the filter (a diesel expression of that table) resolves, under the
-    /// node's alias outside (`(SELECT * FROM comments WHERE ..) AS t1`). A many-to-many joins
-    /// its association table inside, so a link whose target the filter drops brings no row
-    /// (`(SELECT via.person_id AS __orm_link, project.* FROM person_project AS via INNER JOIN
-    /// project ON .. WHERE ..) AS t1`).
-    fn walk_filtered_source<'b>(
+    /// The rows of a relation whose rows are shaped (filtered or windowed): a derived table in
+    /// which the target keeps its table's name, so the filter (a diesel expression of that table)
+    /// resolves, under the node's alias outside (`(SELECT comments.* FROM comments WHERE ..) AS
+    /// t1`). A many-to-many joins its association table inside, so a link whose target the
+    /// filter drops brings no row (`(SELECT via.person_id AS __orm_link, project.* FROM
+    /// person_project AS via INNER JOIN project ON .. WHERE ..) AS t1`). A window numbers each
+    /// parent's rows in the relation's order and keeps those in the window (`(SELECT * FROM
+    /// (SELECT .., ROW_NUMBER() OVER (PARTITION BY comments.post_id ORDER BY ..) AS __orm_rn
+    /// ..) AS __orm_w WHERE __orm_w.__orm_rn <= ?) AS t1`).
+    fn walk_shaped_source<'b>(
         out: &mut AstPass<'_, 'b, DB>,
         link: Link,
         target: &'b PlanNode,
-        filter: &'b RelFilter,
     ) -> QueryResult<()> {
         let table = target.table;
         let target_key = target.columns[target.key_column];
+        let window = target.shape.window.as_ref();
         out.push_sql("(SELECT ");
-        if let Link::Through { table: through, parent_column, target_column } = link {
+        if window.is_some() {
+            out.push_sql("* FROM (SELECT ");
+        }
+        if let Link::Through { parent_column, .. } = link {
             column(out, (VIA, parent_column))?;
             out.push_sql(" AS ");
             out.push_identifier(VIA_KEY)?;
             out.push_sql(", ");
-            out.push_identifier(table.name)?;
-            out.push_sql(".* FROM ");
+        }
+        out.push_identifier(table.name)?;
+        out.push_sql(".*");
+        if let Some(window) = window {
+            Self::walk_row_number(out, target, window, VIA)?;
+        }
+        out.push_sql(" FROM ");
+        if let Link::Through { table: through, target_column, .. } = link {
             table_as(out, through(), VIA)?;
             out.push_sql(" INNER JOIN ");
             table_as(out, table, table.name)?;
             on(out, (table.name, target_key), (VIA, target_column))?;
         } else {
-            out.push_sql("* FROM ");
             table_as(out, table, table.name)?;
         }
-        out.push_sql(" WHERE (");
-        DB::fragment(&*filter.0).walk_ast(out.reborrow())?;
-        out.push_sql(")) AS ");
+        if let Some(filter) = &target.shape.filter {
+            out.push_sql(" WHERE (");
+            DB::fragment(&*filter.0).walk_ast(out.reborrow())?;
+            out.push_sql(")");
+        }
+        if let Some(window) = window {
+            out.push_sql(") AS ");
+            out.push_identifier(WINDOW)?;
+            Self::walk_window_rows(out, WINDOW, window, &mut true)?;
+        }
+        out.push_sql(") AS ");
         out.push_identifier(&target.name)
+    }
+
+    /// `, ROW_NUMBER() OVER (PARTITION BY .. ORDER BY ..) AS __orm_rn` over the rows of `node`
+    /// (named by its table), its order's terms then its key; `through`: the name of the
+    /// association table a many-to-many partitions by.
+    fn walk_row_number<'b>(
+        out: &mut AstPass<'_, 'b, DB>,
+        node: &'b PlanNode,
+        window: &'b Window,
+        through: &'b str,
+    ) -> QueryResult<()> {
+        let table = node.table.name;
+        let key = node.columns[node.key_column];
+        out.push_sql(", ROW_NUMBER() OVER (PARTITION BY ");
+        match window.partition {
+            Partition::Target(partition) => column(out, (table, partition))?,
+            Partition::Key => column(out, (table, key))?,
+            Partition::Through(partition) => column(out, (through, partition))?,
+        }
+        out.push_sql(" ORDER BY ");
+        for term in &node.shape.order {
+            column(out, (table, term.column))?;
+            out.push_sql(if term.descending { " DESC, " } else { ", " });
+        }
+        column(out, (table, key))?;
+        out.push_sql(") AS ");
+        out.push_identifier(ROW_NUMBER)
+    }
+
+    /// ` WHERE name.__orm_rn > ? AND name.__orm_rn <= ?`: the rows of the window.
+    fn walk_window_rows<'b>(
+        out: &mut AstPass<'_, 'b, DB>,
+        name: &'b str,
+        window: &'b Window,
+        first: &mut bool,
+    ) -> QueryResult<()> {
+        out.push_sql(if std::mem::take(first) { " WHERE " } else { " AND " });
+        column(out, (name, ROW_NUMBER))?;
+        out.push_sql(" > ");
+        DB::push_key(&window.after, out)?;
+        if let Some(upto) = &window.upto {
+            out.push_sql(" AND ");
+            column(out, (name, ROW_NUMBER))?;
+            out.push_sql(" <= ");
+            DB::push_key(upto, out)?;
+        }
+        Ok(())
     }
 
     /// The order of each relation's rows that has one, after the query's own: the terms on the
@@ -344,6 +413,9 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
 impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         let root = self.plan;
+        if let Some(window) = &root.shape.window {
+            return self.walk_windowed(window, out);
+        }
         out.push_sql("SELECT ");
         let mut first = true;
         if let Some(link) = &self.link {
@@ -394,6 +466,51 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
             self.walk_limit(&mut out)?;
         }
         Ok(())
+    }
+}
+
+impl<DB: OrmBackend> SelectGraph<'_, DB> {
+    /// A `selectin` statement whose relation keeps a window of rows per parent: the rows it
+    /// selects (the key list, the relation's filter, the association table of a many-to-many)
+    /// numbered per parent in a derived table that keeps the table's name, so the joins below
+    /// and the order read it as the table; then the rows in the window.
+    fn walk_windowed<'b>(
+        &'b self,
+        window: &'b Window,
+        mut out: AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        let root = self.plan;
+        let name = root.table.name;
+        out.push_sql("SELECT ");
+        let mut first = true;
+        if self.link.is_some() {
+            column(&mut out, (name, VIA_KEY))?;
+            first = false;
+        }
+        Self::walk_columns(root, &mut out, &mut first)?;
+        out.push_sql(" FROM (SELECT ");
+        if let Some(link) = &self.link {
+            column(&mut out, (LINK_ALIAS, link.parent_column))?;
+            out.push_sql(" AS ");
+            out.push_identifier(VIA_KEY)?;
+            out.push_sql(", ");
+        }
+        out.push_identifier(name)?;
+        out.push_sql(".*");
+        Self::walk_row_number(&mut out, root, window, LINK_ALIAS)?;
+        out.push_sql(" FROM ");
+        table_as(&mut out, root.table, name)?;
+        if let Some(link) = &self.link {
+            out.push_sql(" INNER JOIN ");
+            table_as(&mut out, link.table, LINK_ALIAS)?;
+            on(&mut out, (LINK_ALIAS, link.target_column), (name, root.columns[root.key_column]))?;
+        }
+        self.walk_where(&mut out, false)?;
+        out.push_sql(") AS ");
+        out.push_identifier(name)?;
+        Self::walk_joins(root, &mut out, true, false)?;
+        Self::walk_window_rows(&mut out, name, window, &mut true)?;
+        Self::walk_row_orders(root, &mut out, &mut true)
     }
 }
 

@@ -650,4 +650,181 @@ orm_tests::backend_tests! {
         want.truncate(2);
         assert_eq!(post_ids(&posts), want, "{:#?}", session.queries());
     }
+
+    /// `want`'s lists cut to the rows after `after`, at most `n` of them.
+    fn window<T: Clone>(want: BTreeMap<i32, Vec<T>>, after: usize, n: usize) -> BTreeMap<i32, Vec<T>> {
+        want.into_iter().map(|(k, v)| (k, v.into_iter().skip(after).take(n).collect())).collect()
+    }
+
+    #[test]
+    fn a_limit_keeps_the_first_rows_of_each_parent_in_one_statement() {
+        let mut conn = blog();
+        let latest = window(expected(&mut conn, newest, |_| true), 0, 3);
+        for joined_load in [true, false] {
+            let mut session = Session::new(&mut conn);
+            let posts = if joined_load {
+                Post::query().options(joined(Post::comments).limit(3)).load(&mut session)
+            } else {
+                Post::query().options(selectin(Post::comments).limit(3)).load(&mut session)
+            }
+            .unwrap();
+            assert_eq!(session.statements(), if joined_load { 1 } else { 2 });
+            assert_eq!(ids(&posts, |p| comment_ids(&p.comments)), latest, "joined: {joined_load}");
+            let sql = session.queries().join("\n");
+            assert!(sql.contains("ROW_NUMBER() OVER (PARTITION BY"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn offset_order_and_filter_shape_one_window() {
+        let mut conn = blog();
+        let best = |r: &(i32, i32, i32, i32, bool)| std::cmp::Reverse(r.3);
+        let want = window(expected(&mut conn, best, |r| r.4), 1, 2);
+        let skipped = window(expected(&mut conn, newest, |_| true), 2, usize::MAX);
+        for joined_load in [true, false] {
+            let mut session = Session::new(&mut conn);
+            let shaped = selectin(Post::all_comments)
+                .order_by(comment::score.desc())
+                .filter(comment::approved.eq(true))
+                .offset(1)
+                .limit(2);
+            let posts = if joined_load {
+                let shaped = joined(Post::all_comments)
+                    .order_by(comment::score.desc())
+                    .filter(comment::approved.eq(true))
+                    .offset(1)
+                    .limit(2);
+                Post::query().options((shaped, joined(Post::comments).offset(2))).load(&mut session)
+            } else {
+                Post::query().options((shaped, selectin(Post::comments).offset(2))).load(&mut session)
+            }
+            .unwrap();
+            assert_eq!(ids(&posts, |p| comment_ids(&p.all_comments)), want, "joined: {joined_load}");
+            assert_eq!(ids(&posts, |p| comment_ids(&p.comments)), skipped, "joined: {joined_load}");
+        }
+    }
+
+    #[test]
+    fn a_many_to_many_window_counts_each_parents_links() {
+        let mut conn = blog();
+        let want = window(expected_tags(&mut conn, |_| true), 0, 2);
+        let second = window(expected_tags(&mut conn, |n| n != "alpha"), 1, 1);
+        for joined_load in [true, false] {
+            let mut session = Session::new(&mut conn);
+            let posts = if joined_load {
+                Post::query().options(joined(Post::tags).limit(2)).load(&mut session)
+            } else {
+                Post::query().options(selectin(Post::tags).limit(2)).load(&mut session)
+            }
+            .unwrap();
+            let got: BTreeMap<i32, Vec<String>> = posts.iter().map(|p| (p.id, tag_names(p))).collect();
+            assert_eq!(got, want, "joined: {joined_load}");
+            drop(session);
+            let mut session = Session::new(&mut conn);
+            let posts = if joined_load {
+                Post::query()
+                    .options(joined(Post::tags).filter(tag::name.ne("alpha")).offset(1).limit(1))
+                    .load(&mut session)
+            } else {
+                Post::query()
+                    .options(selectin(Post::tags).filter(tag::name.ne("alpha")).offset(1).limit(1))
+                    .load(&mut session)
+            }
+            .unwrap();
+            let got: BTreeMap<i32, Vec<String>> = posts.iter().map(|p| (p.id, tag_names(p))).collect();
+            assert_eq!(got, second, "joined: {joined_load}");
+        }
+    }
+
+    #[test]
+    fn a_has_one_window_takes_the_row_after_the_offset() {
+        let mut conn = blog();
+        let best = expected(&mut conn, |r| (std::cmp::Reverse(r.3), r.2), |_| true);
+        let want: BTreeMap<i32, Option<i32>> =
+            best.into_iter().map(|(post, ids)| (post, ids.get(1).copied())).collect();
+        for joined_load in [true, false] {
+            let mut session = Session::new(&mut conn);
+            let posts = if joined_load {
+                Post::query().options(joined(Post::top_comment).offset(1)).load(&mut session)
+            } else {
+                Post::query().options(selectin(Post::top_comment).offset(1)).load(&mut session)
+            }
+            .unwrap();
+            let got: BTreeMap<i32, Option<i32>> = posts
+                .iter()
+                .map(|p| (p.id, p.top_comment.get().expect("loaded").map(|c| c.id)))
+                .collect();
+            assert_eq!(got, want, "joined: {joined_load}");
+        }
+    }
+
+    #[test]
+    fn windows_nest_and_page_with_inner_joins() {
+        let mut conn = blog();
+        let newest_one = window(expected(&mut conn, newest, |_| true), 0, 1);
+        let commented = posts_with(&mut conn, |_| true);
+        let mut session = Session::new(&mut conn);
+        // The two newest posts of each tag, each with its newest comment.
+        let tags = Tag::query()
+            .options(selectin(Tag::posts).limit(2).then(joined(Post::comments).limit(1)))
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(session.statements(), 2);
+        for t in &tags {
+            let posts = t.posts.get().expect("loaded");
+            assert!(posts.len() <= 2);
+            for p in posts {
+                assert_eq!(comment_ids(&p.comments), newest_one[&p.id], "post {}", p.id);
+            }
+        }
+        drop(session);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .order_by(post::id)
+            .limit(3)
+            .options(joined(Post::comments).limit(1).inner())
+            .load(&mut session)
+            .unwrap();
+        assert_eq!(post_ids(&posts), commented[..3]);
+        for p in &posts {
+            assert_eq!(comment_ids(&p.comments), newest_one[&p.id]);
+        }
+    }
+
+    #[test]
+    fn a_self_reference_windows_under_its_own_name() {
+        use orm_tests::{person, Person};
+        let (mut conn, _) = seeded(80);
+        let rows: Vec<(i32, Option<i32>, String)> =
+            person::table.select((person::id, person::manager_id, person::lastname)).load(&mut conn).unwrap();
+        let mut sorted = rows.clone();
+        sorted.sort_by(|a, b| a.2.cmp(&b.2).then(a.0.cmp(&b.0)));
+        let mut want: BTreeMap<i32, Vec<i32>> = rows.iter().map(|r| (r.0, Vec::new())).collect();
+        for (id, manager, _) in &sorted {
+            if let Some(m) = manager {
+                let reports = want.get_mut(m).unwrap();
+                if reports.len() < 2 {
+                    reports.push(*id);
+                }
+            }
+        }
+        for joined_load in [true, false] {
+            let mut session = Session::new(&mut conn);
+            let people = if joined_load {
+                Person::query()
+                    .options(joined(Person::reports).order_by(person::lastname).limit(2))
+                    .load(&mut session)
+            } else {
+                Person::query()
+                    .options(selectin(Person::reports).order_by(person::lastname).limit(2))
+                    .load(&mut session)
+            }
+            .unwrap();
+            let got: BTreeMap<i32, Vec<i32>> = people
+                .iter()
+                .map(|p| (p.id, p.reports.get().expect("loaded").iter().map(|r| r.id).collect()))
+                .collect();
+            assert_eq!(got, want, "joined: {joined_load}");
+        }
+    }
 }

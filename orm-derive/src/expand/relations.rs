@@ -243,6 +243,12 @@ pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
         };
         let through_check = through_check(model, relation);
         let order_by_check = order_by_check(relation);
+        let declared_order = relation.order_by.as_ref().map(|_| {
+            quote! {
+                #[automatically_derived]
+                impl #p::DeclaredOrder for #module::#field {}
+            }
+        });
         // A field whose `Rel<..>` holds another type than the target is one error, at its type.
         let at_field_ty = Span::call_site().located_at(syn::spanned::Spanned::span(field_ty));
         let slot = quote_spanned!(at_field_ty=> &__parent.#field);
@@ -271,6 +277,7 @@ pub(crate) fn expand_relations(model: &Model<'_>) -> TokenStream {
             }
             #through_check
             #order_by_check
+            #declared_order
         }
     });
     let handles = model.relations.iter().map(|relation| {
