@@ -112,8 +112,12 @@ struct EagerLoad {
     read: Sample,
 }
 
-/// A relation: its parent model and index.
+/// A relation: its parent model and index (plus [`COUNTED`] for its counts).
 type RelationId = (TypeId, usize);
+
+/// Added to a relation's index in the ids of its lazy counts, which are counted apart from its
+/// lazy loads.
+const COUNTED: usize = 1 << 24;
 
 /// The session's N+1 bookkeeping, bounded however long the session: reports are kept per
 /// relation and call site (or strategy), and lazy-load counts for the latest loads only.
@@ -155,13 +159,46 @@ impl Detector {
         self.lazy.get(&(origin, (TypeId::of::<R::Parent>(), R::INDEX))).copied().unwrap_or(0)
     }
 
+    /// Lazy counts of `R` (`Loaded::count`) so far for objects from load `origin`.
+    pub(crate) fn lazy_count_of<R: Relation>(&self, origin: Origin) -> usize {
+        let relation = (TypeId::of::<R::Parent>(), COUNTED + R::INDEX);
+        self.lazy.get(&(origin, relation)).copied().unwrap_or(0)
+    }
+
     /// Records a lazy load of `R` that ran SQL, for an object from load `origin`.
     pub(crate) fn record_lazy<R: Relation>(
         &mut self,
         origin: Origin,
         location: &'static Location<'static>,
     ) {
-        let relation = (TypeId::of::<R::Parent>(), R::INDEX);
+        let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
+        let id = (TypeId::of::<R::Parent>(), R::INDEX);
+        let fix = || format!("selectin({model}::{relation})");
+        self.record_lazy_statement(origin, (id, model, relation), location, fix);
+    }
+
+    /// Records a lazy count of `R` that ran SQL, for an object from load `origin`: counted as
+    /// lazy loads are, apart from them.
+    pub(crate) fn record_lazy_count<R: Relation>(
+        &mut self,
+        origin: Origin,
+        location: &'static Location<'static>,
+    ) {
+        let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
+        let id = (TypeId::of::<R::Parent>(), COUNTED + R::INDEX);
+        let fix = || format!("count({model}::{relation})");
+        self.record_lazy_statement(origin, (id, model, relation), location, fix);
+    }
+
+    /// Records a statement a lazy read of `relation` (its id, model and name) ran, and reports
+    /// the N+1 pattern from the second of one load; `fix` is the option that avoids it.
+    fn record_lazy_statement(
+        &mut self,
+        origin: Origin,
+        (relation, model, name): (RelationId, &'static str, &'static str),
+        location: &'static Location<'static>,
+        fix: impl FnOnce() -> String,
+    ) {
         let count = self.lazy.entry((origin, relation)).or_default();
         *count += 1;
         let count = *count;
@@ -181,14 +218,8 @@ impl Detector {
                 }
             }
             None => {
-                let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
-                let report = Report::NPlusOne {
-                    model,
-                    relation,
-                    count: added,
-                    location,
-                    fix: format!("selectin({model}::{relation})"),
-                };
+                let report =
+                    Report::NPlusOne { model, relation: name, count: added, location, fix: fix() };
                 tracing::warn!(target: "orm_core::n_plus_one", "{report}");
                 self.n_plus_one_sites.insert(site, self.n_plus_one.len());
                 self.n_plus_one.push(report);

@@ -24,6 +24,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use rustc_hash::FxHashMap;
+
 use crate::identity::IdentityMap;
 use crate::rel::Slot;
 
@@ -36,6 +38,10 @@ pub(crate) struct Graph {
     /// count (the N+1 detector's samples) is only followed if the graph is still the one it was
     /// taken from.
     generation: AtomicU64,
+    /// Counted relations (`count(..)`): the number of related rows, by object address and
+    /// relation index. As large as the graph's objects times their counted relations, and
+    /// emptied with the graph.
+    counts: Mutex<FxHashMap<(usize, usize), u64>>,
 }
 
 impl Graph {
@@ -47,6 +53,11 @@ impl Graph {
     /// the decoder puts it back whole), so a poisoned lock is taken as it is.
     pub(crate) fn identity(&self) -> MutexGuard<'_, IdentityMap> {
         self.identity.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The counts of the relations `count(..)` loaded, locked.
+    pub(crate) fn counts(&self) -> MutexGuard<'_, FxHashMap<(usize, usize), u64>> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -76,6 +87,7 @@ impl Graph {
         std::sync::atomic::fence(Ordering::Acquire);
         this.generation.fetch_add(1, Ordering::AcqRel);
         this.identity().clear();
+        this.counts().clear();
         true
     }
 

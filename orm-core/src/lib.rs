@@ -100,12 +100,12 @@ pub use crate::model::{
     Strategy,
 };
 pub use crate::options::{
-    contains_eager, joined, kind, lazy, raise, raise_all, selectin, Apply, IntoOptions, Joined,
-    Loads, OptionTree, Options, QueryOptions, RaiseAll, RelOption, RelationOf, Selectin, Shapes,
-    SlotFor,
+    contains_eager, count, joined, kind, lazy, raise, raise_all, selectin, Apply, CountOption,
+    DeclaredOrder, IntoOptions, Joined, JoinedKind, Loads, OptionTree, Options, QueryOptions,
+    RaiseAll, RelOption, RelationOf, Selectin, Shapes, SlotFor, Windowed,
 };
 pub use crate::query::Query;
-pub use crate::rel::{Rel, Shape};
+pub use crate::rel::{Rel, Shape, ToMany};
 pub use crate::session::{Session, SessionConnection};
 pub use crate::shaping::{order_kind, RelationFilter, RelationOrder};
 pub use crate::state::{Has, Loaded, LoadedIn, No, State, Untyped, Yes};
@@ -117,8 +117,8 @@ pub use orm_derive::Model;
 /// `use orm_core::prelude::*;` brings the derive, the runtime types and the load options.
 pub mod prelude {
     pub use crate::{
-        contains_eager, joined, lazy, raise, raise_all, selectin, Error, Has, IntoOptions, Joined,
-        Loaded, Loads, Model, Options, Query, QueryOptions, Rel, Relation, RelationExt, Selectin,
-        Session,
+        contains_eager, count, joined, lazy, raise, raise_all, selectin, Error, Has, IntoOptions,
+        Joined, Loaded, Loads, Model, Options, Query, QueryOptions, Rel, Relation, RelationExt,
+        Selectin, Session,
     };
 }

@@ -16,6 +16,15 @@ use crate::state::{Loaded, No, State, Yes};
 pub struct OptionTree {
     pub(crate) entries: Vec<OptionEntry>,
     pub(crate) wildcard: Option<Strategy>,
+    /// The relations whose rows are counted per object (`count(..)`), with their filters.
+    pub(crate) counts: Vec<CountEntry>,
+}
+
+/// A `count(..)` option: relation `relation`'s rows are counted per object of the level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CountEntry {
+    pub(crate) relation: usize,
+    pub(crate) filter: Option<RelFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +63,18 @@ impl OptionTree {
         }
     }
 
+    /// Counts relation `count.relation`; a second count of it replaces the first.
+    fn add_count(&mut self, count: CountEntry) {
+        self.counts.retain(|c| c.relation != count.relation);
+        self.counts.push(count);
+    }
+
     fn merge(&mut self, other: OptionTree) {
         for entry in other.entries {
             self.add(entry);
+        }
+        for count in other.counts {
+            self.add_count(count);
         }
         if other.wildcard.is_some() {
             self.wildcard = other.wildcard;
@@ -315,6 +333,48 @@ pub fn lazy<R: Relation>(rel: R) -> RelOption<R, kind::Lazy> {
 pub fn raise<R: Relation>(rel: R) -> RelOption<R, kind::Raise> {
     let _ = rel;
     RelOption::new(Strategy::Raise)
+}
+
+/// Counts the rows of collection `rel` for every object of the level, in one `GROUP BY`
+/// statement per relation (per chunk of keys), without loading them: read with
+/// [`Loaded::counted`](crate::Loaded::counted) (no SQL) or
+/// [`Loaded::count`](crate::Loaded::count). `count(Post::comments).filter(..)` counts the
+/// matching rows. The relation itself is loaded (or not) as its strategy or options say.
+pub fn count<R: Relation>(rel: R) -> CountOption<R>
+where
+    R::Shape: crate::rel::ToMany,
+{
+    let _ = rel;
+    CountOption { filter: None, _relation: PhantomData }
+}
+
+/// A `count(rel)` option (see [`count`]).
+#[must_use = "pass the option to `.options(..)`"]
+#[derive(Debug, Clone)]
+pub struct CountOption<R> {
+    filter: Option<RelFilter>,
+    _relation: PhantomData<fn() -> R>,
+}
+
+impl<R: Relation> CountOption<R> {
+    /// Counts only the related rows that match `condition`, a diesel boolean expression of the
+    /// target table's columns: `count(Post::comments).filter(comments::approved.eq(true))`.
+    pub fn filter<E: RelationFilter<TargetTable<R>>>(mut self, condition: E) -> Self {
+        self.filter = Some(RelFilter::new(condition));
+        self
+    }
+}
+
+impl<M: Model, R: Relation + RelationOf<M>> IntoOptions<M> for CountOption<R> {
+    fn add_to(self, tree: &mut OptionTree) {
+        tree.add_count(CountEntry { relation: R::INDEX, filter: self.filter });
+    }
+}
+
+/// A count loads no relation: the state is unchanged.
+#[diagnostic::do_not_recommend]
+impl<S: State, R: Relation + RelationOf<S::Model>> Apply<S> for CountOption<R> {
+    type Out = S;
 }
 
 /// Every relation of this level that no other option names uses `raise`.

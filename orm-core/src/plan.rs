@@ -12,7 +12,7 @@ use crate::model::{
     Link, Model, OrderTerm, Relation, RelationInfo, RelationKind, RelationVisitor, SqlTable,
     Strategy,
 };
-use crate::options::OptionTree;
+use crate::options::{CountEntry, OptionTree};
 use crate::shaping::{RelFilter, Shaping};
 
 /// A relation's identity along a load path: the parent model and the relation's index.
@@ -77,6 +77,8 @@ pub(crate) struct PlanNode {
     /// The order and filter of the relation whose rows this node holds (none for a query's
     /// root, whose order and filters are the query's own).
     pub(crate) shape: RowShape,
+    /// Relations whose rows are counted for this node's objects, by later statements.
+    pub(crate) counts: Vec<CountEntry>,
 }
 
 /// The order and filter of a relation's rows in a load, its options over its declaration.
@@ -197,9 +199,11 @@ impl PlanNode {
         }
     }
 
-    /// Whether any node of the statement defers a `selectin` load.
+    /// Whether any node of the statement defers a statement: a `selectin` load or a count.
     pub(crate) fn has_deferred(&self) -> bool {
-        !self.deferred.is_empty() || self.joined.iter().any(|j| j.node.has_deferred())
+        !self.deferred.is_empty()
+            || !self.counts.is_empty()
+            || self.joined.iter().any(|j| j.node.has_deferred())
     }
 }
 
@@ -265,6 +269,7 @@ impl<'j> PlanBuilder<'j> {
             model: TypeId::of::<M>(),
             lazy_options: Vec::new(),
             shape: RowShape::default(),
+            counts: options.map(|o| o.counts.clone()).unwrap_or_default(),
         };
         self.next_id += 1;
         self.next_column += M::COLUMNS.len();

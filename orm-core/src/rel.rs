@@ -548,6 +548,16 @@ macro_rules! __impl_required_shape {
     };
 }
 
+/// The shape of a collection (`Vec<T>`): what [`count`](crate::count) counts.
+#[diagnostic::on_unimplemented(
+    message = "`count(..)` counts the rows of a collection, not of `{Self}`",
+    label = "a relation of one row",
+    note = "count a `has_many` or `many_to_many` relation (`Rel<Vec<T>>`)"
+)]
+pub trait ToMany: Shape {}
+
+impl<M: 'static> ToMany for Vec<M> {}
+
 impl<M: 'static> Shape for Vec<M> {
     type Target = M;
     type Typed<'a, I: 'a> = &'a [Loaded<M, I>];

@@ -309,6 +309,33 @@ impl<M: Model, S> Loaded<M, S> {
         crate::loader::lazy::load::<R, S, C>(self, &mut session.cx, std::panic::Location::caller())
     }
 
+    /// The number of `rel`'s rows (a collection): the count a [`count`](crate::count) option
+    /// loaded, with no SQL, or one `COUNT` statement now through `session`, kept for later
+    /// reads. The N+1 detector and the strict modes see a lazy count as they see a lazy load:
+    /// counting in a loop is the N+1 pattern, whose fix is `count(..)` on the query.
+    #[track_caller]
+    pub fn count<R, C>(&self, rel: R, session: &mut Session<'_, C>) -> crate::Result<u64>
+    where
+        R: Relation<Parent = M>,
+        R::Shape: crate::rel::ToMany,
+        C: SessionConnection,
+    {
+        let _ = rel;
+        let location = std::panic::Location::caller();
+        crate::loader::count::lazy::<R, S, C>(self, &mut session.cx, location)
+    }
+
+    /// The number of `rel`'s rows a [`count`](crate::count) option loaded (or an earlier
+    /// [`Loaded::count`]), without SQL; `None` if none did.
+    pub fn counted<R>(&self, rel: R) -> Option<u64>
+    where
+        R: Relation<Parent = M>,
+        R::Shape: crate::rel::ToMany,
+    {
+        let _ = rel;
+        crate::loader::count::counted::<R, S>(self)
+    }
+
     /// Loads relation `rel` if it is not loaded yet (as [`Loaded::load`]) and returns this
     /// object with `rel` recorded in its type.
     #[track_caller]

@@ -163,6 +163,11 @@ impl<M, S> Loaded<M, S> {
         Loaded::new(self.link)
     }
 
+    /// The object's address, which identifies it within its graph.
+    pub(crate) fn address(&self) -> usize {
+        self.link.address()
+    }
+
     /// The same object, with its typed state forgotten.
     pub fn untyped(&self) -> Loaded<M> {
         self.retyped()

@@ -65,6 +65,7 @@ pub(crate) enum Cause {
     Query(&'static str),
     Selectin(&'static str, &'static str),
     Lazy(&'static str, &'static str),
+    Count(&'static str, &'static str),
 }
 
 impl fmt::Display for Cause {
@@ -73,6 +74,7 @@ impl fmt::Display for Cause {
             Cause::Query(model) => write!(f, "{model} query"),
             Cause::Selectin(model, relation) => write!(f, "{model}.{relation} selectin"),
             Cause::Lazy(model, relation) => write!(f, "{model}.{relation} lazy load"),
+            Cause::Count(model, relation) => write!(f, "{model}.{relation} count"),
         }
     }
 }

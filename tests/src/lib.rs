@@ -8,6 +8,8 @@
 pub use orm_examples::schema::{address, person, person_project, project};
 pub use orm_examples::{populate, Address, Counts, Person, Project};
 
+pub mod blog;
+
 /// Wraps test items so they run on every enabled backend.
 #[macro_export]
 macro_rules! backend_tests {

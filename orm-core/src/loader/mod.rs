@@ -1,6 +1,7 @@
 //! Running a plan: the statement with its joins, then the `selectin` statements level by level.
 
 pub(crate) mod context;
+pub(crate) mod count;
 pub(crate) mod decode;
 pub(crate) mod lazy;
 pub(crate) mod selectin;
@@ -249,6 +250,7 @@ pub(crate) fn load_deferred<T: Model, C: SessionConnection>(
         let visitor = selectin::Selectin { cx: &mut *cx, parents: objects, deferred, walk };
         T::visit_relation(deferred.relation, visitor).unwrap_or(Ok(()))?;
     }
+    count::load_counts::<T, C>(cx, node, objects, &walk.graph)?;
     for child in &node.joined {
         if child.node.has_deferred() {
             let visitor = Descend { cx: &mut *cx, parents: objects, node: &child.node, walk };
