@@ -275,12 +275,15 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         window: &'b Window,
         first: &mut bool,
     ) -> QueryResult<()> {
-        out.push_sql(if std::mem::take(first) { " WHERE " } else { " AND " });
-        column(out, (name, ROW_NUMBER))?;
-        out.push_sql(" > ");
-        DB::push_key(&window.after, out)?;
+        // Row numbers start at 1: no offset needs no lower bound.
+        if window.after > 0 {
+            out.push_sql(if std::mem::take(first) { " WHERE " } else { " AND " });
+            column(out, (name, ROW_NUMBER))?;
+            out.push_sql(" > ");
+            DB::push_key(&window.after, out)?;
+        }
         if let Some(upto) = &window.upto {
-            out.push_sql(" AND ");
+            out.push_sql(if std::mem::take(first) { " WHERE " } else { " AND " });
             column(out, (name, ROW_NUMBER))?;
             out.push_sql(" <= ");
             DB::push_key(upto, out)?;

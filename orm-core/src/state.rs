@@ -163,6 +163,16 @@ impl<M, S> Loaded<M, S> {
         Loaded::new(self.link)
     }
 
+    /// The graph this handle counts, borrowed for as long as the handle.
+    pub(crate) fn graph_ref(&self) -> &Graph {
+        // SAFETY: this handle counts the graph (a borrowed view is borrowed from something that
+        // does), so the graph lives at least as long as the borrow of `self`.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.link.graph().as_ref()
+        }
+    }
+
     /// The object's address, which identifies it within its graph.
     pub(crate) fn address(&self) -> usize {
         self.link.address()

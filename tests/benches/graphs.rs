@@ -106,6 +106,7 @@ mod rows {
 use rows::{AddressRow, Membership, PersonRow, ProjectRow};
 
 mod ownership;
+mod shaping;
 mod text_keys;
 
 type Conn = SqliteConnection;
@@ -980,5 +981,12 @@ fn deep_chain(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, graphs, deep_chain, text_keys::bench, ownership::prototypes);
+criterion_group!(
+    benches,
+    graphs,
+    deep_chain,
+    text_keys::bench,
+    shaping::bench,
+    ownership::prototypes
+);
 criterion_main!(benches);

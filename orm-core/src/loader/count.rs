@@ -154,7 +154,7 @@ pub(crate) fn lazy<R: Relation, S, C: SessionConnection>(
 
 /// The count of `R` on `handle` a load stored, if any.
 pub(crate) fn counted<R: Relation, S>(handle: &Loaded<R::Parent, S>) -> Option<u64> {
-    handle.graph().counts().get(&(handle.address(), R::INDEX)).copied()
+    handle.graph_ref().counts().get(&(handle.address(), R::INDEX)).copied()
 }
 
 /// `SELECT part, COUNT(*) FROM target WHERE part IN (..) AND (filter) GROUP BY part`, where
