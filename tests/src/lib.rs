@@ -363,9 +363,18 @@ pub mod readme {
     /// What a README block's `main` returns.
     pub type Fallible = Result<(), Box<dyn std::error::Error>>;
 
+    pub use crate::blog::{comment, post, post_rel, post_tag, tag, Comment, Post, Tag};
+
     /// An in-memory SQLite database seeded with 200 people of the example schema (Pierre, person
     /// 1, manages Pauline, person 2; both live in Paris).
     pub fn seeded() -> diesel::SqliteConnection {
         crate::sqlite::seeded(200).0
+    }
+
+    /// An in-memory SQLite database with a blog of 12 posts (`crate::blog`).
+    pub fn blog() -> diesel::SqliteConnection {
+        let mut conn = diesel::SqliteConnection::establish(":memory:").expect("SQLite opens");
+        crate::blog::seed(&mut conn, 12);
+        conn
     }
 }
