@@ -98,7 +98,8 @@ fn count_relation<K: KeyValue, C: SessionConnection>(
     keys.sort_unstable();
     keys.dedup();
     let keys: Vec<K> = keys.into_iter().cloned().collect();
-    let mut found: FxHashMap<K, u64> = FxHashMap::default();
+    let mut found: FxHashMap<K, u64> =
+        FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
     let cause = Cause::Count(relation.parent, relation.info.name);
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
         let query = CountQuery { relation, keys: chunk, filter };
@@ -110,6 +111,7 @@ fn count_relation<K: KeyValue, C: SessionConnection>(
         }
     }
     let mut counts = graph.counts();
+    counts.reserve(parents.len());
     for (object, key) in parents {
         let count = key.and_then(|key| found.get(key)).copied().unwrap_or(0);
         counts.insert((*object, relation.index), count);
