@@ -108,7 +108,9 @@ pub use crate::query::Query;
 pub use crate::rel::{Rel, Shape, ToMany};
 pub use crate::session::{Session, SessionConnection};
 pub use crate::shaping::{order_kind, RelationFilter, RelationOrder};
-pub use crate::state::{Has, Loaded, LoadedIn, No, State, Untyped, Yes};
+pub use crate::state::{
+    Counted, Has, HasCount, Here, Loaded, LoadedIn, No, State, There, Untyped, Yes,
+};
 pub use crate::stats::Statement;
 
 #[doc = include_str!("../docs/attributes.md")]
@@ -117,8 +119,8 @@ pub use orm_derive::Model;
 /// `use orm_core::prelude::*;` brings the derive, the runtime types and the load options.
 pub mod prelude {
     pub use crate::{
-        contains_eager, count, joined, lazy, raise, raise_all, selectin, Error, Has, IntoOptions,
-        Joined, Loaded, Loads, Model, Options, Query, QueryOptions, Rel, Relation, RelationExt,
-        Selectin, Session,
+        contains_eager, count, joined, lazy, raise, raise_all, selectin, Error, Has, HasCount,
+        IntoOptions, Joined, Loaded, Loads, Model, Options, Query, QueryOptions, Rel, Relation,
+        RelationExt, Selectin, Session,
     };
 }

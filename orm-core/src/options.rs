@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use crate::model::{Model, Relation, Strategy};
 use crate::shaping::{RelFilter, RelationFilter, RelationOrder, Shaping};
-use crate::state::{Loaded, No, State, Yes};
+use crate::state::{Counted, Loaded, No, State, Yes};
 
 /// The options of one query level: a strategy per named relation, nested options, a wildcard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -371,10 +371,19 @@ impl<M: Model, R: Relation + RelationOf<M>> IntoOptions<M> for CountOption<R> {
     }
 }
 
-/// A count loads no relation: the state is unchanged.
+/// A count loads no relation: the state records the count ([`Counted`]).
 #[diagnostic::do_not_recommend]
 impl<S: State, R: Relation + RelationOf<S::Model>> Apply<S> for CountOption<R> {
-    type Out = S;
+    type Out = Counted<S, R>;
+}
+
+/// A relation option after a count applies to the state below the count.
+#[diagnostic::do_not_recommend]
+impl<S: State, C, R, K, Sub> Apply<Counted<S, C>> for RelOption<R, K, Sub>
+where
+    RelOption<R, K, Sub>: Apply<S>,
+{
+    type Out = Counted<<RelOption<R, K, Sub> as Apply<S>>::Out, C>;
 }
 
 /// Every relation of this level that no other option names uses `raise`.

@@ -325,6 +325,25 @@ impl<M: Model, S> Loaded<M, S> {
         crate::loader::count::lazy::<R, S, C>(self, &mut session.cx, location)
     }
 
+    /// The number of `rel`'s rows, which the state guarantees counted (a
+    /// [`count`](crate::count) option of the query): no SQL, no `Option`.
+    pub fn get_count<R, I>(&self, rel: R) -> u64
+    where
+        R: Relation<Parent = M>,
+        R::Shape: crate::rel::ToMany,
+        S: crate::state::HasCount<R, I>,
+    {
+        match self.counted(rel) {
+            Some(count) => count,
+            // Only the loader builds a `Loaded` whose state counts `R`, after counting it.
+            None => unreachable!(
+                "{}.{} is counted in the typed state but has no count",
+                M::NAME,
+                R::info().name
+            ),
+        }
+    }
+
     /// The number of `rel`'s rows a [`count`](crate::count) option loaded (or an earlier
     /// [`Loaded::count`]), without SQL; `None` if none did.
     pub fn counted<R>(&self, rel: R) -> Option<u64>

@@ -98,6 +98,44 @@ impl<R, S: Has<R>> LoadedIn<S> for R {
     type Inner = S::Inner;
 }
 
+/// State `S` with relation `R`'s rows counted (a [`count`](crate::count) option): what the
+/// state says of loaded relations is `S`'s, and [`HasCount<R, _>`](HasCount) holds.
+pub struct Counted<S, R>(PhantomData<fn() -> (S, R)>);
+
+#[diagnostic::do_not_recommend]
+impl<S: State, R> State for Counted<S, R> {
+    type Model = S::Model;
+}
+
+#[diagnostic::do_not_recommend]
+impl<S: Has<R>, R, R2> Has<R> for Counted<S, R2> {
+    type Inner = S::Inner;
+}
+
+/// The state `Self` has relation `R`'s rows counted; `I` is where (inferred: [`Here`], or
+/// [`There`] for a count below another). A function that reads a count takes
+/// `&Loaded<Post, impl HasCount<post_rel::comments, I>>` with `I` a type parameter of its own.
+#[diagnostic::on_unimplemented(
+    message = "relation `{R}` is not counted in `{Self}`",
+    label = "this value's type does not count `{R}`",
+    note = "add `count(..)` of `{R}` to the query's `.options(..)`, or read it with `.count(rel, &mut session)`"
+)]
+pub trait HasCount<R, I> {}
+
+/// [`HasCount`]'s position: the outermost count.
+#[derive(Debug)]
+pub enum Here {}
+
+/// [`HasCount`]'s position: below the outermost count.
+#[derive(Debug)]
+pub struct There<I>(PhantomData<fn() -> I>);
+
+#[diagnostic::do_not_recommend]
+impl<S, R> HasCount<R, Here> for Counted<S, R> {}
+
+#[diagnostic::do_not_recommend]
+impl<S: HasCount<R, I>, R, R2, I> HasCount<R, There<I>> for Counted<S, R2> {}
+
 /// The state of a [`Loaded`] handle whose loaded relations are only known at run time: what
 /// [`Rel::get`](crate::Rel::get) and [`Session::get`] return. Reads go through the relation
 /// fields (`p.address.get()`) or lazy loads ([`Loaded::load`]).

@@ -7,7 +7,12 @@ use std::collections::BTreeMap;
 use diesel::prelude::*;
 use orm_core::prelude::*;
 use orm_core::{Error, Report};
-use orm_tests::blog::{comment, post, post_tag, seed, tag, Comment, Post, Tag};
+use orm_tests::blog::{comment, post, post_rel, post_tag, seed, tag, Comment, Post, Tag};
+
+/// A function that reads a count the type guarantees.
+fn comments_of<I>(p: &Loaded<Post, impl HasCount<post_rel::comments, I>>) -> u64 {
+    p.get_count(Post::comments)
+}
 
 orm_tests::backend_tests! {
     const POSTS: i32 = 12;
@@ -180,5 +185,34 @@ orm_tests::backend_tests! {
             posts[1].count(Post::comments, &mut session),
             Err(Error::NPlusOne { relation: "comments", .. })
         ));
+    }
+
+    #[test]
+    fn the_typed_state_records_counts_beside_loaded_relations() {
+        let mut conn = blog(POSTS);
+        let comments = comment_counts(&mut conn, None);
+        let tags = tag_counts(&mut conn);
+        let mut session = Session::new(&mut conn);
+        let posts = Post::query()
+            .order_by(post::id)
+            .options((count(Post::comments), selectin(Post::tags), count(Post::tags)))
+            .load(&mut session)
+            .unwrap();
+        for p in &posts {
+            assert_eq!(comments_of(p), comments[&p.id]);
+            assert_eq!(p.get_count(Post::tags), tags[&p.id]);
+            // Still typed as loading the tags, after a count and before another.
+            assert_eq!(p.get(Post::tags).len() as u64, tags[&p.id]);
+        }
+        // Below a relation.
+        let all = Tag::query()
+            .options(selectin(Tag::posts).then(count(Post::comments)))
+            .load(&mut session)
+            .unwrap();
+        for t in &all {
+            for p in t.get(Tag::posts) {
+                assert_eq!(comments_of(p), comments[&p.id]);
+            }
+        }
     }
 }
