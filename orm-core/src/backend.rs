@@ -65,6 +65,10 @@ pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static
     /// What an `OFFSET` without a `LIMIT` needs before it (SQLite wants a `LIMIT`).
     const NO_LIMIT: &'static str;
 
+    /// Whether the backend joins `LATERAL` subqueries (a joined relation's window then reads
+    /// each parent's first rows by index, instead of numbering the whole target table).
+    const LATERAL: bool = false;
+
     /// Reads the key at column `index`; `Ok(None)` when it is `NULL`.
     fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(
         row: &R,

@@ -101,6 +101,8 @@ pub(crate) struct RowShape {
 pub(crate) struct Window {
     pub(crate) after: i64,
     pub(crate) upto: Option<i64>,
+    /// `upto - after`: the rows kept per parent.
+    pub(crate) limit: Option<i64>,
     /// What tells the parents apart among the target's rows.
     pub(crate) partition: Partition,
 }
@@ -128,7 +130,8 @@ impl Window {
             Link::ParentColumn(_) => Partition::Key,
             Link::Through { parent_column, .. } => Partition::Through(parent_column),
         };
-        Some(Window { after, upto: shaping.limit.map(|n| after + i64::from(n)), partition })
+        let limit = shaping.limit.map(i64::from);
+        Some(Window { after, upto: limit.map(|n| after + n), limit, partition })
     }
 }
 

@@ -12,6 +12,7 @@ use crate::key::{KeyFor, KeyValue};
 use crate::model::{Decode, Model};
 
 impl OrmBackend for Pg {
+    const LATERAL: bool = true;
     // One array parameter holds any number of keys: no chunking.
     const MAX_KEYS_PER_STATEMENT: usize = usize::MAX;
     const QUOTE: char = '"';

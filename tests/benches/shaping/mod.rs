@@ -147,8 +147,8 @@ struct JoinedRow {
 
 /// One statement: the posts left-joined to a numbered derived table of comments.
 fn hand_joined_latest(conn: &mut Conn) -> (u64, usize) {
-    let statements = counted(conn);
-    let rows: Vec<JoinedRow> = diesel::sql_query(
+    hand_joined(
+        conn,
         "SELECT post.id AS post_id, post.title, c.id, c.body, c.created_at, c.score, c.approved
          FROM post LEFT OUTER JOIN (
              SELECT * FROM (
@@ -158,21 +158,53 @@ fn hand_joined_latest(conn: &mut Conn) -> (u64, usize) {
              WHERE rn <= 3) AS c ON c.post_id = post.id
          ORDER BY post.id, c.created_at DESC, c.id",
     )
-    .load(conn)
-    .unwrap();
-    let mut sum = 0;
-    let mut i = 0;
-    while i < rows.len() {
-        let post = &rows[i];
-        let start = i;
-        while i < rows.len() && rows[i].post_id == post.post_id {
-            i += 1;
+}
+
+/// One statement: each post left-joined to the comments whose key is among its three latest
+/// (a subquery per post, through the index).
+fn hand_joined_latest_by_post(conn: &mut Conn) -> (u64, usize) {
+    hand_joined(
+        conn,
+        "SELECT post.id AS post_id, post.title, c.id, c.body, c.created_at, c.score, c.approved
+         FROM post LEFT OUTER JOIN comment AS c ON c.id IN (
+             SELECT x.id FROM comment AS x WHERE x.post_id = post.id
+             ORDER BY x.created_at DESC, x.id LIMIT 3)
+         ORDER BY post.id, c.created_at DESC, c.id",
+    )
+}
+
+/// Runs a statement of posts joined to their comments and folds its rows per post.
+fn hand_joined(conn: &mut Conn, sql: &str) -> (u64, usize) {
+    let statements = counted(conn);
+    let rows: Vec<JoinedRow> = diesel::sql_query(sql).load(conn).unwrap();
+    // The graph: each post with its comments, as the ORM builds it.
+    let mut posts: Vec<(PostRow, Vec<CommentRow>)> = Vec::new();
+    for row in rows {
+        if posts.last().is_none_or(|(p, _)| p.id != row.post_id) {
+            posts.push((PostRow { id: row.post_id, title: row.title }, Vec::new()));
         }
-        let comments = rows[start..i].iter().filter_map(|r| {
-            Some((r.id?, r.created_at?, r.body.as_deref()?, r.score?, r.approved?))
-        });
-        sum += post_sum(post.post_id, &post.title) + comments_sum(comments);
+        let comments = &mut posts.last_mut().expect("pushed").1;
+        if let (Some(id), Some(body), Some(created_at), Some(score), Some(approved)) =
+            (row.id, row.body, row.created_at, row.score, row.approved)
+        {
+            comments.push(CommentRow {
+                id,
+                post_id: row.post_id,
+                body,
+                created_at,
+                score,
+                approved,
+            });
+        }
     }
+    let sum = posts
+        .iter()
+        .map(|(p, comments)| {
+            let comments =
+                comments.iter().map(|c| (c.id, c.created_at, c.body.as_str(), c.score, c.approved));
+            post_sum(p.id, &p.title) + comments_sum(comments)
+        })
+        .sum();
     (sum, statements.load(Ordering::Relaxed))
 }
 
@@ -231,6 +263,12 @@ pub fn bench(c: &mut Criterion) {
                     Box::new(|c: &mut Conn| orm_latest(c, true)),
                     1,
                     Box::new(hand_joined_latest),
+                ),
+                (
+                    "joined-by-post",
+                    Box::new(|c: &mut Conn| orm_latest(c, true)),
+                    1,
+                    Box::new(hand_joined_latest_by_post),
                 ),
             ],
         );
