@@ -341,10 +341,7 @@ orm_tests::backend_tests! {
                     .load(&mut session)
             }
             .unwrap();
-            let got: BTreeMap<i32, Vec<i32>> = people
-                .iter()
-                .map(|p| (p.id, p.reports.get().expect("loaded").iter().map(|r| r.id).collect()))
-                .collect();
+            let got = reports_by_person(&people);
             assert_eq!(got, expected, "joined: {joined_load}");
         }
     }
@@ -369,6 +366,13 @@ orm_tests::backend_tests! {
             .unwrap();
         assert_eq!(ids(&fresh, |p| comment_ids(&p.comments)), all);
         drop(filtered);
+    }
+
+    fn reports_by_person<S>(people: &[Loaded<orm_tests::Person, S>]) -> BTreeMap<i32, Vec<i32>> {
+        people
+            .iter()
+            .map(|p| (p.id, p.reports.get().expect("loaded").iter().map(|r| r.id).collect()))
+            .collect()
     }
 
     fn post_ids<S>(posts: &[Loaded<Post, S>]) -> Vec<i32> {
@@ -703,10 +707,7 @@ orm_tests::backend_tests! {
                     .load(&mut session)
             }
             .unwrap();
-            let got: BTreeMap<i32, Vec<i32>> = people
-                .iter()
-                .map(|p| (p.id, p.reports.get().expect("loaded").iter().map(|r| r.id).collect()))
-                .collect();
+            let got = reports_by_person(&people);
             assert_eq!(got, want, "joined: {joined_load}");
         }
     }

@@ -14,8 +14,8 @@ use rustc_hash::FxHashMap;
 
 use super::context::{Context, Db, SessionConnection};
 use crate::backend::OrmBackend;
-use crate::detect::Strictness;
-use crate::error::{Error, Result};
+use crate::detect::Detector;
+use crate::error::Result;
 use crate::graph::{Graph, ObjRef};
 use crate::ident::{column, on, table_as};
 use crate::key::KeyValue;
@@ -131,21 +131,8 @@ pub(crate) fn lazy<R: Relation, S, C: SessionConnection>(
     }
     let graph = handle.graph();
     let parent: &R::Parent = handle;
-    let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
-    let counted_by_detector = cx.detector.enabled || cx.strictness == Strictness::NPlusOneOnly;
-    let origin = match counted_by_detector {
-        true => graph.identity().model::<R::Parent>().origin(parent.key(), parent),
-        false => None,
-    };
-    match cx.strictness {
-        Strictness::Lazy => {}
-        Strictness::Strict => return Err(Error::StrictLazyLoad { model, relation, location }),
-        Strictness::NPlusOneOnly => {
-            if origin.is_some_and(|o| cx.detector.lazy_count_of::<R>(o) > 0) {
-                return Err(Error::NPlusOne { model, relation, location });
-            }
-        }
-    }
+    let lazy_count = Detector::lazy_count_of::<R>;
+    let (_, origin) = super::lazy::guard::<R, C>(cx, &graph, parent, location, false, lazy_count)?;
     let parents = [(handle.address(), R::parent_key(parent))];
     count_relation::<R::JoinKey, C>(cx, &Counted::of::<R>(), &parents, None, &graph)?;
     if let Some(origin) = origin {

@@ -5,10 +5,10 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use super::context::{Context, SessionConnection};
-use crate::detect::Strictness;
+use crate::detect::{Detector, Strictness};
 use crate::error::{Error, NotLoadedReason, Result};
 use crate::graph::Graph;
-use crate::identity::Refresh;
+use crate::identity::{Origin, Refresh};
 use crate::model::{Model, Relation, RelationKind};
 use crate::options::OptionTree;
 use crate::plan::RowShape;
@@ -35,25 +35,10 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
         return Err(not_loaded::<R>(NotLoadedReason::Raise));
     }
     let graph = handle.graph();
-    let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
-    // The query `parent` came from: lazy loads repeated over its objects are the N+1 pattern.
-    // Only the detector and `n_plus_one_only` count them.
-    let counted = cx.detector.enabled || cx.strictness == Strictness::NPlusOneOnly;
     // Also where a load left options for this lazy load (`lazy(r).then(..)`).
-    let load_origin = match counted || !cx.lazy_options.is_empty() {
-        true => graph.identity().model::<R::Parent>().origin(parent.key(), parent),
-        false => None,
-    };
-    let origin = load_origin.filter(|_| counted);
-    match cx.strictness {
-        Strictness::Lazy => {}
-        Strictness::Strict => return Err(Error::StrictLazyLoad { model, relation, location }),
-        Strictness::NPlusOneOnly => {
-            if origin.is_some_and(|o| cx.detector.lazy_count::<R>(o) > 0) {
-                return Err(Error::NPlusOne { model, relation, location });
-            }
-        }
-    }
+    let wanted = !cx.lazy_options.is_empty();
+    let (load_origin, origin) =
+        guard::<R, C>(cx, &graph, parent, location, wanted, Detector::lazy_count::<R>)?;
     if !held_target::<R>(parent, &graph)? {
         let key = (TypeId::of::<R::Parent>(), R::INDEX);
         let left = load_origin.and_then(|o| cx.lazy_options.get(o, key.0, key.1));
@@ -77,7 +62,7 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
                 (plan, None)
             }
         };
-        let cause = Cause::Lazy(model, relation);
+        let cause = Cause::Lazy(<R::Parent as Model>::NAME, R::info().name);
         let target_origin = cx.next_origin();
         let run = |s: &mut Context<'_, C>| {
             let mut walk = Walk::new(Arc::clone(&graph), target_origin, Refresh::Changed);
@@ -102,6 +87,40 @@ pub(crate) fn load<'p, R: Relation, S, C: SessionConnection>(
         }
     }
     slot.get().ok_or_else(|| not_loaded::<R>(NotLoadedReason::NoSession))
+}
+
+/// The gate every lazy read of `R` on `parent` passes before it runs SQL (a lazy load, a lazy
+/// count): the strict modes refuse it (`n_plus_one_only` from the second read of the objects of
+/// one query, which `done` counts), and the load `parent` came from is found for the N+1
+/// detector, or when `wanted` anyway. Returns that load, and that load when the detector
+/// counts.
+pub(crate) fn guard<R: Relation, C: SessionConnection>(
+    cx: &Context<'_, C>,
+    graph: &Graph,
+    parent: &R::Parent,
+    location: &'static Location<'static>,
+    wanted: bool,
+    done: fn(&Detector, Origin) -> usize,
+) -> Result<(Option<Origin>, Option<Origin>)> {
+    let (model, relation) = (<R::Parent as Model>::NAME, R::info().name);
+    // The query `parent` came from: lazy reads repeated over its objects are the N+1 pattern.
+    // Only the detector and `n_plus_one_only` count them.
+    let counted = cx.detector.enabled || cx.strictness == Strictness::NPlusOneOnly;
+    let load_origin = match counted || wanted {
+        true => graph.identity().model::<R::Parent>().origin(parent.key(), parent),
+        false => None,
+    };
+    let origin = load_origin.filter(|_| counted);
+    match cx.strictness {
+        Strictness::Lazy => {}
+        Strictness::Strict => return Err(Error::StrictLazyLoad { model, relation, location }),
+        Strictness::NPlusOneOnly => {
+            if origin.is_some_and(|o| done(&cx.detector, o) > 0) {
+                return Err(Error::NPlusOne { model, relation, location });
+            }
+        }
+    }
+    Ok((load_origin, origin))
 }
 
 /// Fills a many-to-one from the identity map when the parent's graph holds its target (or its
