@@ -62,6 +62,14 @@ pub trait OrmBackend: Backend<QueryBuilder: Default> + Default + Sized + 'static
         out: &mut AstPass<'_, 'b, Self>,
     ) -> QueryResult<()>;
 
+    /// Pushes `keys` as a one-column table (a derived table whose column is `column`), to
+    /// drive a statement per key.
+    fn push_key_table<'b, K: KeyValue>(
+        keys: &'b [K],
+        column: &'b str,
+        out: &mut AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()>;
+
     /// What an `OFFSET` without a `LIMIT` needs before it (SQLite wants a `LIMIT`).
     const NO_LIMIT: &'static str;
 

@@ -237,6 +237,7 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
             order: self.order,
             limit: self.limit,
             offset: self.offset,
+            keys: None,
         };
         let (_graph, roots) =
             loader::load_root::<M, C>(&mut session.cx, statement, &self.options, self.refresh)?;
@@ -264,6 +265,7 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
             order: &self.order,
             limit: self.limit,
             offset: self.offset,
+            keys: None,
         };
         let mut sql = DB::debug_sql(&query);
         let deferred: Vec<&str> =

@@ -52,6 +52,9 @@ const ROW_NUMBER: &str = "__orm_rn";
 const WINDOW: &str = "__orm_w";
 /// The target's rows in the subquery of a joined window.
 const LATERAL: &str = "__orm_x";
+/// The parents' keys as a table, and its column, in a windowed `selectin` statement.
+const KEYS: &str = "__orm_k";
+pub(crate) const KEY: &str = "__orm_key";
 
 /// One `SELECT` over a plan.
 pub(crate) struct SelectGraph<'p, DB> {
@@ -62,6 +65,9 @@ pub(crate) struct SelectGraph<'p, DB> {
     pub(crate) order: &'p [Fragment<DB>],
     pub(crate) limit: Option<i64>,
     pub(crate) offset: Option<i64>,
+    /// The parents' keys as a table (`KeyTable`), for a `selectin` statement whose relation
+    /// keeps a window of rows per parent: each key's rows are read as a join reads them.
+    pub(crate) keys: Option<&'p Fragment<DB>>,
 }
 
 impl<DB: OrmBackend> SelectGraph<'_, DB> {
@@ -258,15 +264,23 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         kind: &str,
         child: &'b JoinedChild,
         window: &'b Window,
-        parent: (&'b str, &'b str),
+        (parent, parent_key): (&'b str, &'b str),
     ) -> QueryResult<()> {
         let target = &child.node;
         let alias = target.name.as_str();
         let key = target.columns[target.key_column];
+        let through = match child.link {
+            Link::Through { table, target_column, .. } => Some((table(), target_column)),
+            _ => None,
+        };
+        let equals = match child.link {
+            Link::ParentColumn(fk) => (parent, fk),
+            _ => (parent, parent_key),
+        };
         out.push_sql(kind);
         if DB::LATERAL {
             out.push_sql("LATERAL (");
-            Self::walk_parent_rows(out, child, window, parent, false)?;
+            Self::walk_parent_rows(out, target, through, window, equals, false)?;
             out.push_sql(") AS ");
             out.push_identifier(alias)?;
             out.push_sql(" ON TRUE");
@@ -275,47 +289,49 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         match child.link {
             Link::Through { table, parent_column, target_column } => {
                 let table = table();
-                let through = child.through_name.as_deref().unwrap_or(table.name);
-                table_as(out, table, through)?;
-                on(out, (through, parent_column), parent)?;
+                let name = child.through_name.as_deref().unwrap_or(table.name);
+                table_as(out, table, name)?;
+                on(out, (name, parent_column), (parent, parent_key))?;
                 out.push_sql(" AND ");
-                column(out, (through, target_column))?;
+                column(out, (name, target_column))?;
                 out.push_sql(" IN (");
-                Self::walk_parent_rows(out, child, window, parent, true)?;
+                Self::walk_parent_rows(out, target, through, window, equals, true)?;
                 out.push_sql(")");
-                join(out, kind, (target.table, alias), (alias, key), (through, target_column))
+                join(out, kind, (target.table, alias), (alias, key), (name, target_column))
             }
             Link::ParentColumn(_) | Link::TargetColumn(_) => {
                 table_as(out, target.table, alias)?;
                 out.push_sql(" ON ");
                 column(out, (alias, key))?;
                 out.push_sql(" IN (");
-                Self::walk_parent_rows(out, child, window, parent, true)?;
+                Self::walk_parent_rows(out, target, through, window, equals, true)?;
                 out.push_sql(")");
                 Ok(())
             }
         }
     }
 
-    /// `SELECT .. FROM target AS __orm_x WHERE <the parent's rows> ORDER BY .. LIMIT ? OFFSET ?`:
-    /// one parent's rows of a windowed relation (`parent`: its name and key column), their keys
-    /// only when `keys`. The target is `__orm_x`, a derived table keeping the table's name when
+    /// `SELECT .. FROM target AS __orm_x WHERE <one parent's rows> ORDER BY .. LIMIT ? OFFSET ?`:
+    /// one parent's rows of the windowed relation whose rows `target` holds, their keys only when
+    /// `keys`; `parent` is the column holding the parent's key that the window's partition
+    /// equals, and `through` a many-to-many's association table with its column referring to
+    /// the target. The target is `__orm_x`, a derived table keeping the table's name when
     /// filtered (so the filter resolves, and a self-reference's parent keeps its name outside).
     fn walk_parent_rows<'b>(
         out: &mut AstPass<'_, 'b, DB>,
-        child: &'b JoinedChild,
+        target: &'b PlanNode,
+        through: Option<(SqlTable, &'static str)>,
         window: &'b Window,
-        (parent, parent_key): (&'b str, &'b str),
+        parent: (&'b str, &'b str),
         keys: bool,
     ) -> QueryResult<()> {
-        let target = &child.node;
         let table = target.table;
         let key = target.columns[target.key_column];
         out.push_sql("SELECT ");
         if keys {
             column(out, (LATERAL, key))?;
         } else {
-            if let Link::Through { parent_column, .. } = child.link {
+            if let Partition::Through(parent_column) = window.partition {
                 column(out, (VIA, parent_column))?;
                 out.push_sql(" AS ");
                 out.push_identifier(VIA_KEY)?;
@@ -339,9 +355,9 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         }
         out.push_sql(" AS ");
         out.push_identifier(LATERAL)?;
-        if let Link::Through { table: through, target_column, .. } = child.link {
+        if let Some((through, target_column)) = through {
             out.push_sql(" INNER JOIN ");
-            table_as(out, through(), VIA)?;
+            table_as(out, through, VIA)?;
             on(out, (VIA, target_column), (LATERAL, key))?;
         }
         out.push_sql(" WHERE ");
@@ -351,10 +367,7 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
             Partition::Through(partition) => column(out, (VIA, partition))?,
         }
         out.push_sql(" = ");
-        match child.link {
-            Link::ParentColumn(fk) => column(out, (parent, fk))?,
-            _ => column(out, (parent, parent_key))?,
-        }
+        column(out, parent)?;
         out.push_sql(" ORDER BY ");
         for term in &target.shape.order {
             column(out, (LATERAL, term.column))?;
@@ -608,46 +621,50 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
 }
 
 impl<DB: OrmBackend> SelectGraph<'_, DB> {
-    /// A `selectin` statement whose relation keeps a window of rows per parent: the rows it
-    /// selects (the key list, the relation's filter, the association table of a many-to-many)
-    /// numbered per parent in a derived table that keeps the table's name, so the joins below
-    /// and the order read it as the table; then the rows in the window.
+    /// A `selectin` statement whose relation keeps a window of rows per parent: each of the
+    /// parents' keys (`keys`, as a table) drives its first rows, read as a join reads them (see
+    /// `walk_window_join`): `FROM (keys) AS __orm_k INNER JOIN LATERAL (..) AS comment ON TRUE`
+    /// on PostgreSQL, `INNER JOIN comment ON comment.id IN (SELECT .. LIMIT ?)` on SQLite, the
+    /// target keeping its table's name for the joins below and the order.
     fn walk_windowed<'b>(
         &'b self,
         window: &'b Window,
         mut out: AstPass<'_, 'b, DB>,
     ) -> QueryResult<()> {
+        let Some(keys) = self.keys else {
+            let reason = "a windowed selectin statement needs its parents' keys as a table";
+            return Err(diesel::result::Error::QueryBuilderError(reason.into()));
+        };
         let root = self.plan;
         let name = root.table.name;
         out.push_sql("SELECT ");
         let mut first = true;
         if self.link.is_some() {
-            column(&mut out, (name, VIA_KEY))?;
+            column(&mut out, (KEYS, KEY))?;
             first = false;
         }
         Self::walk_columns(root, &mut out, &mut first)?;
-        out.push_sql(" FROM (SELECT ");
-        if let Some(link) = &self.link {
-            column(&mut out, (LINK_ALIAS, link.parent_column))?;
-            out.push_sql(" AS ");
-            out.push_identifier(VIA_KEY)?;
-            out.push_sql(", ");
-        }
-        out.push_identifier(name)?;
-        out.push_sql(".*");
-        Self::walk_row_number(&mut out, root, window, LINK_ALIAS)?;
         out.push_sql(" FROM ");
-        table_as(&mut out, root.table, name)?;
-        if let Some(link) = &self.link {
-            out.push_sql(" INNER JOIN ");
-            table_as(&mut out, link.table, LINK_ALIAS)?;
-            on(&mut out, (LINK_ALIAS, link.target_column), (name, root.columns[root.key_column]))?;
+        keys.walk_ast(out.reborrow())?;
+        out.push_sql(" AS ");
+        out.push_identifier(KEYS)?;
+        let through = self.link.map(|link| (link.table, link.target_column));
+        out.push_sql(" INNER JOIN ");
+        if DB::LATERAL {
+            out.push_sql("LATERAL (");
+            Self::walk_parent_rows(&mut out, root, through, window, (KEYS, KEY), false)?;
+            out.push_sql(") AS ");
+            out.push_identifier(name)?;
+            out.push_sql(" ON TRUE");
+        } else {
+            table_as(&mut out, root.table, name)?;
+            out.push_sql(" ON ");
+            column(&mut out, (name, root.columns[root.key_column]))?;
+            out.push_sql(" IN (");
+            Self::walk_parent_rows(&mut out, root, through, window, (KEYS, KEY), true)?;
+            out.push_sql(")");
         }
-        self.walk_where(&mut out, false)?;
-        out.push_sql(") AS ");
-        out.push_identifier(name)?;
         Self::walk_joins(root, &mut out, true, false)?;
-        Self::walk_window_rows(&mut out, name, window, &mut true)?;
         Self::walk_row_orders(root, &mut out, &mut true)
     }
 }
@@ -763,6 +780,17 @@ pub(crate) struct KeyIn<K> {
 impl<DB: OrmBackend, K: KeyValue> QueryFragment<DB> for KeyIn<K> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         DB::push_key_in((self.table, self.column), &self.keys, &mut out)
+    }
+}
+
+/// The keys as a one-column table (`KEY`), as bound parameters.
+pub(crate) struct KeyTable<K> {
+    pub(crate) keys: Arc<[K]>,
+}
+
+impl<DB: OrmBackend, K: KeyValue> QueryFragment<DB> for KeyTable<K> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        DB::push_key_table(&self.keys, KEY, &mut out)
     }
 }
 

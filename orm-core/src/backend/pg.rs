@@ -53,6 +53,20 @@ impl OrmBackend for Pg {
         Ok(())
     }
 
+    fn push_key_table<'b, K: KeyValue>(
+        keys: &'b [K],
+        column: &'b str,
+        out: &mut AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        // One array parameter, as `push_key_in` binds it.
+        out.push_sql("(SELECT unnest(");
+        K::push_array(keys, out)?;
+        out.push_sql(") AS ");
+        out.push_identifier(column)?;
+        out.push_sql(")");
+        Ok(())
+    }
+
     fn read_integer(
         _: Option<Self::RawValue<'_>>,
         _: u32,

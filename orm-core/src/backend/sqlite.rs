@@ -59,6 +59,25 @@ impl OrmBackend for Sqlite {
         Ok(())
     }
 
+    fn push_key_table<'b, K: KeyValue>(
+        keys: &'b [K],
+        column: &'b str,
+        out: &mut AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        // The list length changes per call, as in `push_key_in`.
+        out.unsafe_to_cache_prepared();
+        out.push_sql("(SELECT column1 AS ");
+        out.push_identifier(column)?;
+        out.push_sql(" FROM (VALUES ");
+        for (i, key) in keys.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            Self::push_key(key, out)?;
+            out.push_sql(")");
+        }
+        out.push_sql("))");
+        Ok(())
+    }
+
     fn key_at<'a, K: KeyValue, R: Row<'a, Self>>(
         row: &R,
         index: usize,

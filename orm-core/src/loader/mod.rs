@@ -34,16 +34,29 @@ pub(crate) struct Statement<DB> {
     pub(crate) order: Vec<Fragment<DB>>,
     pub(crate) limit: Option<i64>,
     pub(crate) offset: Option<i64>,
+    /// The parents' keys as a table, for a windowed `selectin` statement (see `SelectGraph`).
+    pub(crate) keys: Option<Fragment<DB>>,
 }
 
 impl<DB> Statement<DB> {
+    /// The statement whose rows `filter` selects (a `selectin` statement's key list).
     pub(crate) fn filtered(filter: Fragment<DB>) -> Self {
+        Statement { filters: vec![filter], ..Statement::empty() }
+    }
+
+    /// The statement reading each of `keys`' rows (a windowed `selectin` statement).
+    pub(crate) fn keyed(keys: Fragment<DB>) -> Self {
+        Statement { keys: Some(keys), ..Statement::empty() }
+    }
+
+    fn empty() -> Self {
         Statement {
             joins: Vec::new(),
-            filters: vec![filter],
+            filters: Vec::new(),
             order: Vec::new(),
             limit: None,
             offset: None,
+            keys: None,
         }
     }
 }
@@ -153,6 +166,7 @@ pub(crate) fn fetch_with<M: Model, K: KeyValue, C: SessionConnection>(
         order: &statement.order,
         limit: statement.limit,
         offset: statement.offset,
+        keys: statement.keys.as_ref(),
     };
     let repeats =
         query.joins.iter().any(|j| !matches!(j.link, crate::model::Link::ParentColumn(_)));

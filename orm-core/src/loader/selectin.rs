@@ -20,7 +20,7 @@ use crate::model::{Link, Model, Relation, RelationInfo, RelationKind, RelationVi
 use crate::options::OptionTree;
 use crate::plan::{Deferred, Path, PlanBuilder, PlanNode, RowShape};
 use crate::sql::{
-    Dynamic, Fragment, KeyIn, LazyLoad, SelectGraph, StatementId, ThroughLink, LINK_ALIAS,
+    Dynamic, KeyIn, KeyTable, LazyLoad, SelectGraph, StatementId, ThroughLink, LINK_ALIAS,
 };
 use crate::stats::{Cause, Render};
 
@@ -504,12 +504,13 @@ fn fetch_targets<K: KeyValue, C: SessionConnection>(
     let target_table = plan.table.name;
     let target_key = plan.columns[plan.key_column];
     for chunk in keys.chunks(<Db<C> as OrmBackend>::MAX_KEYS_PER_STATEMENT) {
+        let chunk: Arc<[K]> = chunk.into();
         match relation.info.link {
             Link::Through { table, parent_column, target_column } => {
-                let filter = KeyIn { table: LINK_ALIAS, column: parent_column, keys: chunk.into() };
+                let column = (LINK_ALIAS, parent_column);
                 let link = ThroughLink { table: table(), parent_column, target_column };
-                let render = renderer::<Db<C>, _>(plan, Some(link), &filter, chunk.len());
-                let statement = Statement::filtered(Box::new(filter));
+                let render = renderer::<Db<C>, _>(plan, Some(link), column, &chunk);
+                let statement = keyed(plan, column, chunk);
                 let run = Run {
                     plan: Arc::clone(plan),
                     statement: &statement,
@@ -525,12 +526,11 @@ fn fetch_targets<K: KeyValue, C: SessionConnection>(
             }
             Link::ParentColumn(_) | Link::TargetColumn(_) => {
                 let column = match relation.info.link {
-                    Link::TargetColumn(column) => column,
-                    _ => target_key,
+                    Link::TargetColumn(column) => (target_table, column),
+                    _ => (target_table, target_key),
                 };
-                let filter = KeyIn { table: target_table, column, keys: chunk.into() };
-                let render = renderer::<Db<C>, _>(plan, None, &filter, chunk.len());
-                let statement = Statement::filtered(Box::new(filter));
+                let render = renderer::<Db<C>, _>(plan, None, column, &chunk);
+                let statement = keyed(plan, column, chunk);
                 let run = Run {
                     plan: Arc::clone(plan),
                     statement: &statement,
@@ -560,27 +560,41 @@ const DEFERRED_KEYS: usize = 16;
 fn renderer<DB: OrmBackend, K: KeyValue>(
     plan: &Arc<PlanNode>,
     link: Option<ThroughLink>,
-    filter: &KeyIn<K>,
-    keys: usize,
+    column: (&'static str, &'static str),
+    keys: &Arc<[K]>,
 ) -> Option<Render> {
-    if keys > DEFERRED_KEYS {
+    if keys.len() > DEFERRED_KEYS {
         return None;
     }
     let plan = Arc::clone(plan);
-    let filter = filter.clone();
+    let keys = Arc::clone(keys);
     Some(Box::new(move || {
-        let filters: [Fragment<DB>; 1] = [Box::new(filter.clone())];
+        let statement = keyed::<DB, K>(&plan, column, Arc::clone(&keys));
         let query = SelectGraph {
             plan: &plan,
             joins: &[],
             link,
-            filters: &filters,
+            filters: &statement.filters,
             order: &[],
             limit: None,
             offset: None,
+            keys: statement.keys.as_ref(),
         };
         DB::debug_sql(&query)
     }))
+}
+
+/// The statement selecting the rows of `keys` (in `column`): the key list, or, for a relation
+/// that keeps a window of rows per parent, the keys as a table driving each key's window.
+fn keyed<DB: OrmBackend, K: KeyValue>(
+    plan: &PlanNode,
+    (table, column): (&'static str, &'static str),
+    keys: Arc<[K]>,
+) -> Statement<DB> {
+    match plan.shape.window {
+        Some(_) => Statement::keyed(Box::new(KeyTable { keys })),
+        None => Statement::filtered(Box::new(KeyIn { table, column, keys })),
+    }
 }
 
 /// The target `T` of a many-to-one with join key `key`, if the graph holds it.

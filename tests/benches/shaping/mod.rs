@@ -93,20 +93,41 @@ fn orm_latest(conn: &mut Conn, joined_load: bool) -> (u64, usize) {
 /// The posts, then one window statement per chunk of their keys, as a diesel user writes it
 /// (`sql_query` with a bind per key), grouped per post.
 fn hand_selectin_latest(conn: &mut Conn) -> (u64, usize) {
+    hand_selectin(conn, |marks| {
+        format!(
+            "SELECT id, post_id, body, created_at, score, approved FROM (
+                 SELECT comment.*, ROW_NUMBER() OVER (
+                     PARTITION BY post_id ORDER BY created_at DESC, id) AS rn
+                 FROM comment WHERE post_id IN ({marks}))
+             WHERE rn <= 3 ORDER BY created_at DESC, id"
+        )
+    })
+}
+
+/// The same, each key driving a subquery of its three latest (the keys as a `VALUES` table).
+fn hand_selectin_latest_by_post(conn: &mut Conn) -> (u64, usize) {
+    hand_selectin(conn, |marks| {
+        let rows = marks.replace('?', "(?)");
+        format!(
+            "SELECT c.id, c.post_id, c.body, c.created_at, c.score, c.approved
+             FROM (VALUES {rows}) AS k INNER JOIN comment AS c ON c.id IN (
+                 SELECT x.id FROM comment AS x WHERE x.post_id = k.column1
+                 ORDER BY x.created_at DESC, x.id LIMIT 3)
+             ORDER BY c.created_at DESC, c.id"
+        )
+    })
+}
+
+/// The posts, then the statement `sql` makes of a chunk's `?` marks, with a bind per key,
+/// grouped per post.
+fn hand_selectin(conn: &mut Conn, sql: impl Fn(&str) -> String) -> (u64, usize) {
     let statements = counted(conn);
     let posts: Vec<PostRow> =
         post::table.order_by(post::id).select(PostRow::as_select()).load(conn).unwrap();
     let mut by_post: HashMap<i32, Vec<CommentRow>> = HashMap::with_capacity(posts.len());
     for chunk in posts.chunks(CHUNK) {
         let marks = vec!["?"; chunk.len()].join(", ");
-        let mut query = diesel::sql_query(format!(
-            "SELECT id, post_id, body, created_at, score, approved FROM (
-                 SELECT comment.*, ROW_NUMBER() OVER (
-                     PARTITION BY post_id ORDER BY created_at DESC, id) AS rn
-                 FROM comment WHERE post_id IN ({marks}))
-             WHERE rn <= 3 ORDER BY created_at DESC, id"
-        ))
-        .into_boxed();
+        let mut query = diesel::sql_query(sql(&marks)).into_boxed();
         for p in chunk {
             query = query.bind::<Integer, _>(p.id);
         }
@@ -257,6 +278,12 @@ pub fn bench(c: &mut Criterion) {
                     Box::new(|c: &mut Conn| orm_latest(c, false)) as Run<'_>,
                     2,
                     Box::new(hand_selectin_latest),
+                ),
+                (
+                    "selectin-by-post",
+                    Box::new(|c: &mut Conn| orm_latest(c, false)),
+                    2,
+                    Box::new(hand_selectin_latest_by_post),
                 ),
                 (
                     "joined",
