@@ -105,6 +105,9 @@ pub(crate) struct Window {
     pub(crate) limit: Option<i64>,
     /// What tells the parents apart among the target's rows.
     pub(crate) partition: Partition,
+    /// Read each parent's first rows through a subquery per parent, rather than number the
+    /// rows (`.per_parent()`).
+    pub(crate) per_parent: bool,
 }
 
 /// The column a window numbers the rows of each parent by.
@@ -131,7 +134,8 @@ impl Window {
             Link::Through { parent_column, .. } => Partition::Through(parent_column),
         };
         let limit = shaping.limit.map(i64::from);
-        Some(Window { after, upto: limit.map(|n| after + n), limit, partition })
+        let per_parent = shaping.per_parent;
+        Some(Window { after, upto: limit.map(|n| after + n), limit, partition, per_parent })
     }
 }
 

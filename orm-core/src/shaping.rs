@@ -30,6 +30,8 @@ pub(crate) struct Shaping {
     pub(crate) limit: Option<u32>,
     /// Skipping this many rows per parent.
     pub(crate) offset: Option<u32>,
+    /// A window read per parent (`.per_parent()`) rather than numbered.
+    pub(crate) per_parent: bool,
 }
 
 impl Shaping {
@@ -51,6 +53,7 @@ impl Shaping {
         if later.offset.is_some() {
             self.offset = later.offset;
         }
+        self.per_parent |= later.per_parent;
     }
 }
 

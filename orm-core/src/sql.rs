@@ -128,7 +128,7 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         let target = &child.node;
         let alias = target.name.as_str();
         let target_key = target.columns[target.key_column];
-        if let Some(window) = &target.shape.window {
+        if let Some(window) = target.shape.window.as_ref().filter(|w| w.per_parent) {
             return Self::walk_window_join(out, kind, child, window, (parent, parent_key));
         }
         if target.shape.filter.is_some() || target.shape.window.is_some() {
@@ -252,10 +252,11 @@ impl<DB: OrmBackend> SelectGraph<'_, DB> {
         out.push_identifier(&target.name)
     }
 
-    /// A joined relation's window as each parent's first rows, read through an index on the
-    /// foreign key and the order where there is one, so that its cost follows the parents
-    /// loaded, not the size of the target table (numbering every row of the target in a derived
-    /// table took 135 ms for 10 parents of a 100,000-row table on SQLite: docs/design.md).
+    /// A joined relation's window, `per_parent`: each parent's first rows, read through an index
+    /// on the foreign key and the order, so that its cost follows the parents loaded, not the
+    /// size of the target table (numbering every row of the target in the default derived table
+    /// took 135 ms for 10 parents of a 100,000-row table on SQLite: docs/design.md). Without such
+    /// an index each parent scans the table.
     /// PostgreSQL joins `LATERAL (SELECT .. LIMIT ?) AS t1 ON TRUE`; SQLite, which has no
     /// `LATERAL`, joins the rows whose key is `IN` the same subquery (correlated to the parent),
     /// and a many-to-many the association rows whose target is.
@@ -621,50 +622,84 @@ impl<DB: OrmBackend> QueryFragment<DB> for SelectGraph<'_, DB> {
 }
 
 impl<DB: OrmBackend> SelectGraph<'_, DB> {
-    /// A `selectin` statement whose relation keeps a window of rows per parent: each of the
-    /// parents' keys (`keys`, as a table) drives its first rows, read as a join reads them (see
-    /// `walk_window_join`): `FROM (keys) AS __orm_k INNER JOIN LATERAL (..) AS comment ON TRUE`
-    /// on PostgreSQL, `INNER JOIN comment ON comment.id IN (SELECT .. LIMIT ?)` on SQLite, the
-    /// target keeping its table's name for the joins below and the order.
+    /// A `selectin` statement whose relation keeps a window of rows per parent.
+    ///
+    /// By default the rows it selects (the key list, the relation's filter, the association
+    /// table of a many-to-many) are numbered per parent in a derived table that keeps the
+    /// table's name, so the joins below and the order read it as the table; then the rows in
+    /// the window. Its cost is that of the rows the key list selects, index or not.
+    ///
+    /// `per_parent`: each of the parents' keys (`keys`, as a table) drives its first rows, read
+    /// as a join reads them (see `walk_window_join`): `FROM (keys) AS __orm_k INNER JOIN LATERAL
+    /// (..) AS comment ON TRUE` on PostgreSQL, `INNER JOIN comment ON comment.id IN (SELECT ..
+    /// LIMIT ?)` on SQLite, the target keeping its table's name for the joins below and the
+    /// order.
     fn walk_windowed<'b>(
         &'b self,
         window: &'b Window,
         mut out: AstPass<'_, 'b, DB>,
     ) -> QueryResult<()> {
-        let Some(keys) = self.keys else {
-            let reason = "a windowed selectin statement needs its parents' keys as a table";
-            return Err(diesel::result::Error::QueryBuilderError(reason.into()));
-        };
         let root = self.plan;
         let name = root.table.name;
+        let key = root.columns[root.key_column];
         out.push_sql("SELECT ");
         let mut first = true;
+        if let (Some(keys), true) = (self.keys, window.per_parent) {
+            if self.link.is_some() {
+                column(&mut out, (KEYS, KEY))?;
+                first = false;
+            }
+            Self::walk_columns(root, &mut out, &mut first)?;
+            out.push_sql(" FROM ");
+            keys.walk_ast(out.reborrow())?;
+            out.push_sql(" AS ");
+            out.push_identifier(KEYS)?;
+            let through = self.link.map(|link| (link.table, link.target_column));
+            out.push_sql(" INNER JOIN ");
+            if DB::LATERAL {
+                out.push_sql("LATERAL (");
+                Self::walk_parent_rows(&mut out, root, through, window, (KEYS, KEY), false)?;
+                out.push_sql(") AS ");
+                out.push_identifier(name)?;
+                out.push_sql(" ON TRUE");
+            } else {
+                table_as(&mut out, root.table, name)?;
+                out.push_sql(" ON ");
+                column(&mut out, (name, key))?;
+                out.push_sql(" IN (");
+                Self::walk_parent_rows(&mut out, root, through, window, (KEYS, KEY), true)?;
+                out.push_sql(")");
+            }
+            Self::walk_joins(root, &mut out, true, false)?;
+            return Self::walk_row_orders(root, &mut out, &mut true);
+        }
         if self.link.is_some() {
-            column(&mut out, (KEYS, KEY))?;
+            column(&mut out, (name, VIA_KEY))?;
             first = false;
         }
         Self::walk_columns(root, &mut out, &mut first)?;
-        out.push_sql(" FROM ");
-        keys.walk_ast(out.reborrow())?;
-        out.push_sql(" AS ");
-        out.push_identifier(KEYS)?;
-        let through = self.link.map(|link| (link.table, link.target_column));
-        out.push_sql(" INNER JOIN ");
-        if DB::LATERAL {
-            out.push_sql("LATERAL (");
-            Self::walk_parent_rows(&mut out, root, through, window, (KEYS, KEY), false)?;
-            out.push_sql(") AS ");
-            out.push_identifier(name)?;
-            out.push_sql(" ON TRUE");
-        } else {
-            table_as(&mut out, root.table, name)?;
-            out.push_sql(" ON ");
-            column(&mut out, (name, root.columns[root.key_column]))?;
-            out.push_sql(" IN (");
-            Self::walk_parent_rows(&mut out, root, through, window, (KEYS, KEY), true)?;
-            out.push_sql(")");
+        out.push_sql(" FROM (SELECT ");
+        if let Some(link) = &self.link {
+            column(&mut out, (LINK_ALIAS, link.parent_column))?;
+            out.push_sql(" AS ");
+            out.push_identifier(VIA_KEY)?;
+            out.push_sql(", ");
         }
+        out.push_identifier(name)?;
+        out.push_sql(".*");
+        Self::walk_row_number(&mut out, root, window, LINK_ALIAS)?;
+        out.push_sql(" FROM ");
+        table_as(&mut out, root.table, name)?;
+        if let Some(link) = &self.link {
+            out.push_sql(" INNER JOIN ");
+            table_as(&mut out, link.table, LINK_ALIAS)?;
+            on(&mut out, (LINK_ALIAS, link.target_column), (name, key))?;
+        }
+        self.walk_where(&mut out, false)?;
+        out.push_sql(") AS ");
+        out.push_identifier(name)?;
         Self::walk_joins(root, &mut out, true, false)?;
+        Self::walk_window_rows(&mut out, name, window, &mut true)?;
         Self::walk_row_orders(root, &mut out, &mut true)
     }
 }

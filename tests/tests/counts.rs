@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use orm_core::prelude::*;
 use orm_core::{Error, Report};
@@ -212,6 +213,61 @@ orm_tests::backend_tests! {
         for t in &all {
             for p in t.get(Tag::posts) {
                 assert_eq!(comments_of(p), comments[&p.id]);
+            }
+        }
+    }
+
+    #[test]
+    fn counts_and_windows_chunk_under_the_bind_limit() {
+        // 70,000 posts, every tenth with comments: three chunks of keys on SQLite (one
+        // statement each), one array on PostgreSQL.
+        let mut conn = empty();
+        conn.batch_execute(orm_tests::blog::SCHEMA).unwrap();
+        conn.batch_execute(
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 70000)
+             INSERT INTO post SELECT x, 'post' FROM n;
+             WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 35000)
+             INSERT INTO comment SELECT x, ((x - 1) / 5) * 10 + 1, 'c', x % 7, x % 3, TRUE FROM n;",
+        )
+        .ok()
+        .or_else(|| {
+            // PostgreSQL: the same rows through generate_series.
+            conn.batch_execute(
+                "INSERT INTO post SELECT x, 'post' FROM generate_series(1, 70000) AS x;
+                 INSERT INTO comment SELECT x, ((x - 1) / 5) * 10 + 1, 'c', x % 7, x % 3, TRUE
+                 FROM generate_series(1, 35000) AS x;",
+            )
+            .ok()
+        })
+        .expect("rows");
+        conn.batch_execute("CREATE INDEX comment_latest ON comment (post_id, created_at DESC, id)")
+            .unwrap();
+        let chunks = 70_000usize
+            .div_ceil(<<Conn as Connection>::Backend as orm_core::OrmBackend>::MAX_KEYS_PER_STATEMENT);
+        for per_parent in [false, true] {
+            let mut session = Session::new(&mut conn);
+            let latest = selectin(Post::comments).limit(2);
+            let options = Options::new().with(count(Post::comments));
+            let options = match per_parent {
+                false => options.with(latest),
+                true => options.with(latest.per_parent()),
+            };
+            let posts = Post::query().order_by(post::id).options(options).load(&mut session).unwrap();
+            assert_eq!(session.statements(), 1 + 2 * chunks, "{chunks} chunks");
+            check_chunked(&posts);
+        }
+    }
+
+    fn check_chunked<S>(posts: &[Loaded<Post, S>]) {
+        assert_eq!(posts.len(), 70_000);
+        for p in posts {
+            let latest = p.comments.get().expect("loaded");
+            let count = p.counted(Post::comments).expect("counted");
+            if p.id % 10 == 1 {
+                assert_eq!((count, latest.len()), (5, 2), "post {}", p.id);
+                assert!(latest[0].created_at >= latest[1].created_at);
+            } else {
+                assert_eq!((count, latest.len()), (0, 0), "post {}", p.id);
             }
         }
     }

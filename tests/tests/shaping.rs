@@ -539,22 +539,33 @@ orm_tests::backend_tests! {
     fn a_limit_keeps_the_first_rows_of_each_parent_in_one_statement() {
         let mut conn = blog();
         let latest = window(expected(&mut conn, newest, |_| true), 0, 3);
-        for joined_load in [true, false] {
+        for (joined_load, per_parent) in [(true, false), (false, false), (true, true), (false, true)] {
             let mut session = Session::new(&mut conn);
-            let posts = if joined_load {
-                Post::query().options(joined(Post::comments).limit(3)).load(&mut session)
-            } else {
-                Post::query().options(selectin(Post::comments).limit(3)).load(&mut session)
+            let posts = match (joined_load, per_parent) {
+                (true, false) => Post::query().options(joined(Post::comments).limit(3)).load(&mut session),
+                (false, false) => Post::query().options(selectin(Post::comments).limit(3)).load(&mut session),
+                (true, true) => {
+                    Post::query().options(joined(Post::comments).limit(3).per_parent()).load(&mut session)
+                }
+                (false, true) => {
+                    Post::query().options(selectin(Post::comments).limit(3).per_parent()).load(&mut session)
+                }
             }
             .unwrap();
             assert_eq!(session.statements(), if joined_load { 1 } else { 2 });
-            assert_eq!(ids(&posts, |p| comment_ids(&p.comments)), latest, "joined: {joined_load}");
+            let at = format!("joined: {joined_load}, per parent: {per_parent}");
+            assert_eq!(ids(&posts, |p| comment_ids(&p.comments)), latest, "{at}");
             let sql = session.queries().join("\n");
-            // Both read each parent's first rows: a `LATERAL` subquery on PostgreSQL, the keys
-            // `IN` one on SQLite (selectin from the parents' keys as a table).
+            // By default the rows are numbered per parent; `per_parent` reads each parent's
+            // first rows: a `LATERAL` subquery on PostgreSQL, the keys `IN` one on SQLite
+            // (selectin from the parents' keys as a table).
             let lateral = <<Conn as Connection>::Backend as orm_core::OrmBackend>::LATERAL;
-            let form = if lateral { "LATERAL (SELECT" } else { "IN (SELECT" };
-            assert!(sql.contains(form), "{sql}");
+            let form = match (per_parent, lateral) {
+                (false, _) => "ROW_NUMBER() OVER (PARTITION BY",
+                (true, true) => "LATERAL (SELECT",
+                (true, false) => "IN (SELECT",
+            };
+            assert!(sql.contains(form), "{at}: {sql}");
         }
     }
 
@@ -592,30 +603,36 @@ orm_tests::backend_tests! {
         let mut conn = blog();
         let want = window(expected_tags(&mut conn, |_| true), 0, 2);
         let second = window(expected_tags(&mut conn, |n| n != "alpha"), 1, 1);
-        for joined_load in [true, false] {
+        for (joined_load, per_parent) in [(true, false), (false, false), (true, true), (false, true)] {
+            let at = format!("joined: {joined_load}, per parent: {per_parent}");
+            let mut options = Options::new();
+            options = match (joined_load, per_parent) {
+                (true, false) => options.with(joined(Post::tags).limit(2)),
+                (true, true) => options.with(joined(Post::tags).limit(2).per_parent()),
+                (false, false) => options.with(selectin(Post::tags).limit(2)),
+                (false, true) => options.with(selectin(Post::tags).limit(2).per_parent()),
+            };
             let mut session = Session::new(&mut conn);
-            let posts = if joined_load {
-                Post::query().options(joined(Post::tags).limit(2)).load(&mut session)
-            } else {
-                Post::query().options(selectin(Post::tags).limit(2)).load(&mut session)
-            }
-            .unwrap();
+            let posts = Post::query().options(options).load(&mut session).unwrap();
             let got: BTreeMap<i32, Vec<String>> = posts.iter().map(|p| (p.id, tag_names(p))).collect();
-            assert_eq!(got, want, "joined: {joined_load}");
+            assert_eq!(got, want, "{at}");
             drop(session);
+            let not_alpha = tag::name.ne("alpha");
+            let mut options = Options::new();
+            options = match (joined_load, per_parent) {
+                (true, false) => options.with(joined(Post::tags).filter(not_alpha).offset(1).limit(1)),
+                (true, true) => {
+                    options.with(joined(Post::tags).filter(not_alpha).offset(1).limit(1).per_parent())
+                }
+                (false, false) => options.with(selectin(Post::tags).filter(not_alpha).offset(1).limit(1)),
+                (false, true) => {
+                    options.with(selectin(Post::tags).filter(not_alpha).offset(1).limit(1).per_parent())
+                }
+            };
             let mut session = Session::new(&mut conn);
-            let posts = if joined_load {
-                Post::query()
-                    .options(joined(Post::tags).filter(tag::name.ne("alpha")).offset(1).limit(1))
-                    .load(&mut session)
-            } else {
-                Post::query()
-                    .options(selectin(Post::tags).filter(tag::name.ne("alpha")).offset(1).limit(1))
-                    .load(&mut session)
-            }
-            .unwrap();
+            let posts = Post::query().options(options).load(&mut session).unwrap();
             let got: BTreeMap<i32, Vec<String>> = posts.iter().map(|p| (p.id, tag_names(p))).collect();
-            assert_eq!(got, second, "joined: {joined_load}");
+            assert_eq!(got, second, "{at}");
         }
     }
 

@@ -79,6 +79,8 @@ struct Shape {
     filter: Option<Filter>,
     /// Offset and limit.
     window: Option<(u32, Option<u32>)>,
+    /// The window read per parent rather than numbered.
+    per_parent: bool,
     /// Joined inner (joined only).
     inner: bool,
 }
@@ -96,13 +98,14 @@ fn shape() -> impl Strategy<Value = Shape> {
         Just(Filter::Early)
     ]);
     let window = proptest::option::of((0..3u32, proptest::option::of(1..4u32)));
-    (any::<bool>(), order, filter, window, proptest::bool::weighted(0.2)).prop_map(
-        |(joined, order, filter, window, inner)| Shape {
+    (any::<bool>(), order, filter, window, proptest::bool::weighted(0.2), any::<bool>()).prop_map(
+        |(joined, order, filter, window, inner, per_parent)| Shape {
             joined,
             order,
             filter,
             window,
             inner: inner && joined,
+            per_parent,
         },
     )
 }
@@ -124,6 +127,9 @@ where
         option = option.offset(offset);
         if let Some(limit) = limit {
             option = option.limit(limit);
+        }
+        if shape.per_parent {
+            option = option.per_parent();
         }
     }
     Options::new().with(option)
@@ -210,12 +216,20 @@ struct Reports {
     descending: bool,
     skip: Option<u8>,
     window: Option<(u32, u32)>,
+    per_parent: bool,
 }
 
 fn reports() -> impl Strategy<Value = Reports> {
     let window = proptest::option::of((0..2u32, 1..3u32));
-    (any::<bool>(), any::<bool>(), proptest::option::of(0..3u8), window)
-        .prop_map(|(joined, descending, skip, window)| Reports { joined, descending, skip, window })
+    (any::<bool>(), any::<bool>(), proptest::option::of(0..3u8), window, any::<bool>()).prop_map(
+        |(joined, descending, skip, window, per_parent)| Reports {
+            joined,
+            descending,
+            skip,
+            window,
+            per_parent,
+        },
+    )
 }
 
 fn last_name(n: u8) -> &'static str {
@@ -314,6 +328,8 @@ orm_tests::backend_tests! {
                     match (shape.descending, shape.window) {
                         (false, None) => options = options.with(option.order_by(person::lastname)),
                         (true, None) => options = options.with(option.order_by(person::lastname.desc())),
+                        (false, Some((o, l))) if shape.per_parent => options = options.with(option.order_by(person::lastname).offset(o).limit(l).per_parent()),
+                        (true, Some((o, l))) if shape.per_parent => options = options.with(option.order_by(person::lastname.desc()).offset(o).limit(l).per_parent()),
                         (false, Some((o, l))) => options = options.with(option.order_by(person::lastname).offset(o).limit(l)),
                         (true, Some((o, l))) => options = options.with(option.order_by(person::lastname.desc()).offset(o).limit(l)),
                     }

@@ -585,15 +585,15 @@ fn renderer<DB: OrmBackend, K: KeyValue>(
 }
 
 /// The statement selecting the rows of `keys` (in `column`): the key list, or, for a relation
-/// that keeps a window of rows per parent, the keys as a table driving each key's window.
+/// whose window is read per parent, the keys as a table driving each key's window.
 fn keyed<DB: OrmBackend, K: KeyValue>(
     plan: &PlanNode,
     (table, column): (&'static str, &'static str),
     keys: Arc<[K]>,
 ) -> Statement<DB> {
     match plan.shape.window {
-        Some(_) => Statement::keyed(Box::new(KeyTable { keys })),
-        None => Statement::filtered(Box::new(KeyIn { table, column, keys })),
+        Some(window) if window.per_parent => Statement::keyed(Box::new(KeyTable { keys })),
+        _ => Statement::filtered(Box::new(KeyIn { table, column, keys })),
     }
 }
 

@@ -69,13 +69,18 @@ fn comments_sum<'a>(comments: impl Iterator<Item = CommentFields<'a>>) -> u64 {
     comments.enumerate().map(|(i, c)| (i as u64 + 1) * one(c)).sum()
 }
 
-fn orm_latest(conn: &mut Conn, joined_load: bool) -> (u64, usize) {
+fn orm_latest(conn: &mut Conn, joined_load: bool, per_parent: bool) -> (u64, usize) {
     let mut session = Session::new(conn);
     let query = Post::query().order_by(post::id);
-    let posts = if joined_load {
-        query.options(joined(Post::comments).limit(3)).load(&mut session)
-    } else {
-        query.options(selectin(Post::comments).limit(3)).load(&mut session)
+    let posts = match (joined_load, per_parent) {
+        (true, false) => query.options(joined(Post::comments).limit(3)).load(&mut session),
+        (true, true) => {
+            query.options(joined(Post::comments).limit(3).per_parent()).load(&mut session)
+        }
+        (false, false) => query.options(selectin(Post::comments).limit(3)).load(&mut session),
+        (false, true) => {
+            query.options(selectin(Post::comments).limit(3).per_parent()).load(&mut session)
+        }
     }
     .unwrap();
     let sum = posts
@@ -275,25 +280,25 @@ pub fn bench(c: &mut Criterion) {
             vec![
                 (
                     "selectin",
-                    Box::new(|c: &mut Conn| orm_latest(c, false)) as Run<'_>,
+                    Box::new(|c: &mut Conn| orm_latest(c, false, false)) as Run<'_>,
                     2,
                     Box::new(hand_selectin_latest),
                 ),
                 (
-                    "selectin-by-post",
-                    Box::new(|c: &mut Conn| orm_latest(c, false)),
+                    "selectin-per-parent",
+                    Box::new(|c: &mut Conn| orm_latest(c, false, true)),
                     2,
                     Box::new(hand_selectin_latest_by_post),
                 ),
                 (
                     "joined",
-                    Box::new(|c: &mut Conn| orm_latest(c, true)),
+                    Box::new(|c: &mut Conn| orm_latest(c, true, false)),
                     1,
                     Box::new(hand_joined_latest),
                 ),
                 (
-                    "joined-by-post",
-                    Box::new(|c: &mut Conn| orm_latest(c, true)),
+                    "joined-per-parent",
+                    Box::new(|c: &mut Conn| orm_latest(c, true, true)),
                     1,
                     Box::new(hand_joined_latest_by_post),
                 ),
