@@ -2,7 +2,9 @@
 //!
 //! Creates and seeds its own SQLite file, then runs the same loop (every person's city and
 //! manager's first name) with lazy, joined and selectin loading, printing the statements each
-//! one ran, how long it took and what the N+1 detector reports, and shows what `raise` does.
+//! one ran, how long it took and what the N+1 detector reports, and shows what `raise` does,
+//! the typed state, rows changed over time, graph ownership, and shaping a relation's rows
+//! (order, top-N per parent, counts).
 //!
 //! ```text
 //! cargo run --example tour            # 5,000 people
@@ -183,5 +185,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .join()
     .map_err(|_| "the thread panicked")?;
     println!("  {summary} (read on another thread, after the session ended)");
+
+    println!("\nshaping: the first managers' first three reports by name, and how many they have");
+    let mut session = Session::new(&mut conn);
+    let managers = Person::query()
+        .filter(person::id.le(3))
+        .order_by(person::id)
+        .options((
+            selectin(Person::reports).order_by((person::lastname, person::firstname)).limit(3),
+            count(Person::reports),
+        ))
+        .load(&mut session)?;
+    for m in &managers {
+        let first: Vec<String> = m
+            .get(Person::reports)
+            .iter()
+            .map(|r| format!("{} {}", r.lastname, r.firstname))
+            .collect();
+        let count = m.get_count(Person::reports);
+        println!("  {} {}: {count} reports, the first three {first:?}", m.firstname, m.lastname);
+    }
+    println!(
+        "  statements run: {} (the managers, one window of reports, one count)",
+        session.statements()
+    );
     Ok(())
 }

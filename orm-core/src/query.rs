@@ -246,7 +246,8 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
     }
 
     /// The SQL and bound values of the statement `load` would run first, without running it.
-    /// `selectin` relations add one statement each after it; they are listed after the SQL.
+    /// `selectin` relations and `count(..)`s add one statement each after it; they are listed
+    /// after the SQL.
     ///
     /// A query that is never loaded has no session to fix its backend: name it,
     /// `Person::query::<diesel::sqlite::Sqlite>().to_sql()`.
@@ -274,6 +275,14 @@ impl<M: Model, DB: OrmBackend, S: State<Model = M>> Query<M, DB, S> {
             sql.push_str(&format!(
                 "\n-- then one selectin statement per relation: {}",
                 deferred.join(", ")
+            ));
+        }
+        let counted: Vec<&str> =
+            plan.counts.iter().map(|c| M::RELATIONS[c.relation].name).collect();
+        if !counted.is_empty() {
+            sql.push_str(&format!(
+                "\n-- then one count statement per relation: {}",
+                counted.join(", ")
             ));
         }
         Ok(sql)

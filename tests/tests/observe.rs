@@ -278,6 +278,11 @@ orm_tests::backend_tests! {
         assert!(sql.contains(&q("LEFT OUTER JOIN `address` AS `t1`")), "{sql}");
         assert!(sql.contains("\"Martin\""), "the bound values are shown: {sql}");
         assert!(sql.ends_with("-- then one selectin statement per relation: reports"), "{sql}");
+        let counted = Person::query::<<Conn as diesel::Connection>::Backend>()
+            .options((count(Person::reports), count(Person::projects)))
+            .to_sql()
+            .unwrap();
+        assert!(counted.ends_with("-- then one count statement per relation: reports, projects"), "{counted}");
         assert_eq!(session.statements(), 0);
     }
 }
