@@ -9,7 +9,9 @@ use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql};
 use diesel::query_builder::AstPass;
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, HasSqlType, Integer, SingleValue, SmallInt, SqlType, Text};
+use diesel::sql_types::{
+    BigInt, Binary, HasSqlType, Integer, SingleValue, SmallInt, SqlType, Text,
+};
 #[cfg(feature = "sqlite")]
 use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
@@ -17,7 +19,7 @@ use diesel::QueryResult;
 /// A Rust type usable as a primary or foreign key, with the SQL type it binds as.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a key type",
-    note = "keys are `i16`, `i32`, `i64` and `String`, and `uuid::Uuid` in a PostgreSQL-only build with orm-core's `uuid` feature"
+    note = "keys are `i16`, `i32`, `i64`, `String` and `Vec<u8>`, and `uuid::Uuid` in a PostgreSQL-only build with orm-core's `uuid` feature"
 )]
 pub trait SqlKey {
     /// The diesel SQL type of the key column.
@@ -53,6 +55,11 @@ impl SqlKey for i64 {
 }
 impl SqlKey for String {
     type SqlType = Text;
+}
+/// Bytes (`Binary`: SQLite's `BLOB`, PostgreSQL's `bytea`): a UUID stored as its 16 bytes, as
+/// diesel maps it on SQLite.
+impl SqlKey for Vec<u8> {
+    type SqlType = Binary;
 }
 #[cfg(all(feature = "uuid", feature = "postgres"))]
 impl SqlKey for uuid::Uuid {
@@ -96,7 +103,7 @@ impl<K> KeyValue for K where
 #[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a key type on every backend this build enables",
-    note = "keys are `i16`, `i32`, `i64` and `String`; `uuid::Uuid` keys need a PostgreSQL-only build of orm-core (`default-features = false, features = [\"postgres\", \"uuid\"]`)"
+    note = "keys are `i16`, `i32`, `i64`, `String` and `Vec<u8>`; `uuid::Uuid` keys need a PostgreSQL-only build of orm-core (`default-features = false, features = [\"postgres\", \"uuid\"]`)"
 )]
 pub trait KeyForAll: KeyFor<Sqlite> {}
 #[cfg(all(feature = "sqlite", not(feature = "postgres")))]
@@ -106,7 +113,7 @@ impl<K: KeyFor<Sqlite>> KeyForAll for K {}
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a key type on every backend this build enables",
-    note = "keys are `i16`, `i32`, `i64`, `String` and, with orm-core's `uuid` feature, `uuid::Uuid`"
+    note = "keys are `i16`, `i32`, `i64`, `String`, `Vec<u8>` and, with orm-core's `uuid` feature, `uuid::Uuid`"
 )]
 pub trait KeyForAll: KeyFor<Pg> + pg::ArrayKey {}
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
@@ -116,7 +123,7 @@ impl<K: KeyFor<Pg> + pg::ArrayKey> KeyForAll for K {}
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a key type on every backend this build enables",
-    note = "keys are `i16`, `i32`, `i64` and `String`; `uuid::Uuid` keys need a PostgreSQL-only build of orm-core (`default-features = false, features = [\"postgres\", \"uuid\"]`): diesel maps `uuid` on PostgreSQL only"
+    note = "keys are `i16`, `i32`, `i64`, `String` and `Vec<u8>`; `uuid::Uuid` keys need a PostgreSQL-only build of orm-core (`default-features = false, features = [\"postgres\", \"uuid\"]`): diesel maps `uuid` on PostgreSQL only"
 )]
 pub trait KeyForAll: KeyFor<Sqlite> + KeyFor<Pg> + pg::ArrayKey {}
 #[cfg(all(feature = "sqlite", feature = "postgres"))]

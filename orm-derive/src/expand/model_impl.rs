@@ -82,8 +82,8 @@ pub fn expand_model(model: &Model<'_>) -> TokenStream {
     // not a key is one error at the key field, not one per bound it misses at every use.
     let key_ty = key.ty;
     let message = format!(
-        "`{}` is not a key type: keys are `i16`, `i32`, `i64` and `String` (and `uuid::Uuid` in a \
-         PostgreSQL-only build with orm-core's `uuid` feature)",
+        "`{}` is not a key type: keys are `i16`, `i32`, `i64`, `String` and `Vec<u8>` (and \
+         `uuid::Uuid` in a PostgreSQL-only build with orm-core's `uuid` feature)",
         quote!(#key_ty).to_string().replace(' ', "")
     );
     let check = quote_spanned! {key_ty.span()=>
