@@ -137,7 +137,7 @@ impl<S, R> HasCount<R, Here> for Counted<S, R> {}
 impl<S: HasCount<R, I>, R, R2, I> HasCount<R, There<I>> for Counted<S, R2> {}
 
 /// The state of a [`Loaded`] handle whose loaded relations are only known at run time: what
-/// [`Rel::get`](crate::Rel::get) and [`Session::get`] return. Reads go through the relation
+/// [`Rel::get`](crate::Rel::get) and [`Session::get`](crate::Session::get) return. Reads go through the relation
 /// fields (`p.address.get()`) or lazy loads ([`Loaded::load`]).
 #[derive(Debug, Clone, Copy)]
 pub enum Untyped {}
