@@ -155,6 +155,11 @@ impl RowShape {
     pub(crate) fn ordered(&self) -> bool {
         !self.order.is_empty()
     }
+
+    /// Whether a join reads the rows from a derived table (filtered or windowed).
+    pub(crate) fn derived(&self) -> bool {
+        self.filter.is_some() || self.window.is_some()
+    }
 }
 
 /// A relation joined into the parent's statement.
@@ -283,8 +288,9 @@ impl<'j> PlanBuilder<'j> {
         for (index, info) in M::RELATIONS.iter().enumerate() {
             let step = (TypeId::of::<M>(), index);
             let (strategy, child_options, declared) = resolve(info, index, options, path, step);
-            let shaping = options.and_then(|o| o.entry(index)).map(|e| &e.shaping);
-            let shape = RowShape::of(info, shaping);
+            // The order and filter of the relation's rows, for the strategies that load them.
+            let shape =
+                || RowShape::of(info, options.and_then(|o| o.entry(index)).map(|e| &e.shaping));
             match strategy {
                 Strategy::Joined | Strategy::ContainsEager => {
                     let external = if strategy == Strategy::ContainsEager {
@@ -311,7 +317,7 @@ impl<'j> PlanBuilder<'j> {
                         path,
                         external,
                         declared,
-                        shape,
+                        shape: shape(),
                     };
                     let child = M::visit_relation(index, visitor);
                     path.pop(step);
@@ -325,7 +331,7 @@ impl<'j> PlanBuilder<'j> {
                         options: child_options.cloned().unwrap_or_default(),
                         path: child_path,
                         declared,
-                        shape,
+                        shape: shape(),
                     });
                 }
                 Strategy::Lazy => {
