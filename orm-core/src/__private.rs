@@ -13,9 +13,10 @@ pub use crate::model::{
     RelationInfo, RelationKind, RelationVisitor, SqlTable, Strategy,
 };
 pub use crate::options::{kind, Apply, SlotFor};
-pub use crate::options::{DeclaredOrder, RelOption, RelationOf};
+pub use crate::options::{RelOption, RelationOf};
 pub use crate::query::Query;
 pub use crate::rel::{typed_required, Filled, Rel, Shape};
+pub use crate::shaping::DeclaredOrder;
 pub use crate::state::{view as typed_view, Has, InnerOr, No, State, Yes};
 pub use std::marker::PhantomData;
 pub use std::sync::OnceLock;

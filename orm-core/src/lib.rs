@@ -100,14 +100,16 @@ pub use crate::model::{
     Strategy,
 };
 pub use crate::options::{
-    contains_eager, count, joined, kind, lazy, raise, raise_all, selectin, Apply, CountOption,
-    DeclaredOrder, IntoOptions, Joined, JoinedKind, Loads, OptionTree, Options, QueryOptions,
-    RaiseAll, RelOption, RelationOf, Selectin, Shapes, SlotFor, Windowed,
+    contains_eager, joined, kind, lazy, raise, raise_all, selectin, Apply, IntoOptions, Joined,
+    Loads, OptionTree, Options, QueryOptions, RaiseAll, RelOption, RelationOf, Selectin, SlotFor,
 };
 pub use crate::query::Query;
 pub use crate::rel::{Rel, Shape, ToMany};
 pub use crate::session::{Session, SessionConnection};
-pub use crate::shaping::{order_kind, RelationFilter, RelationOrder};
+pub use crate::shaping::{
+    count, order_kind, CountOption, DeclaredOrder, JoinedKind, RelationFilter, RelationOrder,
+    Shapes, Windowed,
+};
 pub use crate::state::{
     Counted, Has, HasCount, Here, Loaded, LoadedIn, No, State, There, Untyped, Yes,
 };

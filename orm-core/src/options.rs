@@ -8,8 +8,11 @@
 use std::marker::PhantomData;
 
 use crate::model::{Model, Relation, Strategy};
-use crate::shaping::{RelFilter, RelationFilter, RelationOrder, Shaping};
-use crate::state::{Counted, Loaded, No, State, Yes};
+use crate::shaping::{
+    CountEntry, JoinedKind, RelFilter, RelationFilter, RelationOrder, Shapes, Shaping, TargetTable,
+    Windowed,
+};
+use crate::state::{Loaded, No, State, Yes};
 
 /// The options of one query level: a strategy per named relation, nested options, a wildcard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,13 +21,6 @@ pub struct OptionTree {
     pub(crate) wildcard: Option<Strategy>,
     /// The relations whose rows are counted per object (`count(..)`), with their filters.
     pub(crate) counts: Vec<CountEntry>,
-}
-
-/// A `count(..)` option: relation `relation`'s rows are counted per object of the level.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CountEntry {
-    pub(crate) relation: usize,
-    pub(crate) filter: Option<RelFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +60,7 @@ impl OptionTree {
     }
 
     /// Counts relation `count.relation`; a second count of it replaces the first.
-    fn add_count(&mut self, count: CountEntry) {
+    pub(crate) fn add_count(&mut self, count: CountEntry) {
         self.counts.retain(|c| c.relation != count.relation);
         self.counts.push(count);
     }
@@ -94,11 +90,11 @@ pub trait IntoOptions<M: Model> {
 #[must_use = "pass the option to `.options(..)`"]
 #[derive(Debug, Clone)]
 pub struct RelOption<R, K, Sub = ()> {
-    strategy: Strategy,
-    children: OptionTree,
-    shaping: Shaping,
+    pub(crate) strategy: Strategy,
+    pub(crate) children: OptionTree,
+    pub(crate) shaping: Shaping,
     #[allow(clippy::type_complexity)] // three phantom types, named by the struct's parameters
-    _types: PhantomData<fn() -> (R, K, Sub)>,
+    pub(crate) _types: PhantomData<fn() -> (R, K, Sub)>,
 }
 
 impl<R: Relation, K> RelOption<R, K> {
@@ -128,52 +124,6 @@ impl<R: Relation, K, Sub> RelOption<R, K, Sub> {
         }
     }
 }
-
-/// The options that load a relation in a statement of their own or in a join, and so can shape
-/// what it loads: [`joined`] and [`selectin`], ordered or not.
-pub trait Shapes {
-    /// The kind after `.order_by(..)`.
-    type Ordered;
-}
-
-impl Shapes for kind::Joined {
-    type Ordered = kind::Ordered<kind::Joined>;
-}
-impl Shapes for kind::Selectin {
-    type Ordered = kind::Ordered<kind::Selectin>;
-}
-impl<K: Shapes> Shapes for kind::Ordered<K> {
-    type Ordered = Self;
-}
-
-/// `joined(..)`, ordered or not: the options that can join inner.
-pub trait JoinedKind {}
-
-impl JoinedKind for kind::Joined {}
-impl JoinedKind for kind::Ordered<kind::Joined> {}
-
-/// A relation with a declared `order_by`: its `joined` and `selectin` options take a
-/// `.limit(..)` without an `.order_by(..)` of their own. Implemented by `#[derive(Model)]`.
-#[diagnostic::on_unimplemented(
-    message = "relation `{Self}` declares no `order_by`: a `.limit(..)` or `.offset(..)` on it needs an order",
-    label = "the first rows in which order?",
-    note = "call `.order_by(..)` before `.limit(..)`, or declare `order_by = ..` on the relation"
-)]
-pub trait DeclaredOrder: Relation {}
-
-/// An option whose relation's rows have an order, so that it can take their first rows.
-#[diagnostic::on_unimplemented(
-    message = "a relation's `.limit(..)` and `.offset(..)` need an order: `{Self}` has none",
-    label = "the first rows in which order?",
-    note = "call `.order_by(..)` before `.limit(..)`, or declare `order_by = ..` on the relation"
-)]
-pub trait Windowed {}
-
-impl<R: Relation, K: Shapes, Sub> Windowed for RelOption<R, kind::Ordered<K>, Sub> {}
-impl<R: DeclaredOrder, Sub> Windowed for RelOption<R, kind::Joined, Sub> {}
-impl<R: DeclaredOrder, Sub> Windowed for RelOption<R, kind::Selectin, Sub> {}
-
-type TargetTable<R> = <<R as Relation>::Target as Model>::Table;
 
 impl<R: Relation, K, Sub> RelOption<R, K, Sub> {
     /// Loads at most `n` related rows per parent, the first in the relation's order (its
@@ -348,57 +298,6 @@ pub fn lazy<R: Relation>(rel: R) -> RelOption<R, kind::Lazy> {
 pub fn raise<R: Relation>(rel: R) -> RelOption<R, kind::Raise> {
     let _ = rel;
     RelOption::new(Strategy::Raise)
-}
-
-/// Counts the rows of collection `rel` for every object of the level, in one `GROUP BY`
-/// statement per relation (per chunk of keys), without loading them: read with
-/// [`Loaded::counted`](crate::Loaded::counted) (no SQL) or
-/// [`Loaded::count`](crate::Loaded::count). `count(Post::comments).filter(..)` counts the
-/// matching rows. The relation itself is loaded (or not) as its strategy or options say.
-pub fn count<R: Relation>(rel: R) -> CountOption<R>
-where
-    R::Shape: crate::rel::ToMany,
-{
-    let _ = rel;
-    CountOption { filter: None, _relation: PhantomData }
-}
-
-/// A `count(rel)` option (see [`count`]).
-#[must_use = "pass the option to `.options(..)`"]
-#[derive(Debug, Clone)]
-pub struct CountOption<R> {
-    filter: Option<RelFilter>,
-    _relation: PhantomData<fn() -> R>,
-}
-
-impl<R: Relation> CountOption<R> {
-    /// Counts only the related rows that match `condition`, a diesel boolean expression of the
-    /// target table's columns: `count(Post::comments).filter(comments::approved.eq(true))`.
-    pub fn filter<E: RelationFilter<TargetTable<R>>>(mut self, condition: E) -> Self {
-        self.filter = Some(RelFilter::new(condition));
-        self
-    }
-}
-
-impl<M: Model, R: Relation + RelationOf<M>> IntoOptions<M> for CountOption<R> {
-    fn add_to(self, tree: &mut OptionTree) {
-        tree.add_count(CountEntry { relation: R::INDEX, filter: self.filter });
-    }
-}
-
-/// A count loads no relation: the state records the count ([`Counted`]).
-#[diagnostic::do_not_recommend]
-impl<S: State, R: Relation + RelationOf<S::Model>> Apply<S> for CountOption<R> {
-    type Out = Counted<S, R>;
-}
-
-/// A relation option after a count applies to the state below the count.
-#[diagnostic::do_not_recommend]
-impl<S: State, C, R, K, Sub> Apply<Counted<S, C>> for RelOption<R, K, Sub>
-where
-    RelOption<R, K, Sub>: Apply<S>,
-{
-    type Out = Counted<<RelOption<R, K, Sub> as Apply<S>>::Out, C>;
 }
 
 /// Every relation of this level that no other option names uses `raise`.

@@ -12,8 +12,8 @@ use crate::model::{
     Link, Model, OrderTerm, Relation, RelationInfo, RelationKind, RelationVisitor, SqlTable,
     Strategy,
 };
-use crate::options::{CountEntry, OptionTree};
-use crate::shaping::{RelFilter, Shaping};
+use crate::options::OptionTree;
+use crate::shaping::{CountEntry, RelFilter, Shaping};
 
 /// A relation's identity along a load path: the parent model and the relation's index.
 pub(crate) type PathStep = (TypeId, usize);

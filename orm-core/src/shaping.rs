@@ -1,12 +1,16 @@
-//! Shaping what a relation loads: its order and a filter on its rows, declared on the relation
-//! (`order_by = ..`) or given per query (`selectin(Post::comments).order_by(..).filter(..)`).
+//! Shaping what a relation loads: its order, a filter on its rows, a window of its first rows per
+//! parent and an inner join, declared on the relation (`order_by = ..`, `innerjoin = true`) or
+//! given per query (`selectin(Post::comments).order_by(..).filter(..).limit(3)`); and counts of
+//! its rows (`count(..)`).
 //!
-//! Both end up on the plan node of the relation's rows: the order as column names rendered on
-//! the node's name (its alias in a join, its table in a `selectin` statement), the filter as a
-//! diesel expression of the target's table, rendered where the table keeps its own name (the
-//! `WHERE` of a `selectin` statement, a derived table in a join).
+//! All of it ends up on the plan node of the relation's rows (`plan::RowShape`): the order as
+//! column names rendered on the node's name (its alias in a join, its table in a `selectin`
+//! statement), the filter as a diesel expression of the target's table, rendered where the table
+//! keeps its own name (the `WHERE` of a `selectin` statement, a derived table in a join); the
+//! SQL is in `sql/shape.rs`.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use diesel::expression::{AppearsOnTable, Expression};
@@ -15,7 +19,9 @@ use diesel::sql_types::BoolOrNullableBool;
 use diesel::Column;
 
 use crate::backend::{AnyBackendSql, FragmentOnAll};
-use crate::model::OrderTerm;
+use crate::model::{Model, OrderTerm, Relation};
+use crate::options::{kind, Apply, IntoOptions, OptionTree, RelOption, RelationOf};
+use crate::state::{Counted, State};
 
 /// What a query option shapes on its relation; `None`s keep what the relation declares.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,4 +166,109 @@ where
     E: Expression + AppearsOnTable<T> + FragmentOnAll + Send + Sync + 'static,
     E::SqlType: BoolOrNullableBool,
 {
+}
+
+/// A `count(..)` option: relation `relation`'s rows are counted per object of the level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CountEntry {
+    pub(crate) relation: usize,
+    pub(crate) filter: Option<RelFilter>,
+}
+
+/// The options that load a relation in a statement of their own or in a join, and so can shape
+/// what it loads: [`joined`](crate::joined) and [`selectin`](crate::selectin), ordered or not.
+pub trait Shapes {
+    /// The kind after `.order_by(..)`.
+    type Ordered;
+}
+
+impl Shapes for kind::Joined {
+    type Ordered = kind::Ordered<kind::Joined>;
+}
+impl Shapes for kind::Selectin {
+    type Ordered = kind::Ordered<kind::Selectin>;
+}
+impl<K: Shapes> Shapes for kind::Ordered<K> {
+    type Ordered = Self;
+}
+
+/// `joined(..)`, ordered or not: the options that can join inner.
+pub trait JoinedKind {}
+
+impl JoinedKind for kind::Joined {}
+impl JoinedKind for kind::Ordered<kind::Joined> {}
+
+/// A relation with a declared `order_by`: its `joined` and `selectin` options take a
+/// `.limit(..)` without an `.order_by(..)` of their own. Implemented by `#[derive(Model)]`.
+#[diagnostic::on_unimplemented(
+    message = "relation `{Self}` declares no `order_by`: a `.limit(..)` or `.offset(..)` on it needs an order",
+    label = "the first rows in which order?",
+    note = "call `.order_by(..)` before `.limit(..)`, or declare `order_by = ..` on the relation"
+)]
+pub trait DeclaredOrder: Relation {}
+
+/// An option whose relation's rows have an order, so that it can take their first rows.
+#[diagnostic::on_unimplemented(
+    message = "a relation's `.limit(..)` and `.offset(..)` need an order: `{Self}` has none",
+    label = "the first rows in which order?",
+    note = "call `.order_by(..)` before `.limit(..)`, or declare `order_by = ..` on the relation"
+)]
+pub trait Windowed {}
+
+impl<R: Relation, K: Shapes, Sub> Windowed for RelOption<R, kind::Ordered<K>, Sub> {}
+impl<R: DeclaredOrder, Sub> Windowed for RelOption<R, kind::Joined, Sub> {}
+impl<R: DeclaredOrder, Sub> Windowed for RelOption<R, kind::Selectin, Sub> {}
+
+/// The `table!` of relation `R`'s target.
+pub(crate) type TargetTable<R> = <<R as Relation>::Target as Model>::Table;
+
+/// Counts the rows of collection `rel` for every object of the level, in one `GROUP BY`
+/// statement per relation (per chunk of keys), without loading them: read with
+/// [`Loaded::counted`](crate::Loaded::counted) (no SQL) or
+/// [`Loaded::count`](crate::Loaded::count). `count(Post::comments).filter(..)` counts the
+/// matching rows. The relation itself is loaded (or not) as its strategy or options say.
+pub fn count<R: Relation>(rel: R) -> CountOption<R>
+where
+    R::Shape: crate::rel::ToMany,
+{
+    let _ = rel;
+    CountOption { filter: None, _relation: PhantomData }
+}
+
+/// A `count(rel)` option (see [`count`]).
+#[must_use = "pass the option to `.options(..)`"]
+#[derive(Debug, Clone)]
+pub struct CountOption<R> {
+    filter: Option<RelFilter>,
+    _relation: PhantomData<fn() -> R>,
+}
+
+impl<R: Relation> CountOption<R> {
+    /// Counts only the related rows that match `condition`, a diesel boolean expression of the
+    /// target table's columns: `count(Post::comments).filter(comments::approved.eq(true))`.
+    pub fn filter<E: RelationFilter<TargetTable<R>>>(mut self, condition: E) -> Self {
+        self.filter = Some(RelFilter::new(condition));
+        self
+    }
+}
+
+impl<M: Model, R: Relation + RelationOf<M>> IntoOptions<M> for CountOption<R> {
+    fn add_to(self, tree: &mut OptionTree) {
+        tree.add_count(CountEntry { relation: R::INDEX, filter: self.filter });
+    }
+}
+
+/// A count loads no relation: the state records the count ([`Counted`]).
+#[diagnostic::do_not_recommend]
+impl<S: State, R: Relation + RelationOf<S::Model>> Apply<S> for CountOption<R> {
+    type Out = Counted<S, R>;
+}
+
+/// A relation option after a count applies to the state below the count.
+#[diagnostic::do_not_recommend]
+impl<S: State, C, R, K, Sub> Apply<Counted<S, C>> for RelOption<R, K, Sub>
+where
+    RelOption<R, K, Sub>: Apply<S>,
+{
+    type Out = Counted<<RelOption<R, K, Sub> as Apply<S>>::Out, C>;
 }
