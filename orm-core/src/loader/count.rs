@@ -94,10 +94,7 @@ fn count_relation<K: KeyValue, C: SessionConnection>(
     filter: Option<&RelFilter>,
     graph: &Arc<Graph>,
 ) -> Result<()> {
-    let mut keys: Vec<&K> = parents.iter().filter_map(|(_, key)| *key).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let keys: Vec<K> = keys.into_iter().cloned().collect();
+    let keys = super::selectin::sorted_keys(parents.iter().filter_map(|(_, key)| *key));
     let mut found: FxHashMap<K, u64> =
         FxHashMap::with_capacity_and_hasher(keys.len(), Default::default());
     let cause = Cause::Count(relation.parent, relation.info.name);

@@ -277,7 +277,7 @@ fn fill_collection<K, C: SessionConnection>(
 /// `keys` sorted and deduplicated. Integer keys are copied out and sorted as values: comparing
 /// through references into 100,000 scattered parents misses the cache at every step. Keys that
 /// own memory (text) are sorted by reference and only the distinct ones cloned.
-fn sorted_keys<'k, K: KeyValue>(keys: impl Iterator<Item = &'k K>) -> Vec<K> {
+pub(crate) fn sorted_keys<'k, K: KeyValue>(keys: impl Iterator<Item = &'k K>) -> Vec<K> {
     if !std::mem::needs_drop::<K>() {
         let mut keys: Vec<K> = keys.cloned().collect();
         keys.sort_unstable();
